@@ -1,0 +1,45 @@
+"""Every Redis key batchline uses is built here, and nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def request_id(tenant: str, custom_id: str) -> str:
+    """The system's own id for (tenant, custom_id): unique across tenants, valid as an API custom_id.
+
+    Deterministic, so idempotency needs no extra index: the same pair always maps to the same
+    record key. 96 bits of BLAKE2b make a collision between two live requests negligible.
+    """
+    return hashlib.blake2b(f"{tenant}\x00{custom_id}".encode(), digest_size=12).hexdigest()
+
+
+class Keys:
+    """Key names under one prefix (`BATCHLINE_KEY_PREFIX`)."""
+
+    def __init__(self, prefix: str = "bl") -> None:
+        self.prefix = prefix
+        self.pending = f"{prefix}:pending"  # list of request ids, oldest first
+        self.stats = f"{prefix}:stats"  # hash: pending_bytes, in_flight
+        self.leases = f"{prefix}:leases"  # zset: batch id -> lease expiry (ms) for claimed/creating
+        self.open = f"{prefix}:open"  # zset: batch id -> submitted at (ms), polled by the poller
+        self.ended = f"{prefix}:ended"  # zset: batch id -> ended at (ms), awaiting collection
+        self.provider_index = f"{prefix}:provider"  # hash: provider batch id -> batch id
+        self.batches = f"{prefix}:batches"  # zset: batch id -> created at (ms), every batch
+        self.create_backoff = f"{prefix}:backoff:create"  # string with a TTL while creates back off
+        self.poll_backoff = f"{prefix}:backoff:poll"
+
+    def request(self, rid: str) -> str:
+        return f"{self.prefix}:r:{rid}"
+
+    def batch(self, bid: str) -> str:
+        return f"{self.prefix}:b:{bid}"
+
+    def batch_members(self, bid: str) -> str:
+        return f"{self.prefix}:b:{bid}:ids"
+
+    def collect_lock(self, bid: str) -> str:
+        return f"{self.prefix}:lock:collect:{bid}"
+
+    def poll_lock(self) -> str:
+        return f"{self.prefix}:lock:poll"

@@ -1,0 +1,26 @@
+-- Store a chunk of validated requests, idempotently per (tenant, custom_id).
+-- KEYS[1] pending list, KEYS[2] stats hash
+-- ARGV[1] request key prefix, ARGV[2] now (ms), then 8 fields per request:
+--   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size
+-- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest).
+local prefix, now = ARGV[1], ARGV[2]
+local codes, accepted, bytes = {}, {}, 0
+for i = 3, #ARGV, 8 do
+  local rid = ARGV[i]
+  local key = prefix .. rid
+  local existing = redis.call('HGET', key, 'd')
+  if existing then
+    codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
+  else
+    redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'rt', ARGV[i + 4],
+      'm', ARGV[i + 5], 'd', ARGV[i + 6], 'z', ARGV[i + 7], 's', 'queued', 'q', now, 'a', 0)
+    accepted[#accepted + 1] = rid
+    bytes = bytes + tonumber(ARGV[i + 7])
+    codes[#codes + 1] = 1
+  end
+end
+if #accepted > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(accepted))
+  redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
+end
+return codes

@@ -1,0 +1,20 @@
+"""Redis connections (one pool per process) and the pure helpers that decode what comes back."""
+
+from __future__ import annotations
+
+import redis
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for the data side. Bytes in, bytes out: the hot paths decode only what they use."""
+    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+def text(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_map(raw: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {text(k): text(v) for k, v in raw.items()}  # type: ignore[misc]

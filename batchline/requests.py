@@ -1,0 +1,139 @@
+"""A request as a producer hands it in: validated and encoded for Redis (pure; no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from batchline.errors import InvalidRequest
+from batchline.keys import request_id
+
+ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+STREAM_RE = re.compile(r"^[A-Za-z0-9_.:{}-]{1,200}$")
+TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+MAX_METADATA_BYTES = 16_384
+#: JSON around one request in the create body: {"custom_id":"<id>","params":<params>},
+ITEM_OVERHEAD = len('{"custom_id":"","params":},')
+
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a request's outcome goes: a Redis stream, or a Celery task (optionally on a queue)."""
+
+    kind: str  # "redis-stream" | "celery"
+    name: str
+    queue: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ReplyTarget:
+        kind, sep, rest = text.partition(":")
+        if sep and kind == "redis-stream" and STREAM_RE.match(rest):
+            return cls(kind, rest)
+        if sep and kind == "celery":
+            task, _, queue = rest.partition("@")
+            if TASK_RE.match(task) and (not queue or QUEUE_RE.match(queue)):
+                return cls(kind, task, queue or None)
+        raise InvalidRequest(
+            "reply_to",
+            f"{text!r} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
+            "or 'celery:TASK_NAME[@QUEUE]'",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """A validated request, serialized once, ready to be written to Redis and into a batch body."""
+
+    rid: str
+    tenant: str
+    custom_id: str
+    params_json: str
+    reply_to: str
+    metadata_json: str
+    digest: str
+    size: int  # bytes this request adds to a create body
+
+
+def check_id(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(field, f"must be a string, got {type(value).__name__}")
+    if not ID_RE.match(value):
+        raise InvalidRequest(field, f"{value[:80]!r} must match ^[a-zA-Z0-9_-]{{1,64}}$")
+    return value
+
+
+def check_params(params: Any) -> None:
+    """The shape the Message Batches API needs, checked now rather than hours later."""
+    if not isinstance(params, dict):
+        raise InvalidRequest("params", f"must be an object, got {type(params).__name__}")
+    model = params.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("params.model", "is required and must be a non-empty string")
+    max_tokens = params.get("max_tokens")
+    if type(max_tokens) is not int:
+        raise InvalidRequest("params.max_tokens", "is required and must be an integer")
+    if max_tokens < 1:
+        raise InvalidRequest("params.max_tokens", f"must be >= 1, got {max_tokens}")
+    messages = params.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("params.messages", "is required and must be a non-empty list")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"params.messages[{i}]", "must be an object")
+        if message.get("role") not in ("user", "assistant"):
+            raise InvalidRequest(f"params.messages[{i}].role", "must be 'user' or 'assistant'")
+        if not isinstance(message.get("content"), str | list):
+            raise InvalidRequest(f"params.messages[{i}].content", "is required (a string or a list of blocks)")
+    if params.get("stream"):
+        raise InvalidRequest("params.stream", "streaming is not allowed in a batch; remove it")
+    if "betas" in params:
+        raise InvalidRequest("params.betas", "per-request betas are rejected by the API; set them per batch")
+
+
+def encode(
+    custom_id: Any,
+    params: Any,
+    *,
+    tenant: Any,
+    reply_to: Any = None,
+    metadata: Any = None,
+    max_bytes: int,
+) -> EncodedRequest:
+    """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
+    check_id("tenant", tenant)
+    check_id("custom_id", custom_id)
+    check_params(params)
+    if reply_to is None:
+        reply_to = ""
+    elif not isinstance(reply_to, str):
+        raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
+    elif reply_to:
+        ReplyTarget.parse(reply_to)
+    try:
+        params_json = _dumps(params)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("params", f"must be JSON-serializable ({exc})") from None
+    metadata_json = ""
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InvalidRequest("metadata", f"must be an object, got {type(metadata).__name__}")
+        try:
+            metadata_json = _dumps(metadata)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest("metadata", f"must be JSON-serializable ({exc})") from None
+        if len(metadata_json) > MAX_METADATA_BYTES:
+            raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
+    rid = request_id(tenant, custom_id)
+    size = len(params_json.encode()) + len(rid) + ITEM_OVERHEAD
+    if size > max_bytes:
+        raise InvalidRequest(
+            "params", f"request is {size} bytes, over the batch byte limit of {max_bytes}"
+        )
+    digest = hashlib.blake2b(f"{params_json}\x00{reply_to}".encode(), digest_size=16).hexdigest()
+    return EncodedRequest(rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size)

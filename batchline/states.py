@@ -1,0 +1,61 @@
+"""Request and batch states, with their allowed transitions in one place.
+
+Transitions are applied in Redis by compare-and-set (the Lua scripts check the current state
+against the `from` states listed here), so two workers can never both move the same record.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestState(StrEnum):
+    QUEUED = "queued"  # accepted, waiting in the pending list
+    BATCHED = "batched"  # claimed into a batch that is not yet created at the provider
+    SUBMITTED = "submitted"  # inside a provider batch that is in progress
+    ENDED = "ended"  # its batch ended; result not yet delivered
+    DELIVERED = "delivered"  # outcome written to S3 and its reply_to target
+
+
+REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
+    RequestState.QUEUED: frozenset({RequestState.BATCHED}),
+    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED}),
+    RequestState.SUBMITTED: frozenset({RequestState.ENDED, RequestState.DELIVERED}),
+    RequestState.ENDED: frozenset({RequestState.DELIVERED}),
+    RequestState.DELIVERED: frozenset(),
+}
+
+
+class BatchState(StrEnum):
+    CLAIMED = "claimed"  # requests moved out of pending, body being built (leased)
+    CREATING = "creating"  # intent recorded, create call in flight (leased; reconciled if lost)
+    SUBMITTED = "submitted"  # provider batch id saved, polled until it ends
+    ENDED = "ended"  # provider says ended; handed to a result worker
+    DELIVERED = "delivered"  # every result line fanned out
+    RELEASED = "released"  # nothing was created; its requests went back to pending
+
+
+BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
+    BatchState.CLAIMED: frozenset({BatchState.CREATING, BatchState.RELEASED}),
+    BatchState.CREATING: frozenset({BatchState.SUBMITTED, BatchState.RELEASED}),
+    BatchState.SUBMITTED: frozenset({BatchState.ENDED}),
+    BatchState.ENDED: frozenset({BatchState.DELIVERED}),
+    BatchState.DELIVERED: frozenset(),
+    BatchState.RELEASED: frozenset(),
+}
+
+#: Result types of a provider result line, which become a request's `outcome`.
+OUTCOMES = ("succeeded", "errored", "canceled", "expired")
+
+
+def can_move(transitions: dict, current: str, target: str) -> bool:  # type: ignore[type-arg]
+    """True when `current -> target` is allowed by `transitions`."""
+    try:
+        return type(next(iter(transitions)))(target) in transitions[type(next(iter(transitions)))(current)]
+    except ValueError:
+        return False
+
+
+def sources(transitions: dict, target: str) -> list[str]:  # type: ignore[type-arg]
+    """The states a record may be in for a move to `target` (what a Lua CAS checks against)."""
+    return sorted(str(s) for s, targets in transitions.items() if target in targets)

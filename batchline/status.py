@@ -1,0 +1,43 @@
+"""Reading a request's status from Redis (shared by the producer and the CLI)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from batchline.clock import iso
+from batchline.keys import Keys, request_id
+from batchline.redis_client import text, text_map
+
+_FIELDS = {
+    "s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to",
+    "a": "attempts", "e": "error_type", "em": "error_message",
+}
+_TIMES = {"q": "queued_at", "dl": "delivered_at", "ea": "ended_at"}
+
+
+def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) -> dict[str, Any] | None:
+    rid = request_id(tenant, custom_id)
+    raw = client.hgetall(keys.request(rid))
+    if not raw:
+        return None
+    rec = text_map(raw)
+    status: dict[str, Any] = {"custom_id": custom_id, "tenant": tenant, "request_id": rid}
+    for short, name in _FIELDS.items():
+        if rec.get(short):
+            status[name] = rec[short]
+    for short, name in _TIMES.items():
+        if rec.get(short):
+            status[name] = iso(rec[short])
+    status["attempts"] = int(rec.get("a") or 0)
+    if rec.get("h"):
+        status["history"] = json.loads(rec["h"])
+    bid = rec.get("b")
+    if bid:
+        batch = client.hmget(keys.batch(bid), "state", "provider_id")
+        status["batch_state"] = text(batch[0])
+        if batch[1]:
+            status["provider_batch_id"] = text(batch[1])
+    return status

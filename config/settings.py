@@ -1,0 +1,145 @@
+"""Settings: the one place that reads the environment.
+
+Everything else receives a `Settings` object; tests build one directly with `Settings(...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from batchline.errors import ConfigError
+
+#: The API's own caps for one batch (docs/batches-api.md). "MB" is not defined, so the byte cap
+#: is taken as 10^6-based and the default keeps a wide margin under it.
+API_MAX_BATCH_REQUESTS = 100_000
+API_MAX_BATCH_BYTES = 256_000_000
+DEFAULT_MAX_BATCH_BYTES = 200_000_000
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be an integer") from None
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{name}={value}: must be {bound}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be a number") from None
+    if value < lo:
+        raise ConfigError(f"{name}={value}: must be >= {lo}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    raw = env.get(name)
+    return default if raw is None or raw == "" else raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of batchline's settings. Field docs name the environment variable that sets each."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"  # BATCHLINE_REDIS_URL (data and Celery broker)
+    key_prefix: str = "bl"  # BATCHLINE_KEY_PREFIX
+    default_tenant: str = "default"  # BATCHLINE_DEFAULT_TENANT
+    max_batch_requests: int = 10_000  # BATCHLINE_MAX_BATCH_REQUESTS (<= 100,000)
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # BATCHLINE_MAX_BATCH_BYTES (< 256 MB)
+    max_wait_seconds: float = 60.0  # BATCHLINE_MAX_WAIT_SECONDS
+    max_requests_in_flight: int = 100_000  # BATCHLINE_MAX_REQUESTS_IN_FLIGHT
+    poll_interval_seconds: float = 30.0  # BATCHLINE_POLL_INTERVAL_SECONDS
+    pack_interval_seconds: float = 1.0  # BATCHLINE_PACK_INTERVAL_SECONDS
+    sweep_interval_seconds: float = 15.0  # BATCHLINE_SWEEP_INTERVAL_SECONDS
+    claim_lease_seconds: float = 120.0  # BATCHLINE_CLAIM_LEASE_SECONDS
+    collect_lease_seconds: float = 300.0  # BATCHLINE_COLLECT_LEASE_SECONDS
+    create_timeout_seconds: float = 300.0  # BATCHLINE_CREATE_TIMEOUT_SECONDS
+    fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
+    record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
+    max_attempts: int = 3  # BATCHLINE_MAX_ATTEMPTS
+    anthropic_api_key: str | None = field(default=None, repr=False)  # ANTHROPIC_API_KEY
+    anthropic_base_url: str | None = None  # ANTHROPIC_BASE_URL
+    s3_bucket: str | None = None  # BATCHLINE_S3_BUCKET (unset: no S3 output)
+    s3_prefix: str = "batchline"  # BATCHLINE_S3_PREFIX
+    s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
+    s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
+    results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
+    log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
+    log_level: str = "INFO"  # BATCHLINE_LOG_LEVEL
+    crash_at: str | None = None  # BATCHLINE_TEST_CRASH_AT: named crash hook, tests only
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
+            raise ConfigError(
+                f"max_batch_requests={self.max_batch_requests}: must be between 1 and {API_MAX_BATCH_REQUESTS}"
+            )
+        if not 1024 <= self.max_batch_bytes < API_MAX_BATCH_BYTES:
+            raise ConfigError(
+                f"max_batch_bytes={self.max_batch_bytes}: must be between 1024 and {API_MAX_BATCH_BYTES - 1}"
+            )
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format={self.log_format!r}: must be auto, json or console")
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        d = cls()
+        return cls(
+            redis_url=_str(env, "BATCHLINE_REDIS_URL", d.redis_url) or d.redis_url,
+            key_prefix=_str(env, "BATCHLINE_KEY_PREFIX", d.key_prefix) or d.key_prefix,
+            default_tenant=_str(env, "BATCHLINE_DEFAULT_TENANT", d.default_tenant) or d.default_tenant,
+            max_batch_requests=_int(
+                env, "BATCHLINE_MAX_BATCH_REQUESTS", d.max_batch_requests, 1, API_MAX_BATCH_REQUESTS
+            ),
+            max_batch_bytes=_int(
+                env, "BATCHLINE_MAX_BATCH_BYTES", d.max_batch_bytes, 1024, API_MAX_BATCH_BYTES - 1
+            ),
+            max_wait_seconds=_float(env, "BATCHLINE_MAX_WAIT_SECONDS", d.max_wait_seconds, 0.0),
+            max_requests_in_flight=_int(
+                env, "BATCHLINE_MAX_REQUESTS_IN_FLIGHT", d.max_requests_in_flight, 1
+            ),
+            poll_interval_seconds=_float(env, "BATCHLINE_POLL_INTERVAL_SECONDS", d.poll_interval_seconds, 0.1),
+            pack_interval_seconds=_float(env, "BATCHLINE_PACK_INTERVAL_SECONDS", d.pack_interval_seconds, 0.1),
+            sweep_interval_seconds=_float(
+                env, "BATCHLINE_SWEEP_INTERVAL_SECONDS", d.sweep_interval_seconds, 0.1
+            ),
+            claim_lease_seconds=_float(env, "BATCHLINE_CLAIM_LEASE_SECONDS", d.claim_lease_seconds, 1.0),
+            collect_lease_seconds=_float(
+                env, "BATCHLINE_COLLECT_LEASE_SECONDS", d.collect_lease_seconds, 1.0
+            ),
+            create_timeout_seconds=_float(
+                env, "BATCHLINE_CREATE_TIMEOUT_SECONDS", d.create_timeout_seconds, 1.0
+            ),
+            fresh_batch_grace_seconds=_float(
+                env, "BATCHLINE_FRESH_BATCH_GRACE_SECONDS", d.fresh_batch_grace_seconds, 0.0
+            ),
+            record_ttl_seconds=_int(env, "BATCHLINE_RECORD_TTL_SECONDS", d.record_ttl_seconds, 60),
+            max_attempts=_int(env, "BATCHLINE_MAX_ATTEMPTS", d.max_attempts, 1, 100),
+            anthropic_api_key=_str(env, "ANTHROPIC_API_KEY", None),
+            anthropic_base_url=_str(env, "ANTHROPIC_BASE_URL", None),
+            s3_bucket=_str(env, "BATCHLINE_S3_BUCKET", None),
+            s3_prefix=(_str(env, "BATCHLINE_S3_PREFIX", d.s3_prefix) or "").strip("/"),
+            s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
+            s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
+            results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 10_000),
+            log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,
+            log_level=(_str(env, "BATCHLINE_LOG_LEVEL", d.log_level) or d.log_level).upper(),
+            crash_at=_str(env, "BATCHLINE_TEST_CRASH_AT", None),
+        )

@@ -1,0 +1,167 @@
+"""The producer: what upstream services call to hand requests to batchline.
+
+A request becomes a Redis record plus an entry in the pending list, written by one Lua script
+per chunk (no Celery task per request). Idempotent per (tenant, custom_id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from batchline.clock import now_ms
+from batchline.config.settings import Settings
+from batchline.errors import Conflict, InvalidRequest
+from batchline.keys import Keys
+from batchline.redis_client import connect
+from batchline.requests import EncodedRequest, check_id, encode
+from batchline.scripts import Scripts
+from batchline.status import read_status
+
+ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One request refused at intake: its position in the input, its id, and why."""
+
+    index: int
+    custom_id: str | None
+    field: str
+    reason: str
+
+
+@dataclass
+class SubmitReport:
+    """What `submit_many` did: counts, and each rejection with its reason."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.duplicate + len(self.rejected)
+
+
+class Producer:
+    """Submit requests to batchline and ask for their status."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._scripts = Scripts(client)
+        self._record_prefix = self.keys.request("")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Producer:
+        return cls(connect(settings.redis_url), settings)
+
+    @classmethod
+    def from_env(cls) -> Producer:
+        return cls.from_settings(Settings.from_env())
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def _encode(self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any) -> EncodedRequest:
+        return encode(
+            custom_id,
+            params,
+            tenant=self.settings.default_tenant if tenant is None else tenant,
+            reply_to=reply_to,
+            metadata=metadata,
+            max_bytes=self.settings.max_batch_bytes,
+        )
+
+    def _store(self, chunk: list[EncodedRequest]) -> list[int]:
+        args: list[Any] = [self._record_prefix, now_ms()]
+        for r in chunk:
+            args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
+        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats], args=args))
+
+    def submit(
+        self,
+        custom_id: str,
+        params: Mapping[str, Any],
+        *,
+        tenant: str | None = None,
+        reply_to: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`."""
+        encoded = self._encode(custom_id, params, tenant, reply_to, metadata)
+        code = self._store([encoded])[0]
+        if code == CONFLICT:
+            raise Conflict("custom_id", f"{custom_id!r} already submitted by {encoded.tenant!r} with other params")
+        return "accepted" if code == ACCEPTED else "duplicate"
+
+    def submit_many(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        tenant: str | None = None,
+        reply_to: str | None = None,
+        chunk_size: int = 1000,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> SubmitReport:
+        """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
+        `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments).
+        A bad item is reported and skipped; the good ones are stored."""
+        report = SubmitReport()
+        chunk: list[EncodedRequest] = []
+        positions: list[int] = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, Mapping):
+                    raise InvalidRequest("request", f"must be an object, got {type(item).__name__}")
+                encoded = self._encode(
+                    item.get("custom_id"),
+                    item.get("params"),
+                    item.get("tenant", tenant),
+                    item.get("reply_to", reply_to),
+                    item.get("metadata"),
+                )
+            except InvalidRequest as exc:
+                cid = item.get("custom_id") if isinstance(item, Mapping) else None
+                report.rejected.append(Rejection(index, cid if isinstance(cid, str) else None, exc.field, exc.rule))
+                continue
+            chunk.append(encoded)
+            positions.append(index)
+            if len(chunk) >= chunk_size:
+                self._flush(chunk, positions, report, on_progress)
+        if chunk:
+            self._flush(chunk, positions, report, on_progress)
+        return report
+
+    def _flush(
+        self,
+        chunk: list[EncodedRequest],
+        positions: list[int],
+        report: SubmitReport,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        for encoded, index, code in zip(chunk, positions, self._store(chunk), strict=True):
+            if code == ACCEPTED:
+                report.accepted += 1
+            elif code == DUPLICATE:
+                report.duplicate += 1
+            else:
+                report.rejected.append(
+                    Rejection(index, encoded.custom_id, "custom_id", "conflict: already submitted with other params")
+                )
+        if on_progress is not None:
+            on_progress(len(chunk))
+        chunk.clear()
+        positions.clear()
+
+    def status(self, custom_id: str, tenant: str | None = None) -> dict[str, Any] | None:
+        """The request's current state and details, or None if batchline does not know it."""
+        tenant = self.settings.default_tenant if tenant is None else tenant
+        check_id("tenant", tenant)
+        check_id("custom_id", custom_id)
+        return read_status(self.redis, self.keys, tenant, custom_id)
