@@ -1,0 +1,58 @@
+"""The control API under ``/_emulator``: books, reset, faults and clock; no API key needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .state import EmulatorState
+
+
+def control_routes(state: EmulatorState) -> list[Route]:
+    """Routes: ``GET /_emulator/books``, ``POST /_emulator/reset``, ``GET|POST /_emulator/faults``,
+    ``POST /_emulator/clock`` (``{"advance_seconds": N}``)."""
+
+    async def books(request: Request) -> JSONResponse:
+        return JSONResponse(state.books())
+
+    async def reset(request: Request) -> JSONResponse:
+        state.reset()
+        return JSONResponse(state.books())
+
+    async def faults(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            changes = await _json_object(request)
+            if isinstance(changes, JSONResponse):
+                return changes
+            try:
+                state.set_faults(**changes)
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(state.config.to_json())
+
+    async def clock(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        state.clock.advance(float(body.get("advance_seconds", 0)))
+        return JSONResponse({"now": state.clock.now(), "speed": state.clock.speed})
+
+    return [
+        Route("/_emulator/books", books, methods=["GET"]),
+        Route("/_emulator/reset", reset, methods=["POST"]),
+        Route("/_emulator/faults", faults, methods=["GET", "POST"]),
+        Route("/_emulator/clock", clock, methods=["POST"]),
+    ]
+
+
+async def _json_object(request: Request) -> dict[str, Any] | JSONResponse:
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "body must be JSON"}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+    return body
