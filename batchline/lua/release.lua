@@ -1,0 +1,27 @@
+-- Return a claimed batch's requests to the head of pending: nothing was created at the provider.
+-- KEYS[1] pending, KEYS[2] stats, KEYS[3] leases, KEYS[4] batch hash, KEYS[5] batch members
+-- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] reason
+-- Returns the number of requests returned (0 when the batch was not claimed/creating: CAS lost).
+local state = redis.call('HGET', KEYS[4], 'state')
+if state ~= 'claimed' and state ~= 'creating' then return 0 end
+local prefix, bid = ARGV[1], ARGV[2]
+local ids = redis.call('LRANGE', KEYS[5], 0, -1)
+local back, bytes = {}, 0
+for i = #ids, 1, -1 do
+  local key = prefix .. ids[i]
+  local rec = redis.call('HMGET', key, 's', 'b', 'z')
+  if rec[1] == 'batched' and rec[2] == bid then
+    redis.call('HSET', key, 's', 'queued', 'b', '')
+    back[#back + 1] = ids[i]
+    bytes = bytes + tonumber(rec[3])
+  end
+end
+for i = 1, #back, 5000 do
+  redis.call('LPUSH', KEYS[1], unpack(back, i, math.min(i + 4999, #back)))
+end
+local n = tonumber(redis.call('HGET', KEYS[4], 'n') or '0')
+redis.call('HINCRBY', KEYS[2], 'in_flight', -n)
+redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
+redis.call('HSET', KEYS[4], 'state', 'released', 'released_at', ARGV[3], 'reason', ARGV[4])
+redis.call('ZREM', KEYS[3], bid)
+return #back

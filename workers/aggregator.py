@@ -1,0 +1,151 @@
+"""The aggregator: claim pending requests, build a create body, create the batch safely.
+
+Crash safety: the claim is atomic and leased; the intent (`creating`) is written before the
+create call; the call is made once (no SDK retries); the provider's id is saved right after.
+A process that dies anywhere leaves a lease the sweeper resolves (release or reconcile).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import anthropic
+from anthropic.types.messages import MessageBatch
+
+from batchline import log
+from batchline.clock import now_ms
+from batchline.workers.context import Context
+from batchline.workers.packing import Limits, QueueView, Take, next_batch
+from batchline.workers.provider import Kind, classify
+
+logger = log.get("batchline.aggregator")
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    batch_id: str
+    provider_id: str | None  # None when the create failed or its outcome is unknown
+    requests: int
+    bytes: int
+    outcome: str  # "submitted" | "released" | "ambiguous"
+
+
+def new_batch_id() -> str:
+    return f"blb_{now_ms():012x}{secrets.token_hex(5)}"
+
+
+def limits(ctx: Context) -> Limits:
+    s = ctx.settings
+    return Limits(s.max_batch_requests, s.max_batch_bytes, int(s.max_wait_seconds * 1000), s.max_requests_in_flight)
+
+
+def queue_view(ctx: Context) -> QueueView:
+    k = ctx.keys
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.llen(k.pending).hmget(k.stats, "pending_bytes", "in_flight").lindex(k.pending, 0)
+    pending, (pbytes, in_flight), head = pipe.execute()
+    oldest = 0
+    if head is not None:
+        queued_at = ctx.redis.hget(k.request(head.decode()), "q")
+        oldest = max(0, now_ms() - int(queued_at)) if queued_at else 0
+    return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
+
+
+def claim(ctx: Context, take: Take) -> tuple[str, list[bytes]]:
+    """Atomically move requests into a new batch; returns its id and the flat [rid, params, ...]."""
+    k, bid, now = ctx.keys, new_batch_id(), now_ms()
+    flat = ctx.scripts.claim(
+        keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
+        args=[k.request(""), bid, take.max_requests, take.max_bytes, now,
+              now + int(ctx.settings.claim_lease_seconds * 1000)],
+    )
+    return bid, flat
+
+
+def build_body(flat: list[bytes]) -> bytes:
+    """The create body from already-serialized params: no parse, no re-encode."""
+    items = [b'{"custom_id":"%s","params":%s}' % (flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+    return b'{"requests":[' + b",".join(items) + b"]}"
+
+
+def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
+    k, s = ctx.keys, ctx.settings
+    now = now_ms()
+    expiry = now + int((s.create_timeout_seconds + s.claim_lease_seconds) * 1000)
+    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, expiry]):
+        logger.warning("batch.intent_lost", batch_id=bid)
+        return Created(bid, None, n, len(body), "released")
+    ctx.crash_point("before_create")
+    try:
+        batch = ctx.anthropic.post(
+            "/v1/messages/batches",
+            cast_to=MessageBatch,
+            content=body,
+            options={"headers": {"Content-Type": "application/json"}, "timeout": s.create_timeout_seconds,
+                     "max_retries": 0},
+        )
+    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+        return _create_failed(ctx, bid, n, len(body), exc)
+    ctx.crash_point("after_create")
+    saved = ctx.scripts.submitted(
+        keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
+        args=[k.request(""), bid, batch.id, now_ms(), 0],
+    )
+    if not saved:  # the sweeper reconciled it meanwhile; it now owns the outcome
+        logger.warning("batch.save_lost", batch_id=bid, provider_batch_id=batch.id)
+    logger.info("batch.submitted", batch_id=bid, provider_batch_id=batch.id, requests=n, bytes=len(body))
+    return Created(bid, batch.id, n, len(body), "submitted")
+
+
+def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException) -> Created:
+    c = classify(exc)
+    if c.kind is Kind.AMBIGUOUS:
+        # Created or not, nobody knows yet: keep the intent; the sweeper reconciles it with list().
+        logger.warning("batch.create_ambiguous", batch_id=bid, status=c.status, error=c.message)
+        return Created(bid, None, n, size, "ambiguous")
+    release(ctx, bid, f"create_{c.kind}")
+    backoff = c.retry_after or {Kind.RETRY: 5.0, Kind.ACCOUNT: 60.0}.get(c.kind, 30.0)
+    ctx.redis.set(ctx.keys.create_backoff, c.kind, px=int(backoff * 1000))
+    level = logger.error if c.kind in (Kind.ACCOUNT, Kind.INVALID, Kind.TOO_LARGE) else logger.warning
+    level("batch.create_refused", batch_id=bid, status=c.status, error_type=c.error_type,
+          kind=str(c.kind), backoff_seconds=backoff, error=c.message)
+    return Created(bid, None, n, size, "released")
+
+
+def release(ctx: Context, bid: str, reason: str) -> int:
+    k = ctx.keys
+    return int(ctx.scripts.release(
+        keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
+        args=[k.request(""), bid, now_ms(), reason],
+    ))
+
+
+def pack_once(ctx: Context) -> Created | None:
+    """Send at most one batch, if the packing rule says one is due."""
+    if ctx.redis.exists(ctx.keys.create_backoff):
+        return None
+    take = next_batch(queue_view(ctx), limits(ctx))
+    if take is None:
+        return None
+    bid, flat = claim(ctx, take)
+    if not flat:
+        return None
+    ctx.crash_point("after_claim")
+    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason)
+    return create(ctx, bid, build_body(flat), len(flat) // 2)
+
+
+def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:
+    """Send every batch that is due, for at most `budget_seconds`."""
+    deadline = time.monotonic() + budget_seconds
+    done: list[Created] = []
+    while time.monotonic() < deadline:
+        created = pack_once(ctx)
+        if created is None:
+            break
+        done.append(created)
+        if created.outcome != "submitted":
+            break
+    return done

@@ -1,0 +1,75 @@
+"""Per-process clients (Redis, Anthropic, S3, Celery producer), built lazily after fork."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import anthropic
+import redis
+
+from batchline.config.settings import Settings
+from batchline.hooks import crash_point
+from batchline.keys import Keys
+from batchline.redis_client import connect
+from batchline.scripts import Scripts
+
+
+@dataclass
+class Context:
+    """Everything a task needs, for one process. Tests build one directly from settings."""
+
+    settings: Settings
+    celery_app: Any = None
+    pid: int = field(default_factory=os.getpid)
+
+    @cached_property
+    def keys(self) -> Keys:
+        return Keys(self.settings.key_prefix)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return connect(self.settings.redis_url)
+
+    @cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self.redis)
+
+    @cached_property
+    def anthropic(self) -> anthropic.Anthropic:
+        from batchline.workers.provider import make_client
+
+        return make_client(self.settings)
+
+    @cached_property
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(
+            max_pool_connections=max(10, self.settings.s3_put_threads),
+            retries={"mode": "adaptive", "max_attempts": 8},
+        )
+        return boto3.client("s3", endpoint_url=self.settings.s3_endpoint_url, config=cfg)
+
+    def crash_point(self, name: str) -> None:
+        crash_point(self.settings.crash_at, self.redis, self.settings.key_prefix, name)
+
+    def close(self) -> None:
+        for name in ("redis", "anthropic"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+
+
+_current: Context | None = None
+
+
+def current(settings: Settings, celery_app: Any = None) -> Context:
+    """This process's context; a fresh one in each forked child."""
+    global _current
+    if _current is None or _current.pid != os.getpid() or _current.settings is not settings:
+        _current = Context(settings, celery_app)
+    return _current

@@ -1,0 +1,162 @@
+"""The result worker: stream an ended batch's results and fan each line out by custom_id.
+
+Streaming end to end: the body is read in chunks, split into lines, handled `results_chunk_lines`
+at a time, and tee'd to a multipart S3 upload; nothing holds the whole file. A worker that dies
+is replaced by one that streams again and skips what was delivered (state checked per record in
+`deliver.lua`), so no target receives an outcome twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from batchline import log
+from batchline.clock import iso, now_ms
+from batchline.errors import RetryableError
+from batchline.redis_client import text, text_map
+from batchline.requests import ReplyTarget
+from batchline.workers.context import Context
+from batchline.workers.lines import iter_lines
+from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
+
+logger = log.get("batchline.results")
+
+
+@dataclass
+class CollectReport:
+    batch_id: str
+    lines: int = 0
+    delivered: int = 0
+    skipped: int = 0  # already delivered by an earlier, interrupted run
+    foreign: int = 0  # lines whose id is not a request of this batch: never delivered
+    status: str = "done"
+
+
+def _tee(chunks: Iterable[bytes], raw: RawUpload | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if raw is not None:
+            raw.write(chunk)
+        yield chunk
+
+
+def error_type(result: dict[str, Any]) -> str:
+    if result.get("type") != "errored":
+        return ""
+    err = result.get("error") or {}
+    inner = err.get("error") if isinstance(err.get("error"), dict) else err
+    return str(inner.get("type", "")) if isinstance(inner, dict) else ""
+
+
+class Fanout:
+    """Delivers chunks of result lines of one batch."""
+
+    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend) -> None:
+        self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
+        self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
+        self.prefix = ctx.keys.request("")
+        self.report = CollectReport(bid)
+
+    def deliver(self, lines: list[bytes]) -> None:
+        parsed = []
+        for line in lines:
+            obj = json.loads(line)
+            parsed.append((obj["custom_id"], obj["result"]))
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for pcid, _ in parsed:
+            pipe.hmget(self.prefix + pcid, "s", "b", "t", "c", "rt", "q")
+        now = now_ms()
+        args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds]
+        objects: list[tuple[str, bytes]] = []
+        sends: list[tuple[str, str | None, dict[str, Any]]] = []
+        for (pcid, result), rec in zip(parsed, pipe.execute(), strict=True):
+            state, bid, tenant, custom_id, reply_to, queued_at = (text(v) for v in rec)
+            if bid != self.bid:
+                self.report.foreign += 1
+                logger.warning("result.foreign", batch_id=self.bid, provider_custom_id=pcid)
+                continue
+            if state not in ("submitted", "ended"):
+                self.report.skipped += 1
+                continue
+            assert tenant is not None and custom_id is not None
+            outcome = str(result.get("type"))
+            key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
+            fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
+            if self.s3:
+                objects.append((key, result_object(
+                    {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+                     "queued_at": iso(queued_at), "submitted_at": iso(self.batch.get("submitted_at")),
+                     "ended_at": iso(self.batch.get("ended_at")), "delivered_at": iso(now)},
+                    result, pcid)))
+            target = ReplyTarget.parse(reply_to) if reply_to else None
+            if target and target.kind == "celery":
+                sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
+                                                         "idempotency_key": f"{tenant}:{custom_id}"}))
+            stream = target.name if target and target.kind == "redis-stream" else ""
+            args += (pcid, outcome, key, stream, custom_id, tenant,
+                     json.dumps(result, separators=(",", ":")), error_type(result))
+        if objects and self.s3:
+            self.s3.put_many(objects)
+        for task, queue, payload in sends:
+            self.celery_send(task, queue, payload)
+        self.ctx.crash_point("mid_delivery")
+        if len(args) > 4:
+            self.report.delivered += int(self.ctx.scripts.deliver(args=args))
+
+    def close(self) -> None:
+        if self.s3:
+            self.s3.close()
+
+
+def collect(ctx: Context, bid: str, celery_send: CelerySend) -> CollectReport:
+    """Deliver every result of an ended batch. One collector per batch at a time (a leased lock)."""
+    settings, k = ctx.settings, ctx.keys
+    lease = settings.collect_lease_seconds
+    lock = ctx.redis.lock(k.collect_lock(bid), timeout=lease, blocking=False)
+    if not lock.acquire(blocking=False):
+        return CollectReport(bid, status="busy")
+    try:
+        batch = text_map(ctx.redis.hgetall(k.batch(bid)))
+        if batch.get("state") != "ended":
+            return CollectReport(bid, status=f"not ended ({batch.get('state')})")
+        return _stream(ctx, bid, batch, celery_send, lock)
+    finally:
+        if lock.owned():
+            lock.release()
+
+
+def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend, lock: Any) -> CollectReport:
+    settings, k = ctx.settings, ctx.keys
+    fan = Fanout(ctx, bid, batch, celery_send)
+    raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid)) if settings.s3_bucket else None
+    expected = int(batch.get("n", 0))
+    try:
+        with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
+            chunk: list[bytes] = []
+            for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
+                chunk.append(line)
+                fan.report.lines += 1
+                if len(chunk) >= settings.results_chunk_lines:
+                    fan.deliver(chunk)
+                    chunk = []
+                    lock.extend(settings.collect_lease_seconds, replace_ttl=True)
+                    ctx.crash_point("mid_stream")
+            if chunk:
+                fan.deliver(chunk)
+        if fan.report.lines < expected:
+            raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
+        if raw is not None:
+            raw.complete()
+            raw = None
+    finally:
+        fan.close()
+        if raw is not None:
+            raw.abort()
+    ctx.redis.hset(k.batch(bid), mapping={"state": "delivered", "delivered_at": now_ms(),
+                                          "lines": fan.report.lines})
+    ctx.redis.zrem(k.ended, bid)
+    logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
+                skipped=fan.report.skipped, foreign=fan.report.foreign)
+    return fan.report

@@ -1,0 +1,32 @@
+"""`batchline worker`: start a real Celery worker consuming the queues of one role (or all)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from batchline.workers.app import QUEUES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--role", choices=[*QUEUES, "all"], default=os.environ.get("BATCHLINE_ROLE", "all"),
+                        help="which queues to consume (env BATCHLINE_ROLE; default all)")
+    parser.add_argument("--concurrency", "-c", type=int, default=None, help="pool processes (default: cores)")
+    parser.add_argument("--pool", default="prefork", help="Celery pool (default prefork)")
+    parser.add_argument("--loglevel", default="INFO")
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    queues = list(QUEUES.values()) if args.role == "all" else [QUEUES[args.role]]
+    argv = ["worker", "-Q", ",".join(queues), "-n", f"{args.role}-{os.getpid()}@%h", "-E",
+            f"--loglevel={args.loglevel}", f"--pool={args.pool}", "--without-mingle", "--without-gossip"]
+    if args.concurrency:
+        argv.append(f"--concurrency={args.concurrency}")
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from batchline.workers.celery_app import app
+
+    app.worker_main(worker_argv(args))
+    return 0
