@@ -99,12 +99,14 @@ def build_app(state: EmulatorState) -> ASGIApp:
             raise invalid("limit: Input should be a valid integer") from None
         batches, has_more = store.page(limit, q.get("after_id"), q.get("before_id"))
         data = [batch_json(request, b) for b in batches]
-        return JSONResponse({
-            "data": data,
-            "has_more": has_more,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        })
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": has_more,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            }
+        )
 
     async def cancel(request: Request) -> Response:
         return JSONResponse(batch_json(request, store.cancel(request.path_params["batch_id"])))

@@ -48,8 +48,11 @@ class FaultGate:
             acc = cfg.http_429_rate
             if draw < acc:
                 self.injected["http_429"] += 1
-                raise ApiError("rate_limit_error", "Number of requests has exceeded your rate limit "
-                               "(emulated).", headers=retry_after)
+                raise ApiError(
+                    "rate_limit_error",
+                    "Number of requests has exceeded your rate limit (emulated).",
+                    headers=retry_after,
+                )
             acc += cfg.http_529_rate
             if draw < acc:
                 self.injected["http_529"] += 1

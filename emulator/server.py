@@ -105,15 +105,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = EmulatorConfig()
     a = parser.add_argument
     a("--host", default=_env("HOST", d.host), help="bind address (env BATCHLINE_EMULATOR_HOST)")
-    a("--port", type=int, default=int(_env("PORT", "8765") or 8765),
-      help="port, 0 for a free one (env BATCHLINE_EMULATOR_PORT; default 8765)")
-    a("--processing-seconds", type=_processing, default=d.processing_seconds,
-      help="emulated processing time per batch: SECONDS or LO:HI (seeded per batch)")
+    a(
+        "--port",
+        type=int,
+        default=int(_env("PORT", "8765") or 8765),
+        help="port, 0 for a free one (env BATCHLINE_EMULATOR_PORT; default 8765)",
+    )
+    a(
+        "--processing-seconds",
+        type=_processing,
+        default=d.processing_seconds,
+        help="emulated processing time per batch: SECONDS or LO:HI (seeded per batch)",
+    )
     a("--cancel-seconds", type=float, default=d.cancel_seconds, help="emulated canceling time")
     a("--clock-speed", type=float, default=d.clock_speed, help="emulated seconds per real second")
     a("--seed", type=int, default=d.seed, help="seed of every random choice")
-    a("--error-rate", type=_pair, action="append", default=[], metavar="TYPE=RATE",
-      help="share of requests ending errored with TYPE (repeatable)")
+    a(
+        "--error-rate",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="TYPE=RATE",
+        help="share of requests ending errored with TYPE (repeatable)",
+    )
     a("--expire-rate", type=float, default=d.expire_rate, help="share of requests ending expired")
     a("--http-429-rate", type=float, default=d.http_429_rate, help="share of API calls answered 429")
     a("--http-529-rate", type=float, default=d.http_529_rate, help="share of API calls answered 529")
@@ -121,8 +135,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--retry-after", type=int, default=d.retry_after_seconds, help="retry-after of 429s, seconds")
     a("--fault-operations", default="", help="comma list of operations the rate faults hit (all)")
     a("--latency", type=float, default=d.latency_real_seconds, help="real seconds added to each answer")
-    a("--fresh-404-seconds", type=float, default=d.fresh_404_seconds,
-      help="answer 404 on retrieve/results of a batch younger than this (emulated s)")
+    a(
+        "--fresh-404-seconds",
+        type=float,
+        default=d.fresh_404_seconds,
+        help="answer 404 on retrieve/results of a batch younger than this (emulated s)",
+    )
     a("--fresh-404-real-time", action="store_true", help="count --fresh-404-seconds in real seconds")
     a("--results-cut-after", type=int, default=None, help="drop results connections after N lines")
     a("--rpm-limit", type=int, default=None, help="API calls per real minute before 429")
@@ -138,16 +156,29 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     """The ``EmulatorConfig`` the CLI flags describe."""
     ops = tuple(op for op in args.fault_operations.split(",") if op)
     return EmulatorConfig(
-        host=args.host, port=args.port, processing_seconds=args.processing_seconds,
-        cancel_seconds=args.cancel_seconds, clock_speed=args.clock_speed, seed=args.seed,
-        error_rates=dict(args.error_rate), expire_rate=args.expire_rate,
-        http_429_rate=args.http_429_rate, http_529_rate=args.http_529_rate,
-        http_500_rate=args.http_500_rate, retry_after_seconds=args.retry_after, fault_operations=ops,
-        latency_real_seconds=args.latency, fresh_404_seconds=args.fresh_404_seconds,
-        fresh_404_real_time=args.fresh_404_real_time, results_cut_after=args.results_cut_after,
-        rpm_limit=args.rpm_limit, queue_limit=args.queue_limit,
-        spend_limit_reached=args.spend_limit_reached, crlf=args.crlf,
-        max_body_bytes=args.max_body_bytes, max_requests=args.max_requests,
+        host=args.host,
+        port=args.port,
+        processing_seconds=args.processing_seconds,
+        cancel_seconds=args.cancel_seconds,
+        clock_speed=args.clock_speed,
+        seed=args.seed,
+        error_rates=dict(args.error_rate),
+        expire_rate=args.expire_rate,
+        http_429_rate=args.http_429_rate,
+        http_529_rate=args.http_529_rate,
+        http_500_rate=args.http_500_rate,
+        retry_after_seconds=args.retry_after,
+        fault_operations=ops,
+        latency_real_seconds=args.latency,
+        fresh_404_seconds=args.fresh_404_seconds,
+        fresh_404_real_time=args.fresh_404_real_time,
+        results_cut_after=args.results_cut_after,
+        rpm_limit=args.rpm_limit,
+        queue_limit=args.queue_limit,
+        spend_limit_reached=args.spend_limit_reached,
+        crlf=args.crlf,
+        max_body_bytes=args.max_body_bytes,
+        max_requests=args.max_requests,
     )
 
 
