@@ -44,3 +44,35 @@ def s3_server() -> Iterator[MotoS3]:
 def settings(redis_server: RedisServer) -> Settings:
     """Settings for one test: its own key prefix, so tests never see each other's records."""
     return Settings(redis_url=redis_server.url, key_prefix=f"t{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def emulator():
+    """The Message Batches API stand-in, in this process, on a free port (HTTP only)."""
+    from batchline.emulator import EmulatorConfig, run_in_thread
+
+    with run_in_thread(EmulatorConfig(processing_seconds=0.3, seed=3)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    import boto3
+
+    name = f"bl-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    yield name
+    client.close()
+
+
+@pytest.fixture
+def pipeline_settings(settings, emulator, s3_server, s3_bucket) -> Settings:
+    return settings.replace(
+        anthropic_api_key="test-key",
+        anthropic_base_url=emulator.base_url,
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=s3_server.url,
+        max_wait_seconds=0.0,
+        fresh_batch_grace_seconds=30.0,
+    )
