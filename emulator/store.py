@@ -83,7 +83,7 @@ class Store:
         cfg = self.config
         self.seq += 1
         lo, hi = cfg.processing_range
-        end_offset = random.Random(f"{cfg.seed}:batch:{self.seq}").uniform(lo, hi)
+        end_offset = round(random.Random(f"{cfg.seed}:batch:{self.seq}").uniform(lo, hi), 6)
         strings: list[str] = []
         index: dict[str, int] = {}
 
@@ -127,7 +127,7 @@ class Store:
         batch = Batch(
             id="msgbatch_" + "".join(secrets.choice(BASE62) for _ in range(24)),
             seq=self.seq,
-            created_at=self.clock.now(),
+            created_at=round(self.clock.now(), 6),
             created_real=time.monotonic(),
             end_offset=end_offset,
             expires_after=cfg.expires_after_seconds,
@@ -203,7 +203,7 @@ class Store:
             if status == "ended":
                 raise invalid(f"message_batch {batch_id!r} has already ended and cannot be canceled")
             if status == "in_progress":
-                batch.cancel_initiated_at = now
+                batch.cancel_initiated_at = round(now, 6)
                 batch.cancel_seconds = self.config.cancel_seconds
             return batch
 
