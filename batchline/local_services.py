@@ -117,3 +117,36 @@ class MotoS3:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class BatchlineProcess:
+    """A `batchline worker` or `batchline beat` process with its own environment (demo and tests)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: str | None = None) -> None:
+        self.args, self.env = args, env
+        self.log_path = log_path or tempfile.mkstemp(prefix="batchline-", suffix=".log")[1]
+        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+
+    def start(self) -> BatchlineProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", *self.args], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the Celery main process and its pool children)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return Path(self.log_path).read_text(errors="replace")

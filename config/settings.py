@@ -66,7 +66,7 @@ class Settings:
     pack_interval_seconds: float = 1.0  # BATCHLINE_PACK_INTERVAL_SECONDS
     sweep_interval_seconds: float = 15.0  # BATCHLINE_SWEEP_INTERVAL_SECONDS
     claim_lease_seconds: float = 120.0  # BATCHLINE_CLAIM_LEASE_SECONDS
-    collect_lease_seconds: float = 300.0  # BATCHLINE_COLLECT_LEASE_SECONDS
+    collect_lease_seconds: float = 60.0  # BATCHLINE_COLLECT_LEASE_SECONDS
     create_timeout_seconds: float = 300.0  # BATCHLINE_CREATE_TIMEOUT_SECONDS
     fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
     record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
