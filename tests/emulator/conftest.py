@@ -8,8 +8,9 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from batchline.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
 from emulator_helpers import Schemas
+
+from batchline.emulator import EmulatorConfig, EmulatorHandle, run_in_thread
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +34,21 @@ def make_emu() -> Iterator[Callable[..., EmulatorHandle]]:
         emu.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_emu() -> Iterator[EmulatorHandle]:
+    with run_in_thread(EmulatorConfig(processing_seconds=0.2)) as emu:
+        yield emu
+
+
 @pytest.fixture
-def emu(make_emu: Callable[..., EmulatorHandle]) -> EmulatorHandle:
-    return make_emu()
+def emu(shared_emu: EmulatorHandle) -> EmulatorHandle:
+    """One emulator for the session, reset to defaults (processing 0.2 s) before each test."""
+    defaults = EmulatorConfig(processing_seconds=0.2).to_json()
+    for key in ("host", "port"):
+        defaults.pop(key)
+    shared_emu.set_faults(**defaults)
+    shared_emu.reset()
+    return shared_emu
 
 
 @pytest.fixture

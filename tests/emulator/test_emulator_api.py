@@ -9,8 +9,9 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from batchline.emulator import EmulatorHandle, reply_text
 from emulator_helpers import Schemas, download, request, wait_ended
+
+from batchline.emulator import EmulatorHandle, reply_text
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 BATCH_TS = ("created_at", "expires_at", "ended_at", "archived_at", "cancel_initiated_at")

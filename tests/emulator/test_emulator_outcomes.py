@@ -6,9 +6,10 @@ import math
 from typing import Any
 
 import httpx2
+from emulator_helpers import Schemas, download, request, wait_ended
+
 from batchline.emulator import reply_text
 from batchline.emulator.replies import prompt_size
-from emulator_helpers import Schemas, download, request, wait_ended
 
 HOUR = 3600.0
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
-from batchline.emulator.server import add_arguments, config_from_args
 from emulator_scale import measure
+
+from batchline.emulator.server import add_arguments, config_from_args
 
 
 def test_cli_flags_map_to_config() -> None:
