@@ -212,9 +212,7 @@ class Store:
         with self.lock:
             batch = self.get(batch_id)
             if batch.status(self.clock.now()) != "ended":
-                raise invalid(
-                    f"message_batch {batch_id!r} is still processing; cancel it and wait until it ends"
-                )
+                raise invalid(f"message_batch {batch_id!r} is still processing; cancel it and wait until it ends")
             for k, v in enumerate(batch.final_counts()):
                 self.deleted_counts[k] += v
             del self.batches[batch_id]

@@ -118,9 +118,7 @@ def test_list_pagination(emu: EmulatorHandle, client: anthropic.Anthropic, schem
     assert empty == {"data": [], "has_more": False, "first_id": None, "last_id": None}
 
 
-def test_auth_both_headers_and_missing_key(
-    emu: EmulatorHandle, http: httpx2.Client, schemas: Schemas
-) -> None:
+def test_auth_both_headers_and_missing_key(emu: EmulatorHandle, http: httpx2.Client, schemas: Schemas) -> None:
     url = "/v1/messages/batches"
     assert http.get(url, headers={"x-api-key": "k"}).status_code == 200
     assert http.get(url, headers={"authorization": "Bearer k"}).status_code == 200
@@ -145,9 +143,7 @@ def test_request_id_on_every_response(emu: EmulatorHandle, http: httpx2.Client) 
         assert r.headers["request-id"].startswith("req_")
 
 
-def test_not_found_and_state_errors(
-    client: anthropic.Anthropic, schemas: Schemas, http: httpx2.Client
-) -> None:
+def test_not_found_and_state_errors(client: anthropic.Anthropic, schemas: Schemas, http: httpx2.Client) -> None:
     for call in (
         client.messages.batches.retrieve,
         client.messages.batches.cancel,
@@ -217,9 +213,7 @@ def test_create_body_too_large(make_emu: Any, make_client: Any, http: httpx2.Cli
     assert emu.books()["batches_created"] == 0
 
 
-def test_bad_params_end_as_errored_lines(
-    client: anthropic.Anthropic, http: httpx2.Client, schemas: Schemas
-) -> None:
+def test_bad_params_end_as_errored_lines(client: anthropic.Anthropic, http: httpx2.Client, schemas: Schemas) -> None:
     good = request("good")
     bad = {
         "no-model": {"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},

@@ -104,9 +104,7 @@ def test_added_latency(make_emu: Any, make_client: Any) -> None:
 def test_results_stream_cut_after_n_lines(make_emu: Any, make_client: Any) -> None:
     emu = make_emu(results_cut_after=3)
     client = make_client(emu)
-    batch = wait_ended(
-        client, client.messages.batches.create(requests=[request(f"r{i}") for i in range(600)]).id
-    )
+    batch = wait_ended(client, client.messages.batches.create(requests=[request(f"r{i}") for i in range(600)]).id)
     got = []
     with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)):
         for r in client.messages.batches.results(batch.id):

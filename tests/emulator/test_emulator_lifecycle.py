@@ -36,9 +36,7 @@ def test_processing_range_is_seeded_per_batch(make_emu: Any, make_client: Any) -
         client = make_client(emu)
         ids = [client.messages.batches.create(requests=[request("a")]).id for _ in range(3)]
         emu.advance(6000)
-        durations.append(
-            [(lambda b: b.ended_at - b.created_at)(client.messages.batches.retrieve(i)) for i in ids]
-        )
+        durations.append([(lambda b: b.ended_at - b.created_at)(client.messages.batches.retrieve(i)) for i in ids])
     assert durations[0] == durations[1]
     assert len(set(durations[0])) == 3
     assert all(timedelta(seconds=100) <= d <= timedelta(seconds=5000) for d in durations[0])
@@ -73,9 +71,7 @@ def test_cancel_then_canceled_requests(make_emu: Any, make_client: Any, schemas:
     assert types.count("canceled") == counts.canceled
 
 
-def test_unfinished_requests_expire_after_24h(
-    make_emu: Any, make_client: Any, http: Any, schemas: Schemas
-) -> None:
+def test_unfinished_requests_expire_after_24h(make_emu: Any, make_client: Any, http: Any, schemas: Schemas) -> None:
     emu = make_emu(processing_seconds=48 * HOUR)
     client = make_client(emu)
     batch = client.messages.batches.create(requests=[request(f"r{i}") for i in range(40)])

@@ -45,9 +45,7 @@ def test_every_caller_gets_its_own_reply_and_plausible_usage(client: Any) -> Non
 
 
 def test_cache_control_first_write_then_reads(client: Any) -> None:
-    system = [
-        {"type": "text", "text": "shared context " * 100, "cache_control": {"type": "ephemeral", "ttl": "1h"}}
-    ]
+    system = [{"type": "text", "text": "shared context " * 100, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
     reqs = [request(f"c{i}", f"question {i}", system=system) for i in range(3)]
     cached = prompt_size(reqs[0]["params"]).cache_tokens
     assert cached == math.ceil(len(system[0]["text"]) / 4)
