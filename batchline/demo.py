@@ -1,0 +1,153 @@
+"""`batchline demo`: the whole pipeline on this machine, on embedded defaults (no API key, no cloud).
+
+Starts (or reuses) Redis, the emulator, moto's S3 server, a worker for every role and beat, as real
+processes; submits the shipped sample; shows progress; prints a summary; stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from batchline.config.settings import Settings
+from batchline.local_services import BatchlineProcess, MotoS3, RedisServer, free_port, wait_for_port
+
+SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample_requests.jsonl"
+BUCKET = "batchline-demo"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--file", default=str(SAMPLE), help="JSONL requests (default: the shipped sample)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--keep-logs", default=".demo", help="folder for the processes' logs")
+
+
+def reachable_redis(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def load(path: str, prefix: str) -> list[dict[str, Any]]:
+    items = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    for item in items:  # each run replies on streams of its own
+        item["reply_to"] = f"redis-stream:{prefix}:replies:{item.get('tenant', 'default')}"
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from batchline.producers.producer import Producer
+
+    console = Console()
+    logs = Path(args.keep_logs)
+    logs.mkdir(exist_ok=True)
+    base = Settings.from_env()
+    stack: list[Any] = []
+    try:
+        url = base.redis_url
+        if reachable_redis(url):
+            console.print(f"Redis: using the one at {url}")
+        else:
+            server = RedisServer(directory=str((logs / "redis").resolve())).start()
+            stack.append(server)
+            url = server.url
+            console.print(f"Redis: started an embedded redis-server on {url}")
+        port = free_port()
+        emulator = BatchlineProcess(["emulator", "--port", str(port), "--processing-seconds", "2:6",
+                                     "--seed", "1"], dict(os.environ), str(logs / "emulator.log")).start()
+        stack.append(emulator)
+        wait_for_port(port, proc=emulator.proc)
+        s3 = MotoS3().start()
+        stack.append(s3)
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", aws_access_key_id="demo",
+                     aws_secret_access_key="demo").create_bucket(Bucket=BUCKET)
+        prefix = f"demo{int(time.time())}"
+        env = {
+            **os.environ, "BATCHLINE_REDIS_URL": url, "BATCHLINE_KEY_PREFIX": prefix,
+            "ANTHROPIC_API_KEY": "emulator-demo-key", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "BATCHLINE_S3_BUCKET": BUCKET, "BATCHLINE_S3_ENDPOINT_URL": s3.url,
+            "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo", "AWS_DEFAULT_REGION": "us-east-1",
+            "BATCHLINE_MAX_BATCH_REQUESTS": os.environ.get("BATCHLINE_MAX_BATCH_REQUESTS", "1000"),
+            "BATCHLINE_MAX_WAIT_SECONDS": os.environ.get("BATCHLINE_MAX_WAIT_SECONDS", "2"),
+            "BATCHLINE_POLL_INTERVAL_SECONDS": os.environ.get("BATCHLINE_POLL_INTERVAL_SECONDS", "1"),
+            "BATCHLINE_PACK_INTERVAL_SECONDS": "0.5", "BATCHLINE_SWEEP_INTERVAL_SECONDS": "5",
+            "BATCHLINE_LOG_FORMAT": "json",
+        }
+        for role in ("aggregator", "poller", "results"):
+            stack.append(BatchlineProcess(["worker", "--role", role, "--concurrency", "1"], env,
+                                          str(logs / f"worker-{role}.log")).start())
+        stack.append(BatchlineProcess(["beat"], env, str(logs / "beat.log")).start())
+        console.print(f"Emulator on :{port}, S3 (moto) on {s3.url}, workers for aggregator/poller/results, beat;"
+                      f" logs in {logs}/")
+
+        settings = Settings.from_env(env)
+        producer = Producer.from_settings(settings)
+        items = load(args.file, prefix)
+        report = producer.submit_many(items)
+        console.print(f"Submitted {len(items)} requests: accepted {report.accepted}, duplicate "
+                      f"{report.duplicate}, rejected {len(report.rejected)}")
+        streams = sorted({i["reply_to"].removeprefix("redis-stream:") for i in items})
+        expected = report.accepted
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("delivered", total=expected)
+            deadline = time.monotonic() + args.timeout
+            done = 0
+            while done < expected and time.monotonic() < deadline:
+                time.sleep(0.5)
+                done = sum(producer.redis.xlen(s) for s in streams)
+                bar.update(task, completed=done)
+        if done < expected:
+            console.print(f"[red]Only {done} of {expected} delivered after {args.timeout:.0f}s; see {logs}/")
+            return 1
+        summary(console, Table, producer, streams, settings)
+        producer.close()
+        return 0
+    finally:
+        for item in reversed(stack):
+            item.stop()
+
+
+def summary(console: Any, table_cls: Any, producer: Any, streams: list[str], settings: Settings) -> None:
+    outcomes: Counter[str] = Counter()
+    example = None
+    for stream in streams:
+        for _, fields in producer.redis.xrange(stream):
+            f = {k.decode(): v.decode() for k, v in fields.items()}
+            outcomes[f["outcome"]] += 1
+            if example is None and f["outcome"] == "succeeded":
+                example = f
+    table = table_cls(title="batchline demo: summary")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("batches created", str(producer.redis.zcard(producer.keys.batches)))
+    for outcome, count in sorted(outcomes.items()):
+        table.add_row(f"outcome {outcome}", str(count))
+    table.add_row("results in S3", f"s3://{settings.s3_bucket}/{settings.s3_prefix}/results/<tenant>/<custom_id>.json")
+    table.add_row("raw files in S3", f"s3://{settings.s3_bucket}/{settings.s3_prefix}/batches/<batch_id>/results.jsonl")
+    table.add_row("reply streams", ", ".join(streams))
+    console.print(table)
+    if example:
+        result = json.loads(example["result"])
+        console.print(f"One result: {example['tenant']}/{example['custom_id']} -> "
+                      f"{result['message']['content'][0]['text']!r} (usage {result['message']['usage']})")
+        console.print(f"Its status: {json.dumps(producer.status(example['custom_id'], tenant=example['tenant']))}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.ArgumentParser().parse_args([])))
