@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from batchline.workers.app import QUEUES
 
 from batchline.cli import COMMANDS
+from batchline.workers.app import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -147,8 +147,7 @@ def env_keys(mapping_or_list: Any) -> Iterator[str]:
 def check_env_keys(names: Iterable[str], known: set[str]) -> set[str]:
     """Names that are neither settings nor a known foreign tool's variables."""
     return {
-        n for n in names
-        if n not in known and n not in FOREIGN_ENV_NAMES and not n.startswith(FOREIGN_ENV_PREFIXES)
+        n for n in names if n not in known and n not in FOREIGN_ENV_NAMES and not n.startswith(FOREIGN_ENV_PREFIXES)
     }
 
 
@@ -237,7 +236,8 @@ def test_compose_batchline_commands_parse() -> None:
 
 def test_compose_has_exactly_one_beat() -> None:
     beats = [
-        (name, s) for name, s in services().items()
+        (name, s)
+        for name, s in services().items()
         if uses_batchline_entrypoint(s) and as_argv(s.get("command"))[:1] == ["beat"]
     ]
     assert len(beats) == 1
@@ -407,10 +407,7 @@ def test_every_container_has_probes_resources_and_runs_non_root() -> None:
 
 
 def test_beat_is_single_and_recreated() -> None:
-    beats = [
-        d for d in k8s_kind("Deployment")
-        if any(as_argv(c.get("args"))[:1] == ["beat"] for c in containers(d))
-    ]
+    beats = [d for d in k8s_kind("Deployment") if any(as_argv(c.get("args"))[:1] == ["beat"] for c in containers(d))]
     assert [b["metadata"]["name"] for b in beats] == ["batchline-beat"]
     beat = beats[0]
     assert beat["spec"]["replicas"] == 1
@@ -455,7 +452,10 @@ def test_flower_service_selects_flower_pods() -> None:
     assert svc["spec"]["ports"][0]["port"] == 5555
     (c,) = containers(deployment("batchline-flower"))
     assert as_argv(c["command"]) + as_argv(c["args"])[:3] == [
-        "celery", "-A", "batchline.workers.celery_app", "flower",
+        "celery",
+        "-A",
+        "batchline.workers.celery_app",
+        "flower",
     ]
 
 
