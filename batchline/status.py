@@ -11,10 +11,7 @@ from batchline.clock import iso
 from batchline.keys import Keys, request_id
 from batchline.redis_client import text, text_map
 
-_FIELDS = {
-    "s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to",
-    "a": "attempts", "e": "error_type", "em": "error_message",
-}
+_FIELDS = {"s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to"}
 _TIMES = {"q": "queued_at", "dl": "delivered_at", "ea": "ended_at"}
 
 
@@ -32,8 +29,13 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         if rec.get(short):
             status[name] = iso(rec[short])
     status["attempts"] = int(rec.get("a") or 0)
-    if rec.get("h"):
-        status["history"] = json.loads(rec["h"])
+    if rec.get("x"):
+        status["cancel_requested"] = True
+    history = [json.loads(line) for line in rec.get("h", "").split("\n") if line]
+    status["history"] = history
+    if status.get("state") == "delivered" and history and history[-1].get("error_type"):
+        status["error_type"] = history[-1]["error_type"]
+        status["error_message"] = history[-1].get("error_message")
     bid = rec.get("b")
     if bid:
         batch = client.hmget(keys.batch(bid), "state", "provider_id")

@@ -18,6 +18,7 @@ from batchline.clock import iso, now_ms
 from batchline.errors import RetryableError
 from batchline.redis_client import text, text_map
 from batchline.requests import ReplyTarget
+from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
@@ -31,7 +32,8 @@ class CollectReport:
     lines: int = 0
     delivered: int = 0
     skipped: int = 0  # already delivered by an earlier, interrupted run
-    foreign: int = 0  # lines whose id is not a request of this batch: never delivered
+    retried: int = 0  # sent back to pending for a new batch (transient error, expired)
+    stale: int = 0  # lines whose id is not (or no longer) a request of this batch: never delivered
     status: str = "done"
 
 
@@ -42,68 +44,90 @@ def _tee(chunks: Iterable[bytes], raw: RawUpload | None) -> Iterator[bytes]:
         yield chunk
 
 
-def error_type(result: dict[str, Any]) -> str:
+def _error(result: dict[str, Any]) -> dict[str, Any]:
     if result.get("type") != "errored":
-        return ""
+        return {}
     err = result.get("error") or {}
     inner = err.get("error") if isinstance(err.get("error"), dict) else err
-    return str(inner.get("type", "")) if isinstance(inner, dict) else ""
+    return inner if isinstance(inner, dict) else {}
+
+
+def error_type(result: dict[str, Any]) -> str:
+    """The error type of an errored line: it sits at result.error.error.type (nested)."""
+    return str(_error(result).get("type", ""))
+
+
+def error_message(result: dict[str, Any]) -> str | None:
+    message = _error(result).get("message")
+    return str(message)[:500] if message else None
 
 
 class Fanout:
-    """Delivers chunks of result lines of one batch."""
+    """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
     def __init__(self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend) -> None:
         self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
+        self.policy = RetryPolicy(ctx.settings.max_attempts)
         self.report = CollectReport(bid)
 
     def deliver(self, lines: list[bytes]) -> None:
-        parsed = []
-        for line in lines:
-            obj = json.loads(line)
-            parsed.append((obj["custom_id"], obj["result"]))
+        self.settle([json.loads(line) for line in lines])
+
+    def settle(self, parsed: list[dict[str, Any]]) -> None:
         pipe = self.ctx.redis.pipeline(transaction=False)
-        for pcid, _ in parsed:
-            pipe.hmget(self.prefix + pcid, "s", "b", "t", "c", "rt", "q")
+        for obj in parsed:
+            pipe.hmget(self.prefix + obj["custom_id"], "s", "b", "t", "c", "rt", "q", "a", "x")
         now = now_ms()
         args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds]
         objects: list[tuple[str, bytes]] = []
         sends: list[tuple[str, str | None, dict[str, Any]]] = []
-        for (pcid, result), rec in zip(parsed, pipe.execute(), strict=True):
-            state, bid, tenant, custom_id, reply_to, queued_at = (text(v) for v in rec)
+        for obj, rec in zip(parsed, pipe.execute(), strict=True):
+            pcid, result = obj["custom_id"], obj["result"]
+            state, bid, tenant, custom_id, reply_to, queued_at, attempts, cancel = (text(v) for v in rec)
             if bid != self.bid:
-                self.report.foreign += 1
-                logger.warning("result.foreign", batch_id=self.bid, provider_custom_id=pcid)
+                self.report.stale += 1
+                logger.warning("result.stale", batch_id=self.bid, provider_custom_id=pcid)
                 continue
-            if state not in ("submitted", "ended"):
+            if state not in ("submitted", "ended", "batched"):
                 self.report.skipped += 1
                 continue
             assert tenant is not None and custom_id is not None
-            outcome = str(result.get("type"))
+            rtype, etype = str(result.get("type")), error_type(result)
+            entry = json.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+                                "result": rtype, "error_type": etype or None, "error_message": error_message(result),
+                                "at": iso(now)}, separators=(",", ":"))
+            if self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
+                args += (pcid, "R", "", "", "", custom_id, tenant, "", entry)
+                continue
+            outcome = final_outcome(rtype, bool(cancel))
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
                     {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
-                     "queued_at": iso(queued_at), "submitted_at": iso(self.batch.get("submitted_at")),
-                     "ended_at": iso(self.batch.get("ended_at")), "delivered_at": iso(now)},
+                     "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
+                     "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
+                     "delivered_at": iso(now)},
                     result, pcid)))
             target = ReplyTarget.parse(reply_to) if reply_to else None
             if target and target.kind == "celery":
                 sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}"}))
             stream = target.name if target and target.kind == "redis-stream" else ""
-            args += (pcid, outcome, key, stream, custom_id, tenant,
-                     json.dumps(result, separators=(",", ":")), error_type(result))
+            args += (pcid, "D", outcome, key, stream, custom_id, tenant,
+                     json.dumps(result, separators=(",", ":")), entry)
         if objects and self.s3:
             self.s3.put_many(objects)
         for task, queue, payload in sends:
             self.celery_send(task, queue, payload)
         self.ctx.crash_point("mid_delivery")
         if len(args) > 4:
-            self.report.delivered += int(self.ctx.scripts.deliver(args=args))
+            k = self.ctx.keys
+            delivered, retried = self.ctx.scripts.deliver(keys=[k.pending, k.stats], args=args)
+            self.report.delivered += int(delivered)
+            self.report.retried += int(retried)
 
     def close(self) -> None:
         if self.s3:
@@ -158,5 +182,5 @@ def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySe
                                           "lines": fan.report.lines})
     ctx.redis.zrem(k.ended, bid)
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
-                skipped=fan.report.skipped, foreign=fan.report.foreign)
+                skipped=fan.report.skipped, stale=fan.report.stale, retried=fan.report.retried)
     return fan.report

@@ -1,26 +1,44 @@
--- Mark a chunk of results delivered, appending each to its Redis stream in the same atomic step,
--- so a stream target receives every outcome exactly once however often a chunk is replayed.
--- KEYS: none fixed (streams are named per request; single-node Redis)
+-- Settle a chunk of result lines of one batch, atomically per line:
+--   'D' deliver: final outcome; append to the request's Redis stream in the same step, so a stream
+--       target receives every outcome exactly once however often a chunk is replayed;
+--   'R' re-drive: back to the pending list for a new batch (attempt counted).
+-- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
+-- or stale line is a no-op, and a line can never reach another request's caller.
+-- KEYS[1] pending, KEYS[2] stats
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s),
--- then 8 fields per result: rid, outcome, s3_key, stream ('' for none), custom_id, tenant,
---   result_json, error_type
--- Returns the number newly delivered.
+-- then 9 fields per line: rid, action, outcome, s3_key, stream ('' for none), custom_id, tenant,
+--   result_json, history_entry (JSON; its error type is copied to field e by the caller's outcome)
+-- Returns {delivered, retried}.
 local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local delivered = 0
-for i = 5, #ARGV, 8 do
-  local key = prefix .. ARGV[i]
-  local rec = redis.call('HMGET', key, 's', 'b')
-  if (rec[1] == 'submitted' or rec[1] == 'ended') and rec[2] == bid then
-    local stream = ARGV[i + 3]
-    if stream ~= '' then
-      redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 4], 'tenant', ARGV[i + 5],
-        'outcome', ARGV[i + 1], 's3_key', ARGV[i + 2], 'batch_id', bid, 'result', ARGV[i + 6])
+local delivered, retried, back, bytes = 0, 0, {}, 0
+for i = 5, #ARGV, 9 do
+  local rid = ARGV[i]
+  local key = prefix .. rid
+  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z')
+  if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
+    local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
+    if ARGV[i + 1] == 'R' then
+      redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history)
+      redis.call('HINCRBY', key, 'a', 1)
+      back[#back + 1] = rid
+      bytes = bytes + tonumber(rec[4] or '0')
+      retried = retried + 1
+    else
+      local stream = ARGV[i + 4]
+      if stream ~= '' then
+        redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', ARGV[i + 6],
+          'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
+      end
+      redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history)
+      redis.call('HINCRBY', key, 'a', 1)
+      redis.call('HDEL', key, 'p')
+      redis.call('EXPIRE', key, ttl)
+      delivered = delivered + 1
     end
-    redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 1], 'k', ARGV[i + 2], 'dl', now,
-      'e', ARGV[i + 7])
-    redis.call('HDEL', key, 'p')
-    redis.call('EXPIRE', key, ttl)
-    delivered = delivered + 1
   end
 end
-return delivered
+if #back > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(back))
+  redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
+end
+return {delivered, retried}
