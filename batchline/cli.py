@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("batchline.producers.submit_cli", "submit a JSONL file of requests"),
     "status": ("batchline.producers.status_cli", "show a request's state, or the pipeline's"),
+    "cancel": ("batchline.producers.cancel_cli", "cancel a request, or every request of a batch"),
     "worker": ("batchline.workers.run", "start a Celery worker for one role or all"),
     "beat": ("batchline.workers.run_beat", "start Celery beat (one per deployment)"),
     "emulator": ("batchline.emulator.server", "run the local Message Batches API stand-in"),

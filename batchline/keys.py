@@ -28,6 +28,9 @@ class Keys:
         self.batches = f"{prefix}:batches"  # zset: batch id -> created at (ms), every batch
         self.create_backoff = f"{prefix}:backoff:create"  # string with a TTL while creates back off
         self.poll_backoff = f"{prefix}:backoff:poll"
+        self.paused = f"{prefix}:paused"  # hash while submission is paused (account-level error)
+        self.limit_override = f"{prefix}:override"  # hash with a TTL: smaller batches after a 413/400
+        self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"

@@ -40,6 +40,8 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
     if bid:
         batch = client.hmget(keys.batch(bid), "state", "provider_id")
         status["batch_state"] = text(batch[0])
+        if status.get("state") == "submitted" and status["batch_state"] == "ended":
+            status["state"] = "ended"  # the batch ended; this result is not yet delivered
         if batch[1]:
             status["provider_batch_id"] = text(batch[1])
     return status

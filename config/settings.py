@@ -71,6 +71,9 @@ class Settings:
     fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
     record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
     max_attempts: int = 3  # BATCHLINE_MAX_ATTEMPTS
+    pause_probe_seconds: float = 60.0  # BATCHLINE_PAUSE_PROBE_SECONDS (while paused, probe this often)
+    stuck_batch_seconds: float = 6 * 3600.0  # BATCHLINE_STUCK_BATCH_SECONDS (watchdog)
+    results_warn_age_seconds: float = 26 * 86400.0  # BATCHLINE_RESULTS_WARN_AGE_SECONDS (29-day end)
     anthropic_api_key: str | None = field(default=None, repr=False)  # ANTHROPIC_API_KEY
     anthropic_base_url: str | None = None  # ANTHROPIC_BASE_URL
     s3_bucket: str | None = None  # BATCHLINE_S3_BUCKET (unset: no S3 output)
@@ -132,6 +135,11 @@ class Settings:
             ),
             record_ttl_seconds=_int(env, "BATCHLINE_RECORD_TTL_SECONDS", d.record_ttl_seconds, 60),
             max_attempts=_int(env, "BATCHLINE_MAX_ATTEMPTS", d.max_attempts, 1, 100),
+            pause_probe_seconds=_float(env, "BATCHLINE_PAUSE_PROBE_SECONDS", d.pause_probe_seconds, 0.1),
+            stuck_batch_seconds=_float(env, "BATCHLINE_STUCK_BATCH_SECONDS", d.stuck_batch_seconds, 1.0),
+            results_warn_age_seconds=_float(
+                env, "BATCHLINE_RESULTS_WARN_AGE_SECONDS", d.results_warn_age_seconds, 1.0
+            ),
             anthropic_api_key=_str(env, "ANTHROPIC_API_KEY", None),
             anthropic_base_url=_str(env, "ANTHROPIC_BASE_URL", None),
             s3_bucket=_str(env, "BATCHLINE_S3_BUCKET", None),

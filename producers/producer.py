@@ -6,17 +6,18 @@ per chunk (no Celery task per request). Idempotent per (tenant, custom_id).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from batchline.clock import now_ms
+from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
 from batchline.errors import Conflict, InvalidRequest
-from batchline.keys import Keys
-from batchline.redis_client import connect
+from batchline.keys import Keys, request_id
+from batchline.redis_client import connect, text
 from batchline.requests import EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
@@ -158,6 +159,37 @@ class Producer:
             on_progress(len(chunk))
         chunk.clear()
         positions.clear()
+
+    def cancel(self, custom_id: str, tenant: str | None = None) -> str:
+        """Cancel one request: 'removed' (it was still pending), 'requested' (it is in a batch: it will
+        be reported canceled, and the provider batch canceled once all its requests are), 'final'
+        (already settled) or 'unknown'."""
+        tenant = self.settings.default_tenant if tenant is None else tenant
+        check_id("tenant", tenant)
+        check_id("custom_id", custom_id)
+        return self.cancel_ids([request_id(tenant, custom_id)])[0]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, int]:
+        """Cancel every request of a batch (batchline's id or the provider's). Counts by result code."""
+        k = self.keys
+        bid = text(self.redis.hget(k.provider_index, batch_id)) or batch_id
+        rids = [r.decode() for r in self.redis.lrange(k.batch_members(bid), 0, -1)]
+        if not rids:
+            raise InvalidRequest("batch_id", f"{batch_id!r} is not a batch batchline knows")
+        counts: dict[str, int] = {}
+        for i in range(0, len(rids), 1000):
+            for code in self.cancel_ids(rids[i : i + 1000]):
+                counts[code] = counts.get(code, 0) + 1
+        return counts
+
+    def cancel_ids(self, rids: list[str]) -> list[str]:
+        k = self.keys
+        entry = json.dumps({"event": "cancel_requested", "at": iso(now_ms())}, separators=(",", ":"))
+        codes = self._scripts.cancel(
+            keys=[k.pending, k.stats],
+            args=[k.request(""), k.batch(""), now_ms(), self.settings.record_ttl_seconds, entry, *rids],
+        )
+        return [text(c) or "" for c in codes]
 
     def status(self, custom_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The request's current state and details, or None if batchline does not know it."""

@@ -29,6 +29,8 @@ def pipeline_counts(producer: Producer) -> dict[str, object]:
         "open_batches": r.zcard(k.open),
         "awaiting_delivery": r.zcard(k.ended),
         "leased": r.zcard(k.leases),
+        "paused": {text(a): text(b) for a, b in r.hgetall(k.paused).items()} or False,
+        "alerts": {text(a): text(b) for a, b in r.hgetall(k.alerts).items()},
     }
 
 

@@ -29,7 +29,7 @@ class Created:
     provider_id: str | None  # None when the create failed or its outcome is unknown
     requests: int
     bytes: int
-    outcome: str  # "submitted" | "released" | "ambiguous"
+    outcome: str  # "submitted" | "released" | "ambiguous" | "failed"
 
 
 def new_batch_id() -> str:
@@ -37,8 +37,15 @@ def new_batch_id() -> str:
 
 
 def limits(ctx: Context) -> Limits:
+    """The configured limits, narrowed for a while after a 413 (bytes) or a 400 (count, bisecting)."""
     s = ctx.settings
-    return Limits(s.max_batch_requests, s.max_batch_bytes, int(s.max_wait_seconds * 1000), s.max_requests_in_flight)
+    max_requests, max_bytes = ctx.redis.hmget(ctx.keys.limit_override, "max_requests", "max_bytes")
+    return Limits(
+        min(s.max_batch_requests, int(max_requests or s.max_batch_requests)),
+        min(s.max_batch_bytes, int(max_bytes or s.max_batch_bytes)),
+        int(s.max_wait_seconds * 1000),
+        s.max_requests_in_flight,
+    )
 
 
 def queue_view(ctx: Context) -> QueueView:
@@ -99,19 +106,80 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
     return Created(bid, batch.id, n, len(body), "submitted")
 
 
+OVERRIDE_SECONDS = 120
+
+
 def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException) -> Created:
     c = classify(exc)
+    k = ctx.keys
     if c.kind is Kind.AMBIGUOUS:
         # Created or not, nobody knows yet: keep the intent; the sweeper reconciles it with list().
         logger.warning("batch.create_ambiguous", batch_id=bid, status=c.status, error=c.message)
         return Created(bid, None, n, size, "ambiguous")
+    if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
+        # Bisected down to the one request the API refuses: it alone fails.
+        fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
+                     c.message or f"create refused with HTTP {c.status}")
+        release(ctx, bid, f"create_{c.kind}")
+        return Created(bid, None, n, size, "failed")
     release(ctx, bid, f"create_{c.kind}")
-    backoff = c.retry_after or {Kind.RETRY: 5.0, Kind.ACCOUNT: 60.0}.get(c.kind, 30.0)
-    ctx.redis.set(ctx.keys.create_backoff, c.kind, px=int(backoff * 1000))
-    level = logger.error if c.kind in (Kind.ACCOUNT, Kind.INVALID, Kind.TOO_LARGE) else logger.warning
-    level("batch.create_refused", batch_id=bid, status=c.status, error_type=c.error_type,
-          kind=str(c.kind), backoff_seconds=backoff, error=c.message)
+    if c.kind in (Kind.TOO_LARGE, Kind.INVALID):
+        # Split and resubmit the halves: the next claims are half as big (by bytes for a 413, by count
+        # for a 400) until the offending request is alone; the narrowing lapses by itself.
+        too_large = c.kind is Kind.TOO_LARGE
+        field, value = ("max_bytes", max(1024, size // 2)) if too_large else ("max_requests", (n + 1) // 2)
+        ctx.redis.pipeline().hset(k.limit_override, field, value).expire(k.limit_override, OVERRIDE_SECONDS).execute()
+        logger.warning("batch.split", batch_id=bid, status=c.status, **{field: value})
+        return Created(bid, None, n, size, "released")
+    if c.kind is Kind.ACCOUNT:
+        pause(ctx, c.error_type or str(c.status), c.message)
+        return Created(bid, None, n, size, "released")
+    backoff = c.retry_after or 5.0
+    ctx.redis.set(k.create_backoff, c.kind, px=int(backoff * 1000))
+    logger.warning("batch.create_throttled", batch_id=bid, status=c.status, error_type=c.error_type,
+                   backoff_seconds=backoff)
     return Created(bid, None, n, size, "released")
+
+
+def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
+    """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
+    from batchline.workers.results import Fanout
+
+    rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
+    line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
+    fan = Fanout(ctx, bid, {"state": "claimed"}, lambda *a: None, force_final=True)
+    try:
+        fan.settle([{"custom_id": rid, "result": line} for rid in rids])
+    finally:
+        fan.close()
+    logger.error("request.failed_at_create", batch_id=bid, requests=len(rids), error_type=etype)
+
+
+def pause(ctx: Context, reason: str, message: str) -> None:
+    """Stop all submission: requests stay queued; a probe resumes it (see `probe_pause`)."""
+    if ctx.redis.hsetnx(ctx.keys.paused, "since", now_ms()):
+        logger.error("submission.paused", reason=reason, error=message)
+    ctx.redis.hset(ctx.keys.paused, mapping={"reason": reason, "message": message[:300], "probed_at": now_ms()})
+
+
+def probe_pause(ctx: Context) -> bool:
+    """While paused, try one cheap call every `pause_probe_seconds`; resume when it succeeds.
+    Returns True when submission is (still) paused."""
+    k = ctx.keys
+    probed_at = ctx.redis.hget(k.paused, "probed_at")
+    if probed_at is None:
+        return False
+    if now_ms() - int(probed_at) < ctx.settings.pause_probe_seconds * 1000:
+        return True
+    ctx.redis.hset(k.paused, "probed_at", now_ms())
+    try:
+        ctx.anthropic.messages.batches.list(limit=1)
+    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+        logger.warning("submission.still_paused", status=classify(exc).status)
+        return True
+    ctx.redis.delete(k.paused)
+    logger.info("submission.resumed")
+    return False
 
 
 def release(ctx: Context, bid: str, reason: str) -> int:
@@ -124,7 +192,7 @@ def release(ctx: Context, bid: str, reason: str) -> int:
 
 def pack_once(ctx: Context) -> Created | None:
     """Send at most one batch, if the packing rule says one is due."""
-    if ctx.redis.exists(ctx.keys.create_backoff):
+    if ctx.redis.exists(ctx.keys.create_backoff) or probe_pause(ctx):
         return None
     take = next_batch(queue_view(ctx), limits(ctx))
     if take is None:

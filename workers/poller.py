@@ -30,18 +30,35 @@ class PollReport:
     skipped: str | None = None
 
 
-def open_batches(ctx: Context) -> dict[str, tuple[str, int]]:
-    """provider id -> (batch id, submitted at ms) for every open batch."""
+def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[str, str]]]:
+    """provider id -> (batch id, submitted at ms) for every open batch, and the (batch id, provider id)
+    of those whose every request was canceled by its caller and whose provider cancel is not sent."""
     k = ctx.keys
     bids = [b.decode() for b in ctx.redis.zrange(k.open, 0, -1)]
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in bids:
-        pipe.hmget(k.batch(bid), "provider_id", "submitted_at")
-    out = {}
-    for bid, (pid, submitted_at) in zip(bids, pipe.execute(), strict=True):
+        pipe.hmget(k.batch(bid), "provider_id", "submitted_at", "n", "cancels", "cancel_sent")
+    out, to_cancel = {}, []
+    for bid, (pid, submitted_at, n, cancels, sent) in zip(bids, pipe.execute(), strict=True):
         if pid:
             out[pid.decode()] = (bid, int(submitted_at or 0))
-    return out
+            if not sent and int(cancels or 0) >= int(n or 0) > 0:
+                to_cancel.append((bid, pid.decode()))
+    return out, to_cancel
+
+
+def cancel_provider_batches(ctx: Context, to_cancel: list[tuple[str, str]], report: PollReport) -> None:
+    for bid, pid in to_cancel:
+        if not ctx.redis.hsetnx(ctx.keys.batch(bid), "cancel_sent", now_ms()):
+            continue
+        report.api_calls += 1
+        try:
+            ctx.anthropic.messages.batches.cancel(pid)
+        except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+            ctx.redis.hdel(ctx.keys.batch(bid), "cancel_sent")  # try again next round
+            logger.warning("batch.cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
+            continue
+        logger.info("batch.canceled", batch_id=bid, provider_batch_id=pid)
 
 
 def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -> dict[str, MessageBatch]:
@@ -84,10 +101,11 @@ def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
                                                                 px=lock_ms):
         report.skipped = "backoff or another poller"
         return report
-    want = open_batches(ctx)
+    want, to_cancel = open_batches(ctx)
     report.open = len(want)
     if not want:
         return report
+    cancel_provider_batches(ctx, to_cancel, report)
     try:
         seen = _fetch(ctx, want, report)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:

@@ -65,8 +65,11 @@ def error_message(result: dict[str, Any]) -> str | None:
 class Fanout:
     """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
-    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend) -> None:
+    def __init__(
+        self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend, force_final: bool = False
+    ) -> None:
         self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
+        self.force_final = force_final  # no re-drive (a request the API refuses at create)
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
         self.policy = RetryPolicy(ctx.settings.max_attempts)
@@ -98,7 +101,7 @@ class Fanout:
             entry = json.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
                                 "result": rtype, "error_type": etype or None, "error_message": error_message(result),
                                 "at": iso(now)}, separators=(",", ":"))
-            if self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
+            if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
                 args += (pcid, "R", "", "", "", custom_id, tenant, "", entry)
                 continue
             outcome = final_outcome(rtype, bool(cancel))
@@ -132,6 +135,28 @@ class Fanout:
     def close(self) -> None:
         if self.s3:
             self.s3.close()
+
+
+MAX_SHORT_READS = 3
+NO_RESULT = {"type": "errored", "error": {"type": "error", "error": {
+    "type": "api_error", "message": "batchline: no result line for this request in the batch's results"}}}
+
+
+def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
+    """Requests of the batch that got no result line (a file read short, or an adopted batch that
+    proved not to hold them) are re-driven like a transient error, within the attempt budget."""
+    k = ctx.keys
+    rids = [r.decode() for r in ctx.redis.lrange(k.batch_members(bid), 0, -1)]
+    for i in range(0, len(rids), 1000):
+        part = rids[i : i + 1000]
+        pipe = ctx.redis.pipeline(transaction=False)
+        for rid in part:
+            pipe.hmget(k.request(rid), "s", "b")
+        missing = [rid for rid, (state, owner) in zip(part, pipe.execute(), strict=True)
+                   if owner == bid.encode() and state in (b"submitted", b"ended")]
+        if missing:
+            logger.warning("batch.results_missing", batch_id=bid, requests=len(missing))
+            fan.settle([{"custom_id": rid, "result": NO_RESULT} for rid in missing])
 
 
 def collect(ctx: Context, bid: str, celery_send: CelerySend) -> CollectReport:
@@ -169,8 +194,10 @@ def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySe
                     ctx.crash_point("mid_stream")
             if chunk:
                 fan.deliver(chunk)
-        if fan.report.lines < expected:
+        tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
+        if fan.report.lines < expected and tries < MAX_SHORT_READS:
             raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
+        settle_missing(ctx, bid, fan)
         if raw is not None:
             raw.complete()
             raw = None

@@ -64,6 +64,30 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         report.released.append(bid)
 
 
+def watchdogs(ctx: Context, now: int) -> dict[str, str]:
+    """Batches in progress too long, and results not delivered as the provider's 29-day end nears.
+    Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
+    k, s = ctx.keys, ctx.settings
+    alerts: dict[str, str] = {}
+    for raw, submitted in ctx.redis.zrangebyscore(k.open, "-inf", now - s.stuck_batch_seconds * 1000,
+                                                  withscores=True):
+        hours = (now - submitted) / 3_600_000
+        alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
+    for raw in ctx.redis.zrange(k.ended, 0, -1):
+        submitted = ctx.redis.hget(k.batch(raw.decode()), "submitted_at")
+        if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
+            days = (now - int(submitted)) / 86_400_000
+            alerts[f"expiring:{raw.decode()}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
+    pipe = ctx.redis.pipeline()
+    pipe.delete(k.alerts)
+    if alerts:
+        pipe.hset(k.alerts, mapping=alerts)
+    pipe.execute()
+    for key, message in alerts.items():
+        logger.warning("watchdog.alert", alert=key, message=message)
+    return alerts
+
+
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, now_ms()
     report = SweepReport()
@@ -78,6 +102,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
             reconcile(ctx, bid, report)
         else:
             ctx.redis.zrem(k.leases, bid)
+    watchdogs(ctx, now)
     stale = now - int(ctx.settings.sweep_interval_seconds * 1000)
     for raw in ctx.redis.zrangebyscore(k.ended, "-inf", stale):
         bid = raw.decode()

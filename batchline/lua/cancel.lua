@@ -1,0 +1,33 @@
+-- Cancel requests by id. A queued one is removed now (final state canceled, no delivery); one in a
+-- batch is flagged, reported `canceled` when its batch's results come back, and counted on its batch
+-- so the poller cancels the provider batch once all its requests are canceled.
+-- KEYS[1] pending, KEYS[2] stats
+-- ARGV[1] request key prefix, ARGV[2] batch key prefix, ARGV[3] now (ms), ARGV[4] record TTL (s),
+-- ARGV[5] history entry, ARGV[6..] request ids
+-- Returns one code per id: 'removed', 'requested', 'final' (already settled), 'unknown'.
+local prefix, bprefix, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {}
+for i = 6, #ARGV do
+  local key = prefix .. ARGV[i]
+  local rec = redis.call('HMGET', key, 's', 'b', 'z', 'x', 'h')
+  local history = rec[5] and (rec[5] .. '\n' .. ARGV[5]) or ARGV[5]
+  if not rec[1] then
+    out[#out + 1] = 'unknown'
+  elseif rec[1] == 'queued' then
+    redis.call('LREM', KEYS[1], 1, ARGV[i])
+    redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
+    redis.call('HSET', key, 's', 'canceled', 'o', 'canceled', 'dl', now, 'h', history)
+    redis.call('HDEL', key, 'p')
+    redis.call('EXPIRE', key, ttl)
+    out[#out + 1] = 'removed'
+  elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
+    redis.call('HSET', key, 'x', '1', 'h', history)
+    redis.call('HINCRBY', bprefix .. rec[2], 'cancels', 1)
+    out[#out + 1] = 'requested'
+  elseif rec[4] then
+    out[#out + 1] = 'requested'
+  else
+    out[#out + 1] = 'final'
+  end
+end
+return out

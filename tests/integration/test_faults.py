@@ -1,0 +1,180 @@
+"""Provider faults and bad outcomes, through the plain functions against real parts (no Celery)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from batchline.producers.producer import Producer
+from batchline.workers import aggregator, poller, results, sweeper
+from batchline.workers.context import Context
+
+
+def params(i: int, marker: str = "") -> dict:
+    return {"model": "claude-haiku-4-5", "max_tokens": 32,
+            "messages": [{"role": "user", "content": f"item {i} {marker}".strip()}]}
+
+
+def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
+    """Run pack / poll / collect / sweep rounds until nothing is pending, open or awaiting delivery."""
+    handed: list[str] = []
+    deadline = time.monotonic() + timeout
+    k = ctx.keys
+    while time.monotonic() < deadline:
+        aggregator.pack(ctx)
+        ctx.redis.delete(k.poll_lock())
+        poller.poll(ctx, handed.append)
+        while handed:
+            results.collect(ctx, handed.pop(), lambda *a: None)
+        sweeper.sweep(ctx, handed.append)
+        busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
+        if busy == 0:
+            return
+        time.sleep(sleep)
+    raise AssertionError("pipeline did not drain")
+
+
+def entries(redis_client, stream: str) -> dict[str, dict[str, str]]:
+    out = {}
+    for _, raw in redis_client.xrange(stream):
+        f = {k.decode(): v.decode() for k, v in raw.items()}
+        assert f["custom_id"] not in out, f"delivered twice: {f['custom_id']}"
+        out[f["custom_id"]] = f
+    return out
+
+
+@pytest.fixture
+def fast(pipeline_settings):
+    return pipeline_settings.replace(s3_bucket=None, pause_probe_seconds=0.2, sweep_interval_seconds=0.5)
+
+
+def test_redrive_by_error_class_delivers_final_outcome_once(fast, redis_client, emulator):
+    s = fast.replace(max_attempts=3)
+    producer = Producer.from_settings(s)
+    items = [{"custom_id": f"ok-{i}", "params": params(i)} for i in range(20)]
+    items += [{"custom_id": f"bad-{i}", "params": params(i, "[[emulator:error=invalid_request_error]]")}
+              for i in range(5)]
+    items += [{"custom_id": f"busy-{i}", "params": params(i, "[[emulator:error=overloaded_error]]")}
+              for i in range(5)]
+    assert producer.submit_many(items, reply_to="redis-stream:out").accepted == 30
+    drain(Context(s))
+    got = entries(redis_client, "out")
+    assert len(got) == 30
+    assert {got[f"ok-{i}"]["outcome"] for i in range(20)} == {"succeeded"}
+    for i in range(5):
+        bad = producer.status(f"bad-{i}")
+        assert got[f"bad-{i}"]["outcome"] == "errored" and bad["attempts"] == 1
+        assert bad["error_type"] == "invalid_request_error"
+        busy = producer.status(f"busy-{i}")
+        assert got[f"busy-{i}"]["outcome"] == "errored" and busy["attempts"] == 3
+        assert [h["error_type"] for h in busy["history"]] == ["overloaded_error"] * 3
+        assert len({h["batch_id"] for h in busy["history"]}) == 3
+    books = emulator.books()
+    assert books["requests_created"] == 30 + 2 * 5  # only the transient ones went again
+    assert books["requests_in_multiple_batches"] == 5
+
+
+def test_expired_requests_are_resubmitted_and_finished_ones_kept(fast, redis_client, emulator):
+    emulator.set_faults(clock_speed=20_000.0, processing_seconds=600.0)
+    s = fast.replace(max_attempts=2)
+    producer = Producer.from_settings(s)
+    items = [{"custom_id": f"ok-{i}", "params": params(i)} for i in range(10)]
+    items += [{"custom_id": "late", "params": params(0, "[[emulator:expire]]")}]
+    producer.submit_many(items, reply_to="redis-stream:exp")
+    drain(Context(s), timeout=40)
+    got = entries(redis_client, "exp")
+    assert {got[f"ok-{i}"]["outcome"] for i in range(10)} == {"succeeded"}
+    assert got["late"]["outcome"] == "expired"
+    assert [h["result"] for h in producer.status("late")["history"]] == ["expired", "expired"]
+    assert emulator.books()["requests_in_multiple_batches"] == 1  # only the expired one went again
+
+
+def test_413_splits_the_batch_until_it_fits(fast, redis_client, emulator):
+    emulator.set_faults(max_body_bytes=40_000)
+    s = fast
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i, "x" * 300)} for i in range(200)),
+                         reply_to="redis-stream:split")
+    drain(Context(s))
+    assert len(entries(redis_client, "split")) == 200
+    books = emulator.books()
+    assert books["batches_created"] >= 2 and books["requests_created"] == 200
+    assert books["requests_in_multiple_batches"] == 0
+
+
+def test_400_at_create_fails_only_the_offending_request(fast, redis_client, emulator):
+    s = fast
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(40)), reply_to="redis-stream:bis")
+    # A record whose params the API refuses synchronously (not an object): as if written by a buggy older version.
+    from batchline.keys import request_id
+
+    ctx = Context(s)
+    ctx.redis.hset(ctx.keys.request(request_id("default", "r-17")), "p", '"not an object"')
+    drain(ctx)
+    got = entries(redis_client, "bis")
+    assert len(got) == 40
+    assert got["r-17"]["outcome"] == "errored"
+    assert producer.status("r-17")["error_type"] == "invalid_request_error"
+    assert {v["outcome"] for k, v in got.items() if k != "r-17"} == {"succeeded"}
+    assert emulator.books()["requests_in_multiple_batches"] == 0
+
+
+def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, emulator):
+    s = fast
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(30)), reply_to="redis-stream:cap")
+    ctx = Context(s)
+    emulator.set_faults(spend_limit_reached=True)
+    created = aggregator.pack(ctx)
+    assert [c.outcome for c in created] == ["released"]
+    assert redis_client.hget(ctx.keys.paused, "reason") == b"rate_limit_error"
+    calls_before = emulator.books()["operations"]
+    for _ in range(5):
+        assert aggregator.pack(ctx) == []  # paused: nothing claimed, the queue is not burnt through
+    assert redis_client.llen(ctx.keys.pending) == 30
+    assert producer.status("r-3")["state"] == "queued"
+    assert sum(emulator.books()["operations"].values()) - sum(calls_before.values()) <= 2  # probes only
+    emulator.set_faults(spend_limit_reached=False)
+    time.sleep(0.3)
+    drain(ctx)
+    assert not redis_client.exists(ctx.keys.paused)
+    assert len(entries(redis_client, "cap")) == 30
+
+
+def test_429_on_create_backs_off_for_retry_after(fast, redis_client, emulator):
+    s = fast
+    Producer.from_settings(s).submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(10)),
+                                          reply_to="redis-stream:slow")
+    emulator.set_faults(http_429_rate=1.0, retry_after_seconds=7, fault_operations=("create",))
+    ctx = Context(s)
+    assert [c.outcome for c in aggregator.pack(ctx)] == ["released"]
+    ttl = redis_client.pttl(ctx.keys.create_backoff)
+    assert 5_000 < ttl <= 7_000
+    assert aggregator.pack(ctx) == []
+    assert emulator.books()["batches_created"] == 0
+    emulator.set_faults(http_429_rate=0.0)
+    redis_client.delete(ctx.keys.create_backoff)
+    drain(ctx)
+    assert len(entries(redis_client, "slow")) == 10
+
+
+def test_cancel_pending_and_whole_batch(fast, redis_client, emulator):
+    emulator.set_faults(processing_seconds=30.0)
+    s = fast
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)), reply_to="redis-stream:cx")
+    assert producer.cancel("r-0") == "removed"
+    assert producer.status("r-0")["state"] == "canceled"
+    ctx = Context(s)
+    created = aggregator.pack(ctx)
+    assert created[0].requests == 19
+    counts = producer.cancel_batch(created[0].provider_id)
+    assert counts == {"requested": 19}
+    assert producer.cancel("r-0") == "final"
+    drain(ctx, timeout=20)
+    got = entries(redis_client, "cx")
+    assert len(got) == 19 and {v["outcome"] for v in got.values()} == {"canceled"}
+    assert "r-0" not in got
+    assert emulator.books()["operations"].get("cancel") == 1
