@@ -1,0 +1,1 @@
+"""Benchmarks of batchline's hot paths, side by side with baselines (run: python -m benchmarks.run)."""

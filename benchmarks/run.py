@@ -1,0 +1,647 @@
+"""batchline benchmarks: intake, packing, fan-out and result-worker memory, each side by side with
+its baseline in the same run. Writes docs/benchmarks.md and prints the table.
+
+    .venv/bin/python -m benchmarks.run            # full sizes (~5-8 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.run --quick    # ~10x smaller, a smoke run
+
+Targets are reported PASS/FAIL; the exit status is 0 unless a run crashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis
+
+from batchline import log
+from batchline.config.settings import Settings
+from batchline.keys import request_id
+from batchline.local_services import MotoS3, RedisServer, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+TENANT = "default"
+MODEL = "claude-haiku-4-5"
+FILLER = (
+    "Summarise the following passage in two sentences, keeping every number it mentions. "
+    "The quick brown fox jumps over the lazy dog while the committee reviews quarterly figures; "
+    "revenue rose by 12 percent, costs fell by 3 percent and headcount stayed flat at 418. "
+) * 20
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes, rows, helpers
+
+
+@dataclass(frozen=True)
+class Sizes:
+    intake: int = 100_000
+    intake_celery: int = 10_000
+    pack: int = 10_000
+    pack_repeats: int = 3
+    fanout: int = 100_000
+    fanout_s3: int = 3_000
+    memory: int = 100_000
+    memory_bytes: int = 400_000_000
+
+    def quick(self) -> Sizes:
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000)
+
+
+@dataclass
+class Row:
+    bench: str
+    path: str
+    size: str
+    figure: str
+    target: str = ""
+    verdict: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *args: str, **kw: str) -> None:
+        row = Row(*args, **kw)
+        self.rows.append(row)
+        print(f"  {row.bench} | {row.path} | {row.size} | {row.figure} | {row.target} {row.verdict}", flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "**PASS**" if ok else "**FAIL**"
+
+
+def params_of(i: int, target_bytes: int = 1024) -> dict[str, Any]:
+    """Messages params whose canonical JSON is about `target_bytes`, distinct per request."""
+    head = f"Request {i}. "
+    base = len(
+        json.dumps(
+            {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": head}]}, separators=(",", ":")
+        )
+    )
+    pad = max(0, target_bytes - base)
+    start = (i * 7) % 200  # a different window of the filler per request
+    return {
+        "model": MODEL,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": head + FILLER[start : start + pad]}],
+    }
+
+
+def items_of(n: int, prefix: str = "c", target_bytes: int = 1024) -> list[dict[str, Any]]:
+    return [{"custom_id": f"{prefix}{i}", "params": params_of(i, target_bytes)} for i in range(n)]
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s"
+
+
+def settings_for(redis_url: str, prefix: str, **kw: Any) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        anthropic_api_key="bench",
+        max_wait_seconds=0.0,
+        fresh_batch_grace_seconds=60.0,
+        **kw,
+    )
+
+
+@contextmanager
+def emulator_process(processing_seconds: float = 0.2) -> Iterator[str]:
+    """The emulator in its own process, so its work does not share the client's GIL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchline.cli",
+            "emulator",
+            "--port",
+            str(port),
+            "--processing-seconds",
+            str(processing_seconds),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_until_ended(ctx: Any, timeout: float = 120.0) -> list[str]:
+    from batchline.workers import poller
+
+    ended: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not ended:
+        if time.monotonic() > deadline:
+            raise RuntimeError("batch did not end at the emulator")
+        ctx.redis.delete(ctx.keys.poll_lock())
+        poller.poll(ctx, ended.append)
+        if not ended:
+            time.sleep(0.1)
+    return ended
+
+
+def submit_and_pack(ctx: Any, items: list[dict[str, Any]], reply_to: str | None) -> str:
+    """Untimed setup: submit with the Producer, pack one batch, wait until it ended."""
+    from batchline.producers.producer import Producer
+    from batchline.workers import aggregator
+
+    producer = Producer(ctx.redis, ctx.settings)
+    rep = producer.submit_many(items, reply_to=reply_to, chunk_size=1000)
+    assert rep.accepted == len(items), rep
+    created = aggregator.pack(ctx, budget_seconds=600)
+    assert len(created) == 1 and created[0].outcome == "submitted", created
+    assert created[0].requests == len(items), created
+    ended = wait_until_ended(ctx)
+    assert ended == [created[0].batch_id], ended
+    return ended[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. intake
+
+
+def bench_intake(report: Report, r: redis.Redis, url: str, sz: Sizes) -> None:
+    from celery import Celery
+
+    from batchline.producers.producer import Producer
+
+    print(f"[intake] building {sz.intake:,} requests of ~1 KB", flush=True)
+    items = items_of(sz.intake)
+    size = f"{sz.intake:,} x ~{len(json.dumps(items[0]['params'], separators=(',', ':')))} B"
+
+    # batchline: Producer.submit_many (one Lua call per 1,000)
+    r.flushdb()
+    producer = Producer(redis.Redis.from_url(url), settings_for(url, "in"))
+    producer.redis.ping()
+    t0 = time.perf_counter()
+    rep = producer.submit_many(items)
+    ours_s = time.perf_counter() - t0
+    assert rep.accepted == sz.intake, rep
+    assert r.llen(producer.keys.pending) == sz.intake
+    producer.close()
+    ours = sz.intake / ours_s
+
+    # (a) raw redis-py pipeline: json.dumps + HSET record + RPUSH, 1,000 per pipeline
+    r.flushdb()
+    raw_client = redis.Redis.from_url(url)
+    raw_client.ping()
+    t0 = time.perf_counter()
+    for start in range(0, len(items), 1000):
+        pipe = raw_client.pipeline(transaction=False)
+        for item in items[start : start + 1000]:
+            cid = item["custom_id"]
+            pipe.hset(f"raw:r:{cid}", mapping={"t": TENANT, "c": cid, "p": json.dumps(item["params"]), "s": "queued"})
+            pipe.rpush("raw:pending", cid)
+        pipe.execute()
+    raw_s = time.perf_counter() - t0
+    assert r.llen("raw:pending") == sz.intake
+    raw_client.close()
+    raw = sz.intake / raw_s
+
+    # (b) Celery: one apply_async per request, JSON, same Redis as broker, sending side only
+    r.flushdb()
+    app = Celery("bench", broker=url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        broker_connection_retry_on_startup=True,
+    )
+
+    @app.task(name="bench.noop")
+    def noop(**kwargs: Any) -> None:
+        return None
+
+    noop.apply_async(kwargs={"custom_id": "warm", "params": {}})  # connect outside the timing
+    r.flushdb()
+    n_c = sz.intake_celery
+    t0 = time.perf_counter()
+    for item in items[:n_c]:
+        noop.apply_async(kwargs=item)
+    cel_s = time.perf_counter() - t0
+    queued = r.llen("celery")
+    assert queued == n_c, queued
+    app.close()
+    celery = n_c / cel_s
+    r.flushdb()
+
+    vs_raw, vs_cel = ours / raw, ours / celery
+    report.add(
+        "1 intake", "batchline `Producer.submit_many` (Lua, 1,000/call)", size, f"{ours:,.0f} req/s ({ours_s:.2f} s)"
+    )
+    report.add(
+        "1 intake",
+        "(a) redis-py pipeline: json.dumps + HSET + RPUSH, 1,000/pipeline",
+        size,
+        f"{raw:,.0f} req/s ({raw_s:.2f} s)",
+    )
+    report.add(
+        "1 intake",
+        "(b) Celery `apply_async`, one per request (send side)",
+        f"{n_c:,} x ~1 KB",
+        f"{celery:,.0f} req/s ({cel_s:.2f} s)",
+    )
+    report.add("1 intake", "batchline ÷ raw pipeline", "", f"{vs_raw:.2f}x", "≥ 0.5x", verdict(vs_raw >= 0.5))
+    report.add("1 intake", "batchline ÷ Celery", "", f"{vs_cel:.1f}x", "≥ 20x", verdict(vs_cel >= 20))
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. packing
+
+
+def bench_packing(report: Report, r: redis.Redis, url: str, base_url: str, sz: Sizes) -> None:
+    import anthropic
+    import httpx2
+
+    from batchline.producers.producer import Producer
+    from batchline.workers import aggregator
+    from batchline.workers.context import Context
+    from batchline.workers.packing import Take
+
+    n = sz.pack
+    print(f"[packing] {sz.pack_repeats} x one batch of {n:,} x ~1 KB", flush=True)
+    s = settings_for(url, "pk", anthropic_base_url=base_url, max_batch_requests=n)
+    ctx = Context(s)
+    sdk = anthropic.Anthropic(
+        api_key="bench", base_url=base_url, max_retries=0, timeout=httpx2.Timeout(300.0, connect=10.0)
+    )
+    ctx.anthropic.messages.batches.list(limit=1)  # warm both connections
+    sdk.messages.batches.list(limit=1)
+    ours_t: list[float] = []
+    parts: list[tuple[float, float, float]] = []
+    sdk_t: list[float] = []
+    body_bytes = 0
+    for rep_i in range(sz.pack_repeats):
+        items = items_of(n, prefix=f"p{rep_i}-")
+        prebuilt = [{"custom_id": request_id(TENANT, it["custom_id"]), "params": it["params"]} for it in items]
+        r.flushdb()
+        rep = Producer(ctx.redis, s).submit_many(items)
+        assert rep.accepted == n, rep
+        take = Take(n, s.max_batch_bytes, "full")
+
+        def ours(take: Take = take) -> None:
+            t0 = time.perf_counter()
+            bid, flat = aggregator.claim(ctx, take)
+            t1 = time.perf_counter()
+            body = aggregator.build_body(flat)
+            t2 = time.perf_counter()
+            created = aggregator.create(ctx, bid, body, len(flat) // 2)
+            t3 = time.perf_counter()
+            assert created.outcome == "submitted" and created.requests == n, created
+            ours_t.append(t3 - t0)
+            parts.append((t1 - t0, t2 - t1, t3 - t2))
+            nonlocal body_bytes
+            body_bytes = len(body)
+
+        def alone(prebuilt: list[dict[str, Any]] = prebuilt) -> None:
+            t0 = time.perf_counter()
+            batch = sdk.messages.batches.create(requests=prebuilt)  # type: ignore[arg-type]
+            sdk_t.append(time.perf_counter() - t0)
+            assert batch.request_counts.processing == n, batch.request_counts
+
+        # alternate the order, so neither path always runs against a fresher emulator
+        for fn in (ours, alone) if rep_i % 2 == 0 else (alone, ours):
+            fn()
+    r.flushdb()
+    ctx.close()
+    sdk.close()
+    diffs = [o - a for o, a in zip(ours_t, sdk_t, strict=True)]
+    over = statistics.median(diffs)
+    claim_s, build_s, create_s = (statistics.median(p[i] for p in parts) for i in range(3))
+    size = f"{n:,} x ~1 KB ({body_bytes / 1e6:.1f} MB body)"
+    report.add(
+        "2 packing",
+        "batchline claim + build_body + create (median of "
+        f"{sz.pack_repeats}: claim {claim_s * 1000:.0f} ms, build {build_s * 1000:.0f} ms, "
+        f"create {create_s * 1000:.0f} ms)",
+        size,
+        f"{statistics.median(ours_t):.2f} s " + "/".join(f"{t:.2f}" for t in ours_t),
+    )
+    report.add(
+        "2 packing",
+        "SDK `messages.batches.create(requests=prebuilt)` alone",
+        size,
+        f"{statistics.median(sdk_t):.2f} s " + "/".join(f"{t:.2f}" for t in sdk_t),
+    )
+    report.add(
+        "2 packing",
+        "overhead, ours - SDK alone (median of paired runs)",
+        "",
+        f"{over:+.2f} s",
+        "≤ 0.5 s",
+        verdict(over <= 0.5),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. fan-out
+
+
+def bench_fanout(report: Report, r: redis.Redis, url: str, base_url: str, s3_url: str, sz: Sizes) -> None:
+    import boto3
+
+    from batchline.workers import results
+    from batchline.workers.context import Context
+
+    # (a) Redis stream only
+    n = sz.fanout
+    print(f"[fan-out] {n:,}-line batch to a Redis stream (setup: submit, create, poll)", flush=True)
+    r.flushdb()
+    s = settings_for(url, "fo", anthropic_base_url=base_url, max_batch_requests=n)
+    ctx = Context(s)
+    bid = submit_and_pack(ctx, items_of(n, prefix="f"), "redis-stream:bench-out")
+    t0 = time.perf_counter()
+    rep = results.collect(ctx, bid, lambda *a: None)
+    secs = time.perf_counter() - t0
+    assert rep.delivered == n and rep.lines == n, rep
+    assert r.xlen("bench-out") == n
+    ctx.close()
+    r.flushdb()
+    per_s = n / secs
+    report.add(
+        "3 fan-out",
+        "(a) `results.collect` → Redis stream, no S3",
+        f"{n:,} lines",
+        f"{per_s:,.0f} results/s ({secs:.2f} s)",
+        "≥ 10,000/s",
+        verdict(per_s >= 10_000),
+    )
+
+    # (b) with S3 per-request objects on moto (and the raw file as a multipart upload)
+    n = sz.fanout_s3
+    print(f"[fan-out] {n:,}-line batch to a Redis stream + S3 on moto", flush=True)
+    bucket = f"bench-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", endpoint_url=s3_url)
+    s3.create_bucket(Bucket=bucket)
+    s = settings_for(
+        url, "fs", anthropic_base_url=base_url, max_batch_requests=n, s3_bucket=bucket, s3_endpoint_url=s3_url
+    )
+    ctx = Context(s)
+    bid = submit_and_pack(ctx, items_of(n, prefix="s"), "redis-stream:bench-out-s3")
+    t0 = time.perf_counter()
+    rep = results.collect(ctx, bid, lambda *a: None)
+    secs = time.perf_counter() - t0
+    assert rep.delivered == n, rep
+    assert r.xlen("bench-out-s3") == n
+    keys = s3.list_objects_v2(Bucket=bucket, Prefix="batchline/results/", MaxKeys=1)["KeyCount"]
+    assert keys == 1
+    ctx.close()
+    r.flushdb()
+    report.add(
+        "3 fan-out",
+        f"(b) `results.collect` → Redis stream + S3 per-request objects on moto "
+        f"({s.s3_put_threads} PUT threads; {n:,} lines, moto-bound)",
+        f"{n:,} lines",
+        f"{n / secs:,.0f} results/s ({secs:.2f} s)",
+        "(reported)",
+        "",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. memory
+
+
+def fatten_results(ctx: Any, provider_id: str, path: Path, line_bytes: int) -> tuple[int, int]:
+    """The emulator's results file with each reply's text padded so a line is ~`line_bytes`."""
+    from batchline.workers.lines import iter_lines
+
+    lines = total = 0
+    pad_unit = FILLER
+    with open(path, "wb") as out, ctx.anthropic.messages.batches.with_streaming_response.results(provider_id) as resp:
+        for raw in iter_lines(resp.iter_bytes(1024 * 1024)):
+            obj = json.loads(raw)
+            msg = obj["result"].get("message")
+            if msg:
+                need = max(0, line_bytes - len(raw) - 1)
+                text = pad_unit * (need // len(pad_unit) + 1)
+                msg["content"][0]["text"] += " " + text[:need]
+            data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+            out.write(data)
+            lines += 1
+            total += len(data)
+    return lines, total
+
+
+def bench_memory(report: Report, r: redis.Redis, url: str, base_url: str, sz: Sizes, tmp: Path) -> None:
+    from batchline.workers.context import Context
+
+    n = sz.memory
+    print(f"[memory] {n:,}-line batch, results file ~{sz.memory_bytes / 1e6:.0f} MB", flush=True)
+    r.flushdb()
+    fields = dict(key_prefix="mm", max_batch_requests=n, max_wait_seconds=0.0, fresh_batch_grace_seconds=60.0)
+    s = Settings(redis_url=url, anthropic_api_key="bench", anthropic_base_url=base_url, **fields)
+    ctx = Context(s)
+    bid = submit_and_pack(ctx, items_of(n, prefix="m", target_bytes=200), "redis-stream:bench-mem")
+    provider_id = ctx.redis.hget(ctx.keys.batch(bid), "provider_id").decode()
+    path = tmp / "results.jsonl"
+    lines, total = fatten_results(ctx, provider_id, path, sz.memory_bytes // n)
+    assert lines == n
+    ctx.close()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.results_server", str(port), str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=server)
+        child_settings = {
+            "redis_url": url,
+            "anthropic_api_key": "bench",
+            "anthropic_base_url": f"http://127.0.0.1:{port}",
+            **fields,
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.memchild", json.dumps(child_settings), bid],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+        path.unlink(missing_ok=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"memory child failed: {out.stderr[-3000:]}")
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    assert m["delivered"] == n and m["lines"] == n, m
+    assert r.xlen("bench-mem") == n
+    r.flushdb()
+    peak, before = m["peak_hwm_kb"] / 1024, m["before_rss_kb"] / 1024
+    report.add(
+        "4 memory",
+        "result worker: `results.collect` → Redis stream, peak RSS (VmHWM) "
+        f"[RSS before streaming {before:.0f} MB, growth {peak - before:+.0f} MB, "
+        f"{n / m['seconds']:,.0f} lines/s]",
+        f"{n:,} lines, {total / 1e6:.0f} MB file",
+        f"{peak:.0f} MB",
+        "≤ 200 MB",
+        verdict(peak <= 200),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine(r: redis.Redis) -> list[str]:
+    import anthropic
+    import celery
+    import kombu
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: `nproc` = {nproc}, CPU {cpu}, {mem_gb:.0f} GB RAM, {platform.system()} "
+        f"{platform.release()}; load average at start {os.getloadavg()[0]:.2f} (the machine may be shared: "
+        "compare each figure with its baseline from the same run, not across runs)",
+        f"- Python {platform.python_version()}; Redis server {r.info('server')['redis_version']} "
+        f"(appendonly no, loopback); redis-py {redis.__version__}; Celery {celery.__version__} / "
+        f"kombu {kombu.__version__}; anthropic {anthropic.__version__}",
+    ]
+
+
+def render(report: Report, header: list[str], sizes: Sizes, quick: bool, total_s: float) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `.venv/bin/python -m benchmarks.run" + (" --quick" if quick else "") + "` "
+        "(overwrites this file). Each figure is measured in the same run as its baseline.",
+        "",
+        *header,
+        f"- sizes: {'QUICK (~10x smaller smoke run; not the reference figures)' if quick else 'full'}; "
+        f"total run {total_s:.0f} s; load average at end {os.getloadavg()[0]:.2f}",
+        "",
+        "| # | path | size | figure | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report.rows:
+        lines.append(f"| {row.bench} | {row.path} | {row.size} | {row.figure} | {row.target} | {row.verdict} |")
+    lines += ["", "## How each figure is measured", "", *METHOD, ""]
+    if report.notes:
+        lines += ["## Notes from this run", "", *(f"- {n}" for n in report.notes), ""]
+    return "\n".join(lines)
+
+
+METHOD = [
+    "1. **intake**: the same prebuilt items (`custom_id` + ~1 KB `params`, distinct per request) are written "
+    "three ways, `FLUSHDB` between runs: `Producer.submit_many` (validation, canonical JSON, digest, "
+    "one `intake.lua` call per 1,000); a raw redis-py pipeline (`json.dumps` + `HSET` of a 4-field record "
+    "hash + `RPUSH`, 1,000 per pipeline, `transaction=False`: no validation, no idempotency); and one "
+    "Celery `apply_async` per request (JSON serializer, no-op task, same Redis as broker, sending side "
+    "only, on fewer requests and reported per second).",
+    "2. **packing**: the emulator runs as a separate process (`batchline emulator`) so it does not share "
+    "the client's GIL. Per repeat: submit N requests with the Producer (untimed), then time "
+    "`aggregator.claim` + `aggregator.build_body` + `aggregator.create` (intent, HTTP create, save); and "
+    "time `client.messages.batches.create(requests=prebuilt_list)` with the same params and custom_ids, "
+    "on a client warmed the same way. The order alternates per repeat; the overhead is the median of "
+    "the paired differences.",
+    "3. **fan-out**: submit (reply_to `redis-stream:…`), `aggregator.pack` one batch, `poller.poll` until "
+    "it ended (untimed); then time `results.collect(ctx, bid, celery_send)` against the emulator "
+    "(results streamed over HTTP, parsed, `deliver.lua` per 500 lines). (b) adds `s3_bucket` on moto's "
+    "server: one PUT per request (16 threads) plus the raw file as a multipart upload; moto manages "
+    "only ~200-300 PUT/s, so (b) uses fewer lines and measures moto more than batchline.",
+    '4. **memory**: the emulator\'s replies are ~20 characters (`"Reply " + 16 hex`, independent of '
+    "`max_tokens`), and a larger reply would need params so large that 100,000 requests overflow the "
+    "256 MB create limit. So the batch is submitted, created at the emulator and polled to `ended` "
+    "for real; its results file is then downloaded from the emulator and each reply's text padded so "
+    "the file is ~400 MB (same custom_ids, same structure), and served by `benchmarks/results_server.py` "
+    "(retrieve → ended with a `results_url`, results → the file in 64 KiB blocks). A child process "
+    "(`benchmarks/memchild.py`) builds a `Context` pointing at that server, records VmRSS, runs "
+    "`results.collect` (delivering to a Redis stream, no S3), and reports VmHWM (peak RSS). The "
+    "target applies to the peak.",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
+    ap.add_argument("--only", default="intake,packing,fanout,memory", help="comma list of benchmarks")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = ap.parse_args(argv)
+    sizes = Sizes().quick() if args.quick else Sizes()
+    only = set(args.only.split(","))
+    log.configure("WARNING", "console")
+    started = time.monotonic()
+    report = Report()
+    redis_srv = RedisServer(appendonly=False).start()
+    moto: MotoS3 | None = None
+    try:
+        r = redis.Redis.from_url(redis_srv.url)
+        header = machine(r)
+        print("\n".join(header), flush=True)
+        if "intake" in only:
+            bench_intake(report, r, redis_srv.url, sizes)
+        with emulator_process(0.2) as base_url, tempfile.TemporaryDirectory(prefix="bl-bench-") as tmp:
+            if "packing" in only:
+                bench_packing(report, r, redis_srv.url, base_url, sizes)
+            if "fanout" in only:
+                moto = MotoS3().start()
+                bench_fanout(report, r, redis_srv.url, base_url, moto.url, sizes)
+            if "memory" in only:
+                bench_memory(report, r, redis_srv.url, base_url, sizes, Path(tmp))
+    finally:
+        if moto is not None:
+            moto.stop()
+        redis_srv.stop()
+    text = render(report, header, sizes, args.quick, time.monotonic() - started)
+    print()
+    print(text)
+    if not args.no_write:
+        DOC.parent.mkdir(parents=True, exist_ok=True)
+        DOC.write_text(text)
+        print(f"\nwritten to {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
