@@ -567,6 +567,7 @@ def render(report: Report, header: list[str], sizes: Sizes, quick: bool, total_s
     for row in report.rows:
         lines.append(f"| {row.bench} | {row.path} | {row.size} | {row.figure} | {row.target} | {row.verdict} |")
     lines += ["", "## How each figure is measured", "", *METHOD, ""]
+    lines += ["## Profiling notes", "", *FINDINGS, ""]
     if report.notes:
         lines += ["## Notes from this run", "", *(f"- {n}" for n in report.notes), ""]
     return "\n".join(lines)
@@ -599,6 +600,23 @@ METHOD = [
     "(`benchmarks/memchild.py`) builds a `Context` pointing at that server, records VmRSS, runs "
     "`results.collect` (delivering to a Redis stream, no S3), and reports VmHWM (peak RSS). The "
     "target applies to the peak.",
+]
+
+
+FINDINGS = [
+    "Static notes from profiling (2026-11-27, code at 48eb8b5/afbbda3); figures on this shared 2-core "
+    "machine vary by up to 2x between runs, so the paired baselines above are what to compare.",
+    "- **intake** (`producers/producer.py` `submit_many` -> `_store`): per request ~14 us `encode` "
+    "(canonical `json` 6 us, BLAKE2b digest 3.5 us, frozen dataclass 1.7 us), ~8 us redis-py packing of 8 "
+    "args, and ~15 us inside `intake.lua` (HGET + 12-field HSET + RPUSH; plain pipelined HSET+RPUSH costs "
+    "Redis ~5 us). The client waits for each Lua call before encoding the next chunk, so these add up. "
+    "Overlapping them (send chunk N, encode N+1, then read N's reply) gave no gain under this machine's "
+    "load; on an idle 2-core box it is the obvious lever.",
+    "- **fan-out** (`workers/results.py`): three HMGETs per line (the pre-read pipeline in `Fanout.settle`, "
+    "the CAS inside `deliver.lua`, and `settle_missing`, which re-reads every record of the batch after the "
+    "stream even when every line was settled); `json.dumps(result)` re-encodes the provider's JSON for the "
+    "stream (~40 us per 4 KB line); a `json.dumps` history entry per line that is identical for all "
+    "succeeded lines of a chunk. See the final report of the benchmark task for proposed fixes.",
 ]
 
 
