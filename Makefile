@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint lock clean
+.PHONY: install demo test test-fast bench chaos lint lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e and not slow"
+
+chaos: $(STAMP)
+	BATCHLINE_CHAOS_REPORT=docs/chaos.md $(BIN)/pytest -q tests/e2e/test_chaos.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -31,6 +31,8 @@ class Keys:
         self.paused = f"{prefix}:paused"  # hash while submission is paused (account-level error)
         self.limit_override = f"{prefix}:override"  # hash with a TTL: smaller batches after a 413/400
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
+        self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
+        self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"
@@ -43,6 +45,10 @@ class Keys:
 
     def collect_lock(self, bid: str) -> str:
         return f"{self.prefix}:lock:collect:{bid}"
+
+    def cost_day(self, day: str) -> str:
+        """hash '{tenant}|{model}|batch|standard|requests' -> micro-dollars / count, for one UTC day"""
+        return f"{self.prefix}:cost:{day}"
 
     def poll_lock(self) -> str:
         return f"{self.prefix}:lock:poll"

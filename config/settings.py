@@ -81,6 +81,8 @@ class Settings:
     s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
     s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
     results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
+    flower_basic_auth: str | None = field(default=None, repr=False)  # FLOWER_BASIC_AUTH ("user:password")
+    prices_file: str | None = None  # BATCHLINE_PRICES_FILE (JSON merged over config/prices.json)
     log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
     log_level: str = "INFO"  # BATCHLINE_LOG_LEVEL
     crash_at: str | None = None  # BATCHLINE_TEST_CRASH_AT: named crash hook, tests only
@@ -147,6 +149,8 @@ class Settings:
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 10_000),
+            prices_file=_str(env, "BATCHLINE_PRICES_FILE", None),
+            flower_basic_auth=_str(env, "FLOWER_BASIC_AUTH", None),
             log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,
             log_level=(_str(env, "BATCHLINE_LOG_LEVEL", d.log_level) or d.log_level).upper(),
             crash_at=_str(env, "BATCHLINE_TEST_CRASH_AT", None),

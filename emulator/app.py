@@ -127,6 +127,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
         cfg = state.config
         with store.lock:
             store.downloads += 1
+            if cfg.results_cut_after is not None and cfg.results_cut_after < len(batch.requests):
+                store.http_faults["results_cut"] += 1
         newline = b"\r\n" if cfg.crlf else b"\n"
         lines = iter_results(batch, cfg.seed, newline, store.served, cfg.results_cut_after)
         return StreamingResponse(lines, media_type="application/x-jsonl")

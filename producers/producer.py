@@ -83,7 +83,7 @@ class Producer:
         args: list[Any] = [self._record_prefix, now_ms()]
         for r in chunk:
             args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
-        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats], args=args))
+        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats, self.keys.counters], args=args))
 
     def submit(
         self,
@@ -186,7 +186,7 @@ class Producer:
         k = self.keys
         entry = json.dumps({"event": "cancel_requested", "at": iso(now_ms())}, separators=(",", ":"))
         codes = self._scripts.cancel(
-            keys=[k.pending, k.stats],
+            keys=[k.pending, k.stats, k.counters],
             args=[k.request(""), k.batch(""), now_ms(), self.settings.record_ttl_seconds, entry, *rids],
         )
         return [text(c) or "" for c in codes]

@@ -11,6 +11,7 @@ import anthropic
 import redis
 
 from batchline.config.settings import Settings
+from batchline.costs import PriceTable
 from batchline.hooks import crash_point
 from batchline.keys import Keys
 from batchline.redis_client import connect
@@ -53,6 +54,10 @@ class Context:
             retries={"mode": "adaptive", "max_attempts": 8},
         )
         return boto3.client("s3", endpoint_url=self.settings.s3_endpoint_url, config=cfg)
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        return PriceTable.load(self.settings.prices_file)
 
     def crash_point(self, name: str) -> None:
         crash_point(self.settings.crash_at, self.redis, self.settings.key_prefix, name)

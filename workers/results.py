@@ -9,6 +9,7 @@ is replaced by one that streams again and skips what was delivered (state checke
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -102,15 +103,27 @@ class Fanout:
                                 "result": rtype, "error_type": etype or None, "error_message": error_message(result),
                                 "at": iso(now)}, separators=(",", ":"))
             if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
-                args += (pcid, "R", "", "", "", custom_id, tenant, "", entry)
+                args += (pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", "")
+                logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
+                             reason=etype or rtype, attempt=int(attempts or 0) + 1)
                 continue
             outcome = final_outcome(rtype, bool(cancel))
+            if outcome in ("errored", "expired"):  # a final failure: the only per-request ERROR line
+                logger.error("request.failed", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
+                             outcome=outcome, error_type=etype or None, attempts=int(attempts or 0) + 1)
+            model, cost = "", ""
+            if rtype == "succeeded":  # errored, canceled and expired requests are not billed
+                message = result.get("message") or {}
+                model = str(message.get("model", ""))
+                cost_micros, standard_micros = self.ctx.prices.cost_micros(model, message.get("usage") or {})
+                cost = f"{cost_micros}:{standard_micros}"
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
                     {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
+                     "cost_usd": int(cost.split(":")[0]) / 1e6 if cost else 0.0,
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
@@ -120,7 +133,7 @@ class Fanout:
                                                          "idempotency_key": f"{tenant}:{custom_id}"}))
             stream = target.name if target and target.kind == "redis-stream" else ""
             args += (pcid, "D", outcome, key, stream, custom_id, tenant,
-                     json.dumps(result, separators=(",", ":")), entry)
+                     json.dumps(result, separators=(",", ":")), entry, model, cost)
         if objects and self.s3:
             self.s3.put_many(objects)
         for task, queue, payload in sends:
@@ -128,7 +141,10 @@ class Fanout:
         self.ctx.crash_point("mid_delivery")
         if len(args) > 4:
             k = self.ctx.keys
-            delivered, retried = self.ctx.scripts.deliver(keys=[k.pending, k.stats], args=args)
+            day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
+            self.ctx.redis.sadd(k.cost_days, day)
+            delivered, retried = self.ctx.scripts.deliver(
+                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid)], args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
 

@@ -1,7 +1,7 @@
 -- Cancel requests by id. A queued one is removed now (final state canceled, no delivery); one in a
 -- batch is flagged, reported `canceled` when its batch's results come back, and counted on its batch
 -- so the poller cancels the provider batch once all its requests are canceled.
--- KEYS[1] pending, KEYS[2] stats
+-- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters
 -- ARGV[1] request key prefix, ARGV[2] batch key prefix, ARGV[3] now (ms), ARGV[4] record TTL (s),
 -- ARGV[5] history entry, ARGV[6..] request ids
 -- Returns one code per id: 'removed', 'requested', 'final' (already settled), 'unknown'.
@@ -9,7 +9,7 @@ local prefix, bprefix, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
 for i = 6, #ARGV do
   local key = prefix .. ARGV[i]
-  local rec = redis.call('HMGET', key, 's', 'b', 'z', 'x', 'h')
+  local rec = redis.call('HMGET', key, 's', 'b', 'z', 'x', 'h', 't')
   local history = rec[5] and (rec[5] .. '\n' .. ARGV[5]) or ARGV[5]
   if not rec[1] then
     out[#out + 1] = 'unknown'
@@ -19,6 +19,7 @@ for i = 6, #ARGV do
     redis.call('HSET', key, 's', 'canceled', 'o', 'canceled', 'dl', now, 'h', history)
     redis.call('HDEL', key, 'p')
     redis.call('EXPIRE', key, ttl)
+    redis.call('HINCRBY', KEYS[3], 'canceled:' .. rec[6], 1)
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
     redis.call('HSET', key, 'x', '1', 'h', history)

@@ -1,44 +1,68 @@
 -- Settle a chunk of result lines of one batch, atomically per line:
 --   'D' deliver: final outcome; append to the request's Redis stream in the same step, so a stream
---       target receives every outcome exactly once however often a chunk is replayed;
+--       target receives every outcome exactly once however often a chunk is replayed; count it and
+--       its cost exactly once;
 --   'R' re-drive: back to the pending list for a new batch (attempt counted).
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
 -- or stale line is a no-op, and a line can never reach another request's caller.
--- KEYS[1] pending, KEYS[2] stats
+-- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s),
--- then 9 fields per line: rid, action, outcome, s3_key, stream ('' for none), custom_id, tenant,
---   result_json, history_entry (JSON; its error type is copied to field e by the caller's outcome)
+-- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none),
+--   custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros' or '')
 -- Returns {delivered, retried}.
 local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local delivered, retried, back, bytes = 0, 0, {}, 0
-for i = 5, #ARGV, 9 do
+local counts, costs = {}, {}
+local function add(t, k, n) t[k] = (t[k] or 0) + n end
+for i = 5, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z')
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
+    local tenant = ARGV[i + 6]
     if ARGV[i + 1] == 'R' then
       redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history)
       redis.call('HINCRBY', key, 'a', 1)
       back[#back + 1] = rid
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
+      add(counts, 'redriven:' .. ARGV[i + 2], 1)
     else
       local stream = ARGV[i + 4]
       if stream ~= '' then
-        redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', ARGV[i + 6],
+        redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
           'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
       end
       redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history)
       redis.call('HINCRBY', key, 'a', 1)
       redis.call('HDEL', key, 'p')
+      local cost = ARGV[i + 10]
+      if cost ~= '' then
+        local sep = string.find(cost, ':', 1, true)
+        local batch_cost, standard = tonumber(string.sub(cost, 1, sep - 1)), tonumber(string.sub(cost, sep + 1))
+        redis.call('HSET', key, 'cu', batch_cost, 'cs', standard)
+        local group = tenant .. '|' .. ARGV[i + 9]
+        add(costs, group .. '|batch', batch_cost)
+        add(costs, group .. '|standard', standard)
+        add(costs, group .. '|requests', 1)
+        add(costs, '@batch', batch_cost)
+        add(costs, '@standard', standard)
+      end
       redis.call('EXPIRE', key, ttl)
       delivered = delivered + 1
+      add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
     end
   end
 end
 if #back > 0 then
   redis.call('RPUSH', KEYS[1], unpack(back))
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
+end
+for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end
+for k, n in pairs(costs) do
+  if k == '@batch' then redis.call('HINCRBY', KEYS[5], 'cost_micros', n)
+  elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], 'standard_micros', n)
+  else redis.call('HINCRBY', KEYS[4], k, n) end
 end
 return {delivered, retried}

@@ -1,10 +1,10 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
--- KEYS[1] pending list, KEYS[2] stats hash
+-- KEYS[1] pending list, KEYS[2] stats hash, KEYS[3] counters hash
 -- ARGV[1] request key prefix, ARGV[2] now (ms), then 8 fields per request:
 --   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest).
 local prefix, now = ARGV[1], ARGV[2]
-local codes, accepted, bytes = {}, {}, 0
+local codes, accepted, bytes, tenants = {}, {}, 0, {}
 for i = 3, #ARGV, 8 do
   local rid = ARGV[i]
   local key = prefix .. rid
@@ -16,11 +16,13 @@ for i = 3, #ARGV, 8 do
       'm', ARGV[i + 5], 'd', ARGV[i + 6], 'z', ARGV[i + 7], 's', 'queued', 'q', now, 'a', 0)
     accepted[#accepted + 1] = rid
     bytes = bytes + tonumber(ARGV[i + 7])
+    tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1
     codes[#codes + 1] = 1
   end
 end
 if #accepted > 0 then
   redis.call('RPUSH', KEYS[1], unpack(accepted))
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
+  for tenant, n in pairs(tenants) do redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n) end
 end
 return codes

@@ -41,6 +41,36 @@ def e2e_env(redis_server, emulator, s3_server, s3_bucket) -> dict[str, str]:
     }
 
 
+_CHAOS_ROWS: list = []
+
+
+@pytest.fixture
+def chaos_report():
+    """Collects chaos results; with BATCHLINE_CHAOS_REPORT=path the table is written there at the end."""
+    return _CHAOS_ROWS
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("BATCHLINE_CHAOS_REPORT")
+    if not path or not _CHAOS_ROWS:
+        return
+    from tests.e2e.chaos import REPORT_HEADER
+
+    rows = "\n".join(r.row() for r in _CHAOS_ROWS)
+    intro = (
+        "# Chaos suite: figures\n\n"
+        "Written by `make chaos` (tests/e2e/test_chaos.py). Each row is one end-to-end run of "
+        f"{_CHAOS_ROWS[0].submitted} requests from 2 tenants through real `batchline worker` and `batchline beat` "
+        "processes, the emulator over HTTP and a redis-server with AOF on, with one fault. Lost = submitted "
+        "minus distinct delivered; delivered twice = deliveries minus distinct; billed in >1 batch = requests the "
+        "emulator's books saw in more than one batch, split into deliberate re-drives (transient errors, expiry) "
+        "and the rest (must be 0). Seconds to recover: from the fault (or the submission, for crash points) to "
+        "the last delivery.\n\n"
+    )
+    with open(path, "w") as f:
+        f.write(intro + REPORT_HEADER + "\n" + rows + "\n")
+
+
 @pytest.fixture
 def processes():
     started: list[BatchlineProcess] = []

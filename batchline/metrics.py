@@ -1,0 +1,97 @@
+"""Prometheus metrics computed from Redis at scrape time, so any replica can serve them.
+
+`batchline metrics --port 9464` serves them on /metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from batchline.config.settings import Settings
+from batchline.keys import Keys
+from batchline.redis_client import connect
+from batchline.reports import cost_rows, snapshot
+
+
+class PipelineCollector:
+    """A prometheus_client collector: every scrape reads one snapshot of the pipeline."""
+
+    def __init__(self, client: Any, keys: Keys, in_flight_limit: int) -> None:
+        self.client, self.keys, self.limit = client, keys, in_flight_limit
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        snap = snapshot(self.client, self.keys)
+
+        def gauge(name: str, doc: str, value: float) -> Any:
+            return GaugeMetricFamily(f"batchline_{name}", doc, value=value)
+
+        yield gauge("pending_requests", "Requests waiting to be packed", snap.pending)
+        yield gauge("pending_bytes", "Create-body bytes of the waiting requests", snap.pending_bytes)
+        yield gauge("oldest_pending_age_seconds", "Age of the oldest waiting request", snap.oldest_pending_age_s)
+        yield gauge("open_batches", "Provider batches in progress", snap.open_batches)
+        yield gauge("requests_in_flight", "Requests in open batches (provider queue)", snap.in_flight)
+        yield gauge("requests_in_flight_limit", "BATCHLINE_MAX_REQUESTS_IN_FLIGHT", self.limit)
+        yield gauge("batches_awaiting_delivery", "Ended batches whose results are not all delivered",
+                    snap.awaiting_delivery)
+        yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)
+        yield gauge("watchdog_alerts", "Stuck batches and results nearing their 29-day end", len(snap.alerts))
+        outstanding = GaugeMetricFamily("batchline_requests_outstanding", "Accepted, not yet settled",
+                                        labels=["tenant"])
+        for tenant, n in sorted(snap.outstanding_by_tenant().items()):
+            outstanding.add_metric([tenant], n)
+        yield outstanding
+        accepted = CounterMetricFamily("batchline_requests_accepted", "Requests accepted at intake", labels=["tenant"])
+        for (tenant,), n in snap.by("accepted").items():
+            accepted.add_metric([tenant], n)
+        yield accepted
+        delivered = CounterMetricFamily("batchline_results_delivered", "Final outcomes delivered",
+                                        labels=["tenant", "outcome"])
+        for labels, n in snap.by("delivered").items():
+            delivered.add_metric(list(labels[:2]), n)
+        yield delivered
+        redriven = CounterMetricFamily("batchline_requests_redriven", "Requests sent again, by reason",
+                                       labels=["reason"])
+        for labels, n in snap.by("redriven").items():
+            redriven.add_metric([labels[0]], n)
+        yield redriven
+        cost = CounterMetricFamily("batchline_cost_usd", "Spent at batch prices", labels=["tenant", "model"])
+        standard = CounterMetricFamily("batchline_standard_cost_usd", "The same work at standard prices",
+                                       labels=["tenant", "model"])
+        totals: dict[tuple[str, str], list[float]] = {}
+        for row in cost_rows(self.client, self.keys):
+            t = totals.setdefault((row.tenant, row.model), [0.0, 0.0])
+            t[0] += row.batch_usd
+            t[1] += row.standard_usd
+        for (tenant, model), (spent, std) in sorted(totals.items()):
+            cost.add_metric([tenant, model], spent)
+            standard.add_metric([tenant, model], std)
+        yield cost
+        yield standard
+
+
+def registry(settings: Settings) -> Any:
+    from prometheus_client import CollectorRegistry
+
+    reg = CollectorRegistry()
+    reg.register(PipelineCollector(connect(settings.redis_url), Keys(settings.key_prefix),  # type: ignore[arg-type]
+                                   settings.max_requests_in_flight))
+    return reg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=9464, help="port (default 9464)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    start_http_server(args.port, addr=args.host, registry=registry(Settings.from_env()))
+    print(f"batchline metrics on http://{args.host}:{args.port}/metrics", flush=True)
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,105 @@
+"""Read-only views of the pipeline computed from Redis, so any replica can serve them:
+counts, costs, pauses and alerts. Used by `batchline status`, `batchline costs` and the metrics."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from batchline.clock import now_ms
+from batchline.keys import Keys
+from batchline.redis_client import text, text_map
+
+
+@dataclass
+class Snapshot:
+    pending: int
+    pending_bytes: int
+    oldest_pending_age_s: float
+    in_flight: int
+    open_batches: int
+    awaiting_delivery: int
+    leased: int
+    paused: dict[str, str]
+    alerts: dict[str, str]
+    counters: dict[str, int]
+    open: list[dict[str, Any]] = field(default_factory=list)
+
+    def by(self, kind: str) -> dict[tuple[str, ...], int]:
+        """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
+        out = {}
+        for name, n in self.counters.items():
+            head, _, rest = name.partition(":")
+            if head == kind:
+                out[tuple(rest.split(":"))] = n
+        return out
+
+    def outstanding_by_tenant(self) -> dict[str, int]:
+        """Accepted and not yet settled, per tenant (queued, in a batch, or awaiting delivery)."""
+        out: dict[str, int] = defaultdict(int)
+        for (tenant,), n in self.by("accepted").items():
+            out[tenant] += n
+        for labels, n in self.by("delivered").items():
+            out[labels[0]] -= n
+        for (tenant,), n in self.by("canceled").items():
+            out[tenant] -= n
+        return dict(out)
+
+
+def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapshot:
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(keys.pending).hmget(keys.stats, "pending_bytes", "in_flight").lindex(keys.pending, 0)
+    pipe.zcard(keys.open).zcard(keys.ended).zcard(keys.leases)
+    pipe.hgetall(keys.paused).hgetall(keys.alerts).hgetall(keys.counters)
+    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters = pipe.execute()
+    age = 0.0
+    if head is not None:
+        queued_at = client.hget(keys.request(head.decode()), "q")
+        age = max(0.0, (now_ms() - int(queued_at)) / 1000) if queued_at else 0.0
+    snap = Snapshot(
+        pending=int(pending), pending_bytes=int(pbytes or 0), oldest_pending_age_s=age,
+        in_flight=int(in_flight or 0), open_batches=int(n_open), awaiting_delivery=int(n_ended),
+        leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
+        counters={text(k) or "": int(v) for k, v in counters.items()},
+    )
+    if with_open:
+        now = now_ms()
+        for raw, submitted in client.zrange(keys.open, 0, 49, withscores=True):
+            bid = raw.decode()
+            b = text_map(client.hgetall(keys.batch(bid)))
+            snap.open.append({"batch_id": bid, "provider_batch_id": b.get("provider_id"),
+                              "requests": int(b.get("n", 0)), "age_s": (now - submitted) / 1000,
+                              "adopted": b.get("adopted") == "1"})
+    return snap
+
+
+@dataclass
+class CostRow:
+    day: str
+    tenant: str
+    model: str
+    requests: int
+    batch_usd: float
+    standard_usd: float
+
+
+def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
+    days = sorted(d.decode() for d in client.smembers(keys.cost_days))
+    rows = []
+    for day in days:
+        groups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for name, value in client.hgetall(keys.cost_day(day)).items():
+            tenant, model, kind = name.decode().split("|")
+            groups[(tenant, model)][kind] = int(value)
+        for (tenant, model), v in sorted(groups.items()):
+            rows.append(CostRow(day, tenant, model, v.get("requests", 0), v.get("batch", 0) / 1e6,
+                                v.get("standard", 0) / 1e6))
+    return rows
+
+
+def batch_cost(client: redis.Redis, keys: Keys, bid: str) -> tuple[float, float]:
+    cost, standard = client.hmget(keys.batch(bid), "cost_micros", "standard_micros")
+    return int(cost or 0) / 1e6, int(standard or 0) / 1e6

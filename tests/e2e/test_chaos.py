@@ -1,0 +1,125 @@
+"""The chaos suite: one fault per run, real worker and beat processes, the emulator over HTTP, a
+redis-server with AOF on. Each run asserts nothing lost, nothing delivered twice, nothing billed
+twice except deliberate re-drives; `make chaos` also writes the table to docs/chaos.md."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from batchline.local_services import RedisServer
+from tests.e2e.chaos import Chaos
+
+pytestmark = pytest.mark.e2e
+PER_TENANT = 1000
+
+
+def check(result, allow_redrive: bool = False) -> None:
+    assert result.lost == 0, result
+    assert result.duplicated == 0, result
+    assert result.billed_twice == result.redriven, result  # only deliberate re-drives go twice
+    if not allow_redrive:
+        assert result.billed_twice == 0, result
+
+
+@pytest.fixture
+def chaos_env(e2e_env):
+    return {**e2e_env, "BATCHLINE_S3_BUCKET": "", "BATCHLINE_MAX_BATCH_REQUESTS": "500",
+            "BATCHLINE_PAUSE_PROBE_SECONDS": "0.5"}
+
+
+def start(processes, env, workers: int = 1, beats: int = 1):
+    procs = [processes(["worker", "--role", "all", "--concurrency", "2"], env) for _ in range(workers)]
+    procs += [processes(["beat"], env) for _ in range(beats)]
+    return procs
+
+
+@pytest.mark.parametrize("point", ["after_claim", "before_create", "after_create", "mid_stream", "mid_delivery"])
+def test_sigkill_at_each_step(chaos_env, emulator, processes, chaos_report, point):
+    env = {**chaos_env, "BATCHLINE_TEST_CRASH_AT": point}
+    chaos = Chaos(env, emulator, PER_TENANT)
+    procs = start(processes, env)
+    t0 = time.monotonic()
+    chaos.submit()
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
+    assert chaos.client.exists(f"{env['BATCHLINE_KEY_PREFIX']}:crashed:{point}"), "the crash point was not reached"
+    result = chaos.measure(f"SIGKILL worker child at {point}", t0)
+    chaos_report.append(result)
+    check(result)
+
+
+def test_sigkill_whole_worker_and_beat_mid_run(chaos_env, emulator, processes, chaos_report):
+    chaos = Chaos(chaos_env, emulator, PER_TENANT)
+    worker, beat = start(processes, chaos_env)
+    chaos.submit()
+    chaos.wait(lambda: chaos.batches_submitted() >= 1, 60, "a batch submitted", [worker, beat])
+    t0 = time.monotonic()
+    worker.kill()
+    beat.kill()
+    procs = start(processes, chaos_env)
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
+    result = chaos.measure("SIGKILL whole worker and beat, then restart", t0)
+    chaos_report.append(result)
+    check(result)
+
+
+def test_two_beats_and_two_workers_at_once(chaos_env, emulator, processes, chaos_report):
+    chaos = Chaos(chaos_env, emulator, PER_TENANT)
+    procs = start(processes, chaos_env, workers=2, beats=2)
+    t0 = time.monotonic()
+    chaos.submit()
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
+    result = chaos.measure("two beats (two pollers) and two workers at once", t0)
+    chaos_report.append(result)
+    check(result)
+
+
+def test_sigkill_redis_under_load(chaos_env, emulator, processes, chaos_report):
+    server = RedisServer(appendonly=True).start()
+    try:
+        env = {**chaos_env, "BATCHLINE_REDIS_URL": server.url}
+        chaos = Chaos(env, emulator, PER_TENANT)
+        procs = start(processes, env)
+        chaos.submit()
+        chaos.wait(lambda: chaos.batches_submitted() >= 1, 60, "a batch submitted", procs)
+        time.sleep(1.5)  # AOF everysec: what was acknowledged a second ago is on disk
+        t0 = time.monotonic()
+        server.kill()
+        time.sleep(1.0)
+        server.start()
+        chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
+        result = chaos.measure("SIGKILL redis-server under load, restart (AOF)", t0)
+        chaos_report.append(result)
+        check(result)
+    finally:
+        server.stop()
+
+
+FAULTS = {
+    "HTTP 429/529/500 on 15% of calls": (dict(http_429_rate=0.05, http_529_rate=0.05, http_500_rate=0.05), None),
+    "404 for 3 s on fresh batches": (dict(fresh_404_seconds=3.0, fresh_404_real_time=True), None),
+    "results streams cut after 300 lines, for 4 s": (dict(results_cut_after=300), dict(results_cut_after=None)),
+    "spend cap reached for 4 s": (dict(spend_limit_reached=True), dict(spend_limit_reached=False)),
+    "2% of requests expire, 3% overloaded_error": (
+        dict(expire_rate=0.02, error_rates={"overloaded_error": 0.03}, clock_speed=20_000.0,
+             processing_seconds=600.0), None),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_provider_faults(chaos_env, emulator, processes, chaos_report, name):
+    faults, lifted = FAULTS[name]
+    emulator.set_faults(**faults)
+    chaos = Chaos(chaos_env, emulator, PER_TENANT)
+    procs = start(processes, chaos_env)
+    t0 = time.monotonic()
+    chaos.submit()
+    if lifted is not None:
+        time.sleep(4.0)
+        emulator.set_faults(**lifted)
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 150, "all delivered", procs)
+    result = chaos.measure(name, t0)
+    chaos_report.append(result)
+    assert result.faults, "the emulator injected nothing: the run proves nothing"
+    check(result, allow_redrive="expire" in name)
