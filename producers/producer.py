@@ -7,7 +7,8 @@ per chunk (no Celery task per request). Idempotent per (tenant, custom_id).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,23 @@ class Producer:
         `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments).
         A bad item is reported and skipped; the good ones are stored."""
         report = SubmitReport()
+        # A sender thread writes one chunk while the next is validated and encoded here: Redis runs
+        # the Lua script on its own core meanwhile, and the GIL is free during the socket wait.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchline-intake") as sender:
+            writing: Future[None] | None = None
+            for chunk, positions in self._encoded_chunks(items, tenant, reply_to, chunk_size, report):
+                if writing is not None:
+                    writing.result()
+                writing = sender.submit(self._flush, chunk, positions, report, on_progress)
+            if writing is not None:
+                writing.result()
+        report.rejected.sort(key=lambda r: r.index)
+        return report
+
+    def _encoded_chunks(
+        self, items: Iterable[Mapping[str, Any]], tenant: str | None, reply_to: str | None, chunk_size: int,
+        report: SubmitReport,
+    ) -> Iterator[tuple[list[EncodedRequest], list[int]]]:
         chunk: list[EncodedRequest] = []
         positions: list[int] = []
         for index, item in enumerate(items):
@@ -134,10 +152,10 @@ class Producer:
             chunk.append(encoded)
             positions.append(index)
             if len(chunk) >= chunk_size:
-                self._flush(chunk, positions, report, on_progress)
+                yield chunk, positions
+                chunk, positions = [], []
         if chunk:
-            self._flush(chunk, positions, report, on_progress)
-        return report
+            yield chunk, positions
 
     def _flush(
         self,
@@ -157,8 +175,6 @@ class Producer:
                 )
         if on_progress is not None:
             on_progress(len(chunk))
-        chunk.clear()
-        positions.clear()
 
     def cancel(self, custom_id: str, tenant: str | None = None) -> str:
         """Cancel one request: 'removed' (it was still pending), 'requested' (it is in a batch: it will

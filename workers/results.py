@@ -8,11 +8,13 @@ is replaced by one that streams again and skips what was delivered (state checke
 
 from __future__ import annotations
 
-import json
+import functools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from batchline import log
 from batchline.clock import iso, now_ms
@@ -77,7 +79,7 @@ class Fanout:
         self.report = CollectReport(bid)
 
     def deliver(self, lines: list[bytes]) -> None:
-        self.settle([json.loads(line) for line in lines])
+        self.settle([orjson.loads(line) for line in lines])
 
     def settle(self, parsed: list[dict[str, Any]]) -> None:
         pipe = self.ctx.redis.pipeline(transaction=False)
@@ -99,9 +101,7 @@ class Fanout:
                 continue
             assert tenant is not None and custom_id is not None
             rtype, etype = str(result.get("type")), error_type(result)
-            entry = json.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
-                                "result": rtype, "error_type": etype or None, "error_message": error_message(result),
-                                "at": iso(now)}, separators=(",", ":"))
+            entry = self._entry(rtype, etype, error_message(result), now)
             if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
                 args += (pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", "")
                 logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
@@ -132,8 +132,7 @@ class Fanout:
                 sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}"}))
             stream = target.name if target and target.kind == "redis-stream" else ""
-            args += (pcid, "D", outcome, key, stream, custom_id, tenant,
-                     json.dumps(result, separators=(",", ":")), entry, model, cost)
+            args += (pcid, "D", outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model, cost)
         if objects and self.s3:
             self.s3.put_many(objects)
         for task, queue, payload in sends:
@@ -147,6 +146,12 @@ class Fanout:
                 keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid)], args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
+    def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:
+        """The history entry of this attempt (one JSON line in the record's `h` field)."""
+        return orjson.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+                             "result": rtype, "error_type": etype or None, "error_message": message, "at": iso(now)})
 
     def close(self) -> None:
         if self.s3:
@@ -213,7 +218,9 @@ def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySe
         tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
         if fan.report.lines < expected and tries < MAX_SHORT_READS:
             raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
-        settle_missing(ctx, bid, fan)
+        r = fan.report
+        if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
+            settle_missing(ctx, bid, fan)
         if raw is not None:
             raw.complete()
             raw = None

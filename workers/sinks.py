@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import orjson
 
 from batchline.config.settings import Settings
 
@@ -74,8 +75,7 @@ class RawUpload:
 
 def result_object(fields: dict[str, Any], result: dict[str, Any], provider_custom_id: str) -> bytes:
     """The per-request S3 object: the caller's id, the outcome, the provider's line, batch, times."""
-    return json.dumps({**fields, "provider_line": {"custom_id": provider_custom_id, "result": result}},
-                      separators=(",", ":")).encode()
+    return orjson.dumps({**fields, "provider_line": {"custom_id": provider_custom_id, "result": result}})
 
 
 CelerySend = Callable[[str, str | None, dict[str, Any]], None]

@@ -17,13 +17,12 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 for i = 5, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z')
+  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
     local tenant = ARGV[i + 6]
     if ARGV[i + 1] == 'R' then
-      redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history)
-      redis.call('HINCRBY', key, 'a', 1)
+      redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history, 'a', (tonumber(rec[5]) or 0) + 1)
       back[#back + 1] = rid
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
@@ -34,8 +33,8 @@ for i = 5, #ARGV, 11 do
         redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
           'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
       end
-      redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history)
-      redis.call('HINCRBY', key, 'a', 1)
+      redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
+        'a', (tonumber(rec[5]) or 0) + 1)
       redis.call('HDEL', key, 'p')
       local cost = ARGV[i + 10]
       if cost ~= '' then

@@ -12,8 +12,10 @@ for i = 3, #ARGV, 8 do
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
-    redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'rt', ARGV[i + 4],
-      'm', ARGV[i + 5], 'd', ARGV[i + 6], 'z', ARGV[i + 7], 's', 'queued', 'q', now, 'a', 0)
+    redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'd', ARGV[i + 6],
+      'z', ARGV[i + 7], 's', 'queued', 'q', now)
+    if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'rt', ARGV[i + 4]) end
+    if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
     accepted[#accepted + 1] = rid
     bytes = bytes + tonumber(ARGV[i + 7])
     tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1

@@ -115,8 +115,9 @@ def test_provider_faults(chaos_env, emulator, processes, chaos_report, name):
     procs = start(processes, chaos_env)
     t0 = time.monotonic()
     chaos.submit()
-    if lifted is not None:
-        time.sleep(4.0)
+    if lifted is not None:  # keep the fault on until it has bitten, and 4 s at least
+        chaos.wait(lambda: sum(emulator.books()["http_faults"].values()) > 0, 60, "the fault to bite", procs)
+        time.sleep(max(0.0, 4.0 - (time.monotonic() - t0)))
         emulator.set_faults(**lifted)
     chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 150, "all delivered", procs)
     result = chaos.measure(name, t0)
