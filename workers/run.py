@@ -9,8 +9,8 @@ from batchline.workers.app import QUEUES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--role", choices=[*QUEUES, "all"], default=os.environ.get("BATCHLINE_ROLE", "all"),
-                        help="which queues to consume (env BATCHLINE_ROLE; default all)")
+    parser.add_argument("--role", choices=[*QUEUES, "all"], default="all",
+                        help="which queues to consume (default all)")
     parser.add_argument("--concurrency", "-c", type=int, default=None, help="pool processes (default: cores)")
     parser.add_argument("--pool", default="prefork", help="Celery pool (default prefork)")
     parser.add_argument("--loglevel", default="INFO")
