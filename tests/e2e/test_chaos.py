@@ -50,10 +50,12 @@ def test_sigkill_at_each_step(chaos_env, emulator, processes, chaos_report, poin
 
 
 def test_sigkill_whole_worker_and_beat_mid_run(chaos_env, emulator, processes, chaos_report):
+    emulator.set_faults(processing_seconds=1.5)  # batches in flight when the kill comes
     chaos = Chaos(chaos_env, emulator, PER_TENANT)
     worker, beat = start(processes, chaos_env)
     chaos.submit()
     chaos.wait(lambda: chaos.batches_submitted() >= 1, 60, "a batch submitted", [worker, beat])
+    assert chaos.delivered_count() < 2 * PER_TENANT, "the fault must land mid-run"
     t0 = time.monotonic()
     worker.kill()
     beat.kill()
@@ -79,11 +81,13 @@ def test_sigkill_redis_under_load(chaos_env, emulator, processes, chaos_report):
     server = RedisServer(appendonly=True).start()
     try:
         env = {**chaos_env, "BATCHLINE_REDIS_URL": server.url}
+        emulator.set_faults(processing_seconds=1.5)  # batches in flight when the kill comes
         chaos = Chaos(env, emulator, PER_TENANT)
-        procs = start(processes, env)
         chaos.submit()
+        time.sleep(1.2)  # AOF everysec: an acknowledged submission is on disk a second later
+        procs = start(processes, env)
         chaos.wait(lambda: chaos.batches_submitted() >= 1, 60, "a batch submitted", procs)
-        time.sleep(1.5)  # AOF everysec: what was acknowledged a second ago is on disk
+        assert chaos.delivered_count() < 2 * PER_TENANT, "the fault must land mid-run"
         t0 = time.monotonic()
         server.kill()
         time.sleep(1.0)

@@ -75,7 +75,7 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
     cost_line = next(line for line in text.splitlines() if line.startswith('batchline_cost_usd_total{model="claude-haiku-4-5",tenant="alpha"}'))
     std_line = next(line for line in text.splitlines() if line.startswith('batchline_standard_cost_usd_total{model="claude-haiku-4-5",tenant="alpha"}'))
     spent, standard = float(cost_line.split()[-1]), float(std_line.split()[-1])
-    assert spent > 0 and abs(standard - 2 * spent) < 1e-6
+    assert spent > 0 and abs(standard - 2 * spent) <= 150e-6  # batch price is half, rounded per request to 1 micro-dollar
 
     # Costs: each request's cost in its status, totals per tenant match the sum
     statuses = [producer.status(f"op-{i}", tenant="alpha") for i in range(150)]
