@@ -15,6 +15,14 @@ pytestmark = pytest.mark.e2e
 PER_TENANT = 1000
 
 
+def check_logs(procs) -> None:
+    """Errors included, the logs never carry the API key, the AWS secret or prompt text."""
+    for proc in procs:
+        log = proc.log()
+        for secret in ("sk-e2e-secret-key", "testing-secret-value", "chaos item"):
+            assert secret not in log, f"{secret!r} in the log of {proc.args}"
+
+
 def check(result, allow_redrive: bool = False) -> None:
     assert result.lost == 0, result
     assert result.duplicated == 0, result
@@ -46,6 +54,7 @@ def test_sigkill_at_each_step(chaos_env, emulator, processes, chaos_report, poin
     assert chaos.client.exists(f"{env['BATCHLINE_KEY_PREFIX']}:crashed:{point}"), "the crash point was not reached"
     result = chaos.measure(f"SIGKILL worker child at {point}", t0)
     chaos_report.append(result)
+    check_logs(procs)
     check(result)
 
 
@@ -126,5 +135,6 @@ def test_provider_faults(chaos_env, emulator, processes, chaos_report, name):
     chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 150, "all delivered", procs)
     result = chaos.measure(name, t0)
     chaos_report.append(result)
+    check_logs(procs)
     assert result.faults, "the emulator injected nothing: the run proves nothing"
     check(result, allow_redrive="expire" in name)

@@ -1,0 +1,101 @@
+"""Pure logic: the packing rule, the retry policy, the JSONL splitter, costs, settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batchline.config.settings import Settings
+from batchline.costs import PriceTable
+from batchline.errors import ConfigError
+from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
+from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
+from batchline.workers.lines import iter_lines
+from batchline.workers.packing import Limits, QueueView, next_batch
+
+LIMITS = Limits(max_requests=100, max_bytes=10_000, max_wait_ms=5_000, max_in_flight=1_000)
+
+
+def view(pending=0, pbytes=0, age=0, in_flight=0) -> QueueView:
+    return QueueView(pending, pbytes, age, in_flight)
+
+
+def test_packing_waits_until_full_or_aged():
+    assert next_batch(view(50, 500, 1_000), LIMITS) is None
+    full = next_batch(view(150, 1_500, 0), LIMITS)
+    assert full is not None and full.reason == "full" and full.max_requests == 100
+    aged = next_batch(view(3, 30, 5_000), LIMITS)
+    assert aged is not None and aged.reason == "aged"
+    by_bytes = next_batch(view(20, 20_000, 0), LIMITS)
+    assert by_bytes is not None and by_bytes.max_bytes == 10_000
+
+
+def test_packing_respects_the_in_flight_budget():
+    assert next_batch(view(500, 5_000, 0, in_flight=1_000), LIMITS) is None
+    # a full batch waits for a whole budget rather than going out small ...
+    assert next_batch(view(500, 5_000, 0, in_flight=950), LIMITS) is None
+    # ... but an aged one takes what the budget allows
+    aged = next_batch(view(500, 5_000, 9_000, in_flight=950), LIMITS)
+    assert aged is not None and aged.max_requests == 50
+
+
+def test_retry_policy_by_error_class_and_budget():
+    p = RetryPolicy(max_attempts=3)
+    assert p.decide("succeeded", "", 0, False) == DELIVER
+    assert p.decide("errored", "invalid_request_error", 0, False) == DELIVER
+    for transient in ("overloaded_error", "api_error", "timeout_error", "rate_limit_error"):
+        assert p.decide("errored", transient, 0, False) == RETRY
+        assert p.decide("errored", transient, 2, False) == DELIVER  # third attempt was the last
+    assert p.decide("expired", "", 1, False) == RETRY
+    assert p.decide("canceled", "", 0, False) == RETRY  # canceled by the provider, not the caller
+    assert p.decide("canceled", "", 0, True) == DELIVER
+    assert final_outcome("succeeded", True) == "canceled"
+
+
+def test_state_transitions_in_one_place():
+    assert can_move(REQUEST_TRANSITIONS, "queued", "batched")
+    assert not can_move(REQUEST_TRANSITIONS, "delivered", "queued")
+    assert not can_move(REQUEST_TRANSITIONS, "queued", "nonsense")
+    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERED) == ["batched", "ended", "submitted"]
+
+
+def test_lines_split_on_newline_only_and_strip_cr_across_chunk_boundaries():
+    payload = ('{"a":"x\u2028y"}\r\n{"b":2}\r\n\r\n{"c":3}').encode()
+    for size in range(1, len(payload) + 1):  # every boundary, including inside \r\n
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        lines = [json.loads(line) for line in iter_lines(chunks)]
+        assert lines == [{"a": "x\u2028y"}, {"b": 2}, {"c": 3}]
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=20), max_size=3), max_size=20),
+       st.integers(1, 50), st.booleans())
+def test_lines_roundtrip_any_chunking(objects, size, crlf):
+    newline = b"\r\n" if crlf else b"\n"
+    payload = b"".join(json.dumps(o, ensure_ascii=False).encode() + newline for o in objects)
+    chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+    assert [json.loads(line) for line in iter_lines(chunks)] == objects
+
+
+def test_costs_from_usage_at_batch_and_standard_prices():
+    table = PriceTable.load()
+    batch, standard = table.cost_micros("claude-sonnet-4-6", {"input_tokens": 1_000_000, "output_tokens": 0})
+    assert (batch, standard) == (1_500_000, 3_000_000)
+    cached = table.cost_micros("claude-haiku-4-5-20251001", {
+        "input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 1_000_000,
+        "cache_creation_input_tokens": 1_000_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 1_000_000, "ephemeral_5m_input_tokens": 0}})
+    assert cached == (1_050_000, 2_100_000)  # 0.1x read + 2x 1-hour write, at $1/MTok, halved
+
+
+def test_settings_from_env_name_the_variable_and_rule():
+    s = Settings.from_env({"BATCHLINE_MAX_BATCH_REQUESTS": "500", "ANTHROPIC_API_KEY": "sk-secret"})
+    assert s.max_batch_requests == 500 and "sk-secret" not in repr(s)
+    with pytest.raises(ConfigError, match="BATCHLINE_MAX_BATCH_REQUESTS=100001"):
+        Settings.from_env({"BATCHLINE_MAX_BATCH_REQUESTS": "100001"})
+    with pytest.raises(ConfigError, match="BATCHLINE_POLL_INTERVAL_SECONDS='soon'"):
+        Settings.from_env({"BATCHLINE_POLL_INTERVAL_SECONDS": "soon"})
+    with pytest.raises(ConfigError, match="max_batch_bytes"):
+        Settings(max_batch_bytes=300_000_000)
