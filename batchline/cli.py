@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("batchline.metrics", "serve Prometheus metrics computed from Redis"),
     "flower": ("batchline.workers.run_flower", "start Flower (basic auth from the environment)"),
     "worker": ("batchline.workers.run", "start a Celery worker for one role or all"),
+    "health": ("batchline.workers.health", "liveness: does this worker still consume? (for probes)"),
     "beat": ("batchline.workers.run_beat", "start Celery beat (one per deployment)"),
     "emulator": ("batchline.emulator.server", "run the local Message Batches API stand-in"),
     "demo": ("batchline.demo", "run the whole pipeline locally on embedded defaults"),

@@ -25,6 +25,7 @@ QUEUES = {
 PACK, POLL, SWEEP, COLLECT = (
     "batchline.aggregator.pack", "batchline.poller.poll", "batchline.poller.sweep", "batchline.results.collect",
 )
+PING = "batchline.health.ping"
 
 
 def create_app(settings: Settings) -> Celery:
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_send_task_events=True,
+        worker_direct=True,  # a queue per worker node: `batchline health` pings through it
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> Celery:
                       "options": {"expires": max(1.0, settings.sweep_interval_seconds * 2)}},
         },
     )
+    app.conf.batchline_settings = settings
     register_tasks(app, settings)
     return app
 
@@ -87,6 +90,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
         report = sweeper.sweep(ctx(), hand_off)
         return len(report.released) + len(report.adopted) + len(report.handed_off)
+
+    @app.task(name=PING, bind=True)
+    def ping(self: Any, key: str) -> None:
+        # Liveness that means "work still moves": this ran because the worker consumed a message.
+        ctx().redis.set(key, self.request.hostname or "", ex=300)
 
     @app.task(name=COLLECT, bind=True)
     def collect(self: Any, batch_id: str) -> int:

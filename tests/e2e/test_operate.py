@@ -98,3 +98,23 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
     assert all("batch_id" in e for e in events if e.get("event", "").startswith("batch."))
     for secret in ("sk-e2e-secret-key", "testing-secret-value", "flower-pw", "Secret prompt text"):
         assert secret not in logs, secret
+
+
+def test_health_probe_sees_a_worker_that_stops_consuming(e2e_env, processes):
+    import os
+    import signal
+
+    env = {**e2e_env, "BATCHLINE_S3_BUCKET": ""}
+    worker = processes(["worker", "--role", "results", "--name", "probe-me@%h", "--concurrency", "1"], env)
+
+    def health(timeout: str) -> int:
+        return subprocess.run([sys.executable, "-m", "batchline.cli", "health", "--node", "probe-me@%h",
+                               "--timeout", timeout], env=env, capture_output=True, timeout=90).returncode
+
+    wait_for(lambda: health("5") == 0, 60, "the worker to answer its first ping", [worker])
+    os.killpg(worker.proc.pid, signal.SIGSTOP)  # alive as a process, consuming nothing
+    try:
+        assert health("4") == 1
+    finally:
+        os.killpg(worker.proc.pid, signal.SIGCONT)
+    assert health("20") == 0
