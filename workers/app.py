@@ -64,6 +64,16 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+def celery_sender(app: Celery) -> Any:
+    """Deliver an outcome to a `celery:TASK[@QUEUE]` reply target through this app's broker."""
+
+    def send(task: str, queue: str | None, payload: dict[str, Any]) -> None:
+        # The task id is derived from the request: downstream can use it as its idempotency key.
+        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}")
+
+    return send
+
+
 def register_tasks(app: Celery, settings: Settings) -> None:
     def ctx() -> Any:
         return current(settings, app)
@@ -71,9 +81,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def hand_off(bid: str) -> None:
         app.send_task(COLLECT, args=[bid], queue=QUEUES["results"])
 
-    def celery_send(task: str, queue: str | None, payload: dict[str, Any]) -> None:
-        # The task id is derived from the request: downstream can use it as its idempotency key.
-        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}")
+    celery_send = celery_sender(app)
 
     @app.task(name=PACK, bind=True)
     def pack(self: Any) -> int:

@@ -16,7 +16,7 @@ def params(i: int, marker: str = "") -> dict:
             "messages": [{"role": "user", "content": f"item {i} {marker}".strip()}]}
 
 
-def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
+def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1, celery_send=lambda *a: None) -> None:
     """Run pack / poll / collect / sweep rounds until nothing is pending, open or awaiting delivery."""
     handed: list[str] = []
     deadline = time.monotonic() + timeout
@@ -26,7 +26,7 @@ def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
         ctx.redis.delete(k.poll_lock())
         poller.poll(ctx, handed.append)
         while handed:
-            results.collect(ctx, handed.pop(), lambda *a: None)
+            results.collect(ctx, handed.pop(), celery_send)
         sweeper.sweep(ctx, handed.append)
         busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
         if busy == 0:
