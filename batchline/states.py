@@ -52,14 +52,14 @@ BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
 OUTCOMES = ("succeeded", "errored", "canceled", "expired")
 
 
-def can_move(transitions: dict, current: str, target: str) -> bool:  # type: ignore[type-arg]
+def can_move(transitions: dict[RequestState, frozenset[RequestState]] | dict[BatchState, frozenset[BatchState]],
+             current: str, target: str) -> bool:
     """True when `current -> target` is allowed by `transitions`."""
-    try:
-        return type(next(iter(transitions)))(target) in transitions[type(next(iter(transitions)))(current)]
-    except ValueError:
-        return False
+    return any(str(source) == current and target in {str(t) for t in targets}
+               for source, targets in transitions.items())
 
 
-def sources(transitions: dict, target: str) -> list[str]:  # type: ignore[type-arg]
+def sources(transitions: dict[RequestState, frozenset[RequestState]] | dict[BatchState, frozenset[BatchState]],
+            target: str) -> list[str]:
     """The states a record may be in for a move to `target` (what a Lua CAS checks against)."""
-    return sorted(str(s) for s, targets in transitions.items() if target in targets)
+    return sorted(str(s) for s, targets in transitions.items() if target in {str(t) for t in targets})

@@ -99,3 +99,20 @@ def test_settings_from_env_name_the_variable_and_rule():
         Settings.from_env({"BATCHLINE_POLL_INTERVAL_SECONDS": "soon"})
     with pytest.raises(ConfigError, match="max_batch_bytes"):
         Settings(max_batch_bytes=300_000_000)
+
+
+def test_lua_compare_and_set_matches_the_transition_table():
+    """The states each script accepts are the ones states.py allows (one table, applied in Redis)."""
+    import re
+
+    from batchline.scripts import source
+
+    def accepted(script: str, variable: str) -> set[str]:
+        text = source(script)
+        return set(re.findall(rf"{re.escape(variable)} == '([a-z]+)'", text))
+
+    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "delivered"))
+    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "queued"))  # re-drive
+    assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
+    assert {"queued"} == set(sources(REQUEST_TRANSITIONS, "canceled"))
+    assert "rec[1] == 'queued'" in source("cancel")
