@@ -80,6 +80,7 @@ class RedisServer(ChildServer):
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
