@@ -138,6 +138,11 @@ def summary(console: Any, table_cls: Any, producer: Any, streams: list[str], set
     table.add_row("batches created", str(producer.redis.zcard(producer.keys.batches)))
     for outcome, count in sorted(outcomes.items()):
         table.add_row(f"outcome {outcome}", str(count))
+    from batchline.reports import cost_rows
+
+    rows = cost_rows(producer.redis, producer.keys)
+    spent, standard = sum(r.batch_usd for r in rows), sum(r.standard_usd for r in rows)
+    table.add_row("cost (batch prices)", f"${spent:.4f}, vs ${standard:.4f} at standard prices")
     table.add_row("results in S3", f"s3://{settings.s3_bucket}/{settings.s3_prefix}/results/<tenant>/<custom_id>.json")
     table.add_row("raw files in S3", f"s3://{settings.s3_bucket}/{settings.s3_prefix}/batches/<batch_id>/results.jsonl")
     table.add_row("reply streams", ", ".join(streams))
