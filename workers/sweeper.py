@@ -103,7 +103,9 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
         else:
             ctx.redis.zrem(k.leases, bid)
     watchdogs(ctx, now)
-    stale = now - int(ctx.settings.sweep_interval_seconds * 1000)
+    # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
+    # a collect lease: a busy results queue must not fill up with copies of the same task.
+    stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)
     for raw in ctx.redis.zrangebyscore(k.ended, "-inf", stale):
         bid = raw.decode()
         if not ctx.redis.exists(k.collect_lock(bid)):
