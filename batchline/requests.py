@@ -13,10 +13,14 @@ import orjson
 from batchline.errors import InvalidRequest
 from batchline.keys import request_id
 
-ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-STREAM_RE = re.compile(r"^[A-Za-z0-9_.:{}-]{1,200}$")
-TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,199}$")
-QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+# Matched with fullmatch: `$` alone would let a trailing newline through.
+ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+STREAM_RE = re.compile(r"[A-Za-z0-9_.:{}-]{1,200}")
+TASK_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
+QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+#: Reply targets may not point into batchline's own keys, queues or tasks.
+RESERVED = ("batchline.", "celery@", "_kombu", "unacked")
+DEFAULT_CELERY_QUEUE = "celery"
 MAX_METADATA_BYTES = 16_384
 #: JSON around one request in the create body: {"custom_id":"<id>","params":<params>},
 ITEM_OVERHEAD = len('{"custom_id":"","params":},')
@@ -37,19 +41,25 @@ class ReplyTarget:
     queue: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> ReplyTarget:
+    def parse(cls, text: str, key_prefix: str = "bl") -> ReplyTarget:
         kind, sep, rest = text.partition(":")
-        if sep and kind == "redis-stream" and STREAM_RE.match(rest):
-            return cls(kind, rest)
-        if sep and kind == "celery":
+        target: ReplyTarget | None = None
+        if sep and kind == "redis-stream" and STREAM_RE.fullmatch(rest):
+            target = cls(kind, rest)
+        elif sep and kind == "celery":
             task, _, queue = rest.partition("@")
-            if TASK_RE.match(task) and (not queue or QUEUE_RE.match(queue)):
-                return cls(kind, task, queue or None)
-        raise InvalidRequest(
-            "reply_to",
-            f"{text!r} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
-            "or 'celery:TASK_NAME[@QUEUE]'",
-        )
+            if TASK_RE.fullmatch(task) and (not queue or QUEUE_RE.fullmatch(queue)):
+                target = cls(kind, task, queue or DEFAULT_CELERY_QUEUE)
+        if target is None:
+            raise InvalidRequest(
+                "reply_to",
+                f"{text!r} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
+                "or 'celery:TASK_NAME[@QUEUE]'",
+            )
+        for name in (target.name, target.queue or ""):
+            if name.startswith((f"{key_prefix}:", *RESERVED)):
+                raise InvalidRequest("reply_to", f"{text!r} points into batchline's own keys, queues or tasks")
+        return target
 
 
 class EncodedRequest(NamedTuple):
@@ -67,15 +77,15 @@ class EncodedRequest(NamedTuple):
 
 
 @lru_cache(maxsize=1024)
-def check_reply_to(text: str) -> ReplyTarget:
+def check_reply_to(text: str, key_prefix: str) -> ReplyTarget:
     """Parse once per distinct target: a submit_many usually names one for every item."""
-    return ReplyTarget.parse(text)
+    return ReplyTarget.parse(text, key_prefix)
 
 
 def check_id(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(field, f"must be a string, got {type(value).__name__}")
-    if not ID_RE.match(value):
+    if not ID_RE.fullmatch(value):
         raise InvalidRequest(field, f"{value[:80]!r} must match ^[a-zA-Z0-9_-]{{1,64}}$")
     return value
 
@@ -116,6 +126,7 @@ def encode(
     reply_to: Any = None,
     metadata: Any = None,
     max_bytes: int,
+    key_prefix: str = "bl",
 ) -> EncodedRequest:
     """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
     check_id("tenant", tenant)
@@ -126,7 +137,7 @@ def encode(
     elif not isinstance(reply_to, str):
         raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
     elif reply_to:
-        check_reply_to(reply_to)
+        check_reply_to(reply_to, key_prefix)
     try:
         params_bytes = _dumps(params)
     except (TypeError, ValueError) as exc:

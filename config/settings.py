@@ -148,7 +148,7 @@ class Settings:
             s3_prefix=(_str(env, "BATCHLINE_S3_PREFIX", d.s3_prefix) or "").strip("/"),
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
-            results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 10_000),
+            results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
             prices_file=_str(env, "BATCHLINE_PRICES_FILE", None),
             flower_basic_auth=_str(env, "FLOWER_BASIC_AUTH", None),
             log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,

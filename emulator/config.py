@@ -47,6 +47,7 @@ class EmulatorConfig:
     http_429_rate: float = 0.0
     http_529_rate: float = 0.0
     http_500_rate: float = 0.0
+    http_400_rate: float = 0.0  # a 400 for the whole call, whatever it carries (e.g. a rejected header)
     retry_after_seconds: int = 1
     fault_operations: tuple[str, ...] = ()  # empty: the rate faults and latency hit every operation
     latency_real_seconds: float = 0.0
@@ -110,7 +111,7 @@ def validate(cfg: EmulatorConfig) -> None:
         raise ValueError("processing_seconds must be >= 0 and lo <= hi")
     if cfg.clock_speed <= 0:
         raise ValueError("clock_speed must be > 0")
-    rates = [cfg.expire_rate, cfg.http_429_rate, cfg.http_529_rate, cfg.http_500_rate]
+    rates = [cfg.expire_rate, cfg.http_429_rate, cfg.http_529_rate, cfg.http_500_rate, cfg.http_400_rate]
     rates += list(cfg.error_rates.values())
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ValueError("rates must lie in [0, 1]")

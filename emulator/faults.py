@@ -61,6 +61,10 @@ class FaultGate:
             if draw < acc:
                 self.injected["http_500"] += 1
                 raise ApiError("api_error", "Internal server error (emulated).")
+            acc += cfg.http_400_rate
+            if draw < acc:
+                self.injected["http_400"] += 1
+                raise ApiError("invalid_request_error", "Request rejected (emulated: a fault of the whole call).")
             return cfg.latency_real_seconds
 
     def _check_rpm(self, cfg: EmulatorConfig) -> None:

@@ -139,6 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--http-429-rate", type=float, default=d.http_429_rate, help="share of API calls answered 429")
     a("--http-529-rate", type=float, default=d.http_529_rate, help="share of API calls answered 529")
     a("--http-500-rate", type=float, default=d.http_500_rate, help="share of API calls answered 500")
+    a("--http-400-rate", type=float, default=d.http_400_rate, help="share of API calls answered 400 (whole call)")
     a("--retry-after", type=int, default=d.retry_after_seconds, help="retry-after of 429s, seconds")
     a("--fault-operations", default="", help="comma list of operations the rate faults hit (all)")
     a("--latency", type=float, default=d.latency_real_seconds, help="real seconds added to each answer")
@@ -174,6 +175,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         http_429_rate=args.http_429_rate,
         http_529_rate=args.http_529_rate,
         http_500_rate=args.http_500_rate,
+        http_400_rate=args.http_400_rate,
         retry_after_seconds=args.retry_after,
         fault_operations=ops,
         latency_real_seconds=args.latency,

@@ -24,6 +24,7 @@ from batchline.scripts import Scripts
 from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
+MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Producer:
             reply_to=reply_to,
             metadata=metadata,
             max_bytes=self.settings.max_batch_bytes,
+            key_prefix=self.settings.key_prefix,
         )
 
     def _store(self, chunk: list[EncodedRequest]) -> list[int]:
@@ -114,6 +116,8 @@ class Producer:
         """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
         `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments).
         A bad item is reported and skipped; the good ones are stored."""
+        if not 1 <= chunk_size <= MAX_CHUNK:
+            raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
         report = SubmitReport()
         # A sender thread writes one chunk while the next is validated and encoded here: Redis runs
         # the Lua script on its own core meanwhile, and the GIL is free during the socket wait.

@@ -8,7 +8,10 @@ A process that dies anywhere leaves a lease the sweeper resolves (release or rec
 from __future__ import annotations
 
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anthropic
@@ -77,33 +80,70 @@ def build_body(flat: list[bytes]) -> bytes:
     return b'{"requests":[' + b",".join(items) + b"]}"
 
 
+@contextmanager
+def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
+    """Keep the batch's lease alive while this process works on it (a slow upload of a large body
+    can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over."""
+    lease_ms = int(ctx.settings.claim_lease_seconds * 1000)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_ms / 3000):
+            ctx.redis.zadd(ctx.keys.leases, {bid: now_ms() + lease_ms}, xx=True)  # never re-add a lease
+
+    thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
     k, s = ctx.keys, ctx.settings
     now = now_ms()
-    expiry = now + int((s.create_timeout_seconds + s.claim_lease_seconds) * 1000)
-    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, expiry]):
+    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + int(s.claim_lease_seconds * 1000)]):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
-    try:
-        batch = ctx.anthropic.post(
-            "/v1/messages/batches",
-            cast_to=MessageBatch,
-            content=body,
-            options={"headers": {"Content-Type": "application/json"}, "timeout": s.create_timeout_seconds,
-                     "max_retries": 0},
+    with lease_renewed(ctx, bid):
+        try:
+            batch = ctx.anthropic.post(
+                "/v1/messages/batches",
+                cast_to=MessageBatch,
+                content=body,
+                options={"headers": {"Content-Type": "application/json"}, "timeout": s.create_timeout_seconds,
+                         "max_retries": 0},
+            )
+        except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+            return _create_failed(ctx, bid, n, len(body), exc)
+        ctx.crash_point("after_create")
+        saved = ctx.scripts.submitted(
+            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, batch.id, now_ms(), 0],
         )
-    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-        return _create_failed(ctx, bid, n, len(body), exc)
-    ctx.crash_point("after_create")
-    saved = ctx.scripts.submitted(
-        keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, batch.id, now_ms(), 0],
-    )
-    if not saved:  # the sweeper reconciled it meanwhile; it now owns the outcome
-        logger.warning("batch.save_lost", batch_id=bid, provider_batch_id=batch.id)
+    if not saved:
+        return _save_lost(ctx, bid, batch.id, n, len(body))
+    if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
+        ctx.redis.hset(k.limit_override, "bisect_ok", 1)
     logger.info("batch.submitted", batch_id=bid, provider_batch_id=batch.id, requests=n, bytes=len(body))
     return Created(bid, batch.id, n, len(body), "submitted")
+
+
+def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
+    """The create succeeded but this batch was settled meanwhile. If the sweeper adopted this very
+    batch, all is well; if it released the requests (they will go out again), cancel this one now so
+    that as little as possible of it is paid."""
+    state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), "state", "provider_id")
+    if adopted is not None and adopted.decode() == pid:
+        return Created(bid, pid, n, size, "submitted")
+    try:
+        ctx.anthropic.messages.batches.cancel(pid)
+    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+        logger.error("batch.orphan_cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
+    logger.error("batch.orphan_canceled", batch_id=bid, provider_batch_id=pid, state=state and state.decode())
+    return Created(bid, None, n, size, "released")
 
 
 OVERRIDE_SECONDS = 120
@@ -117,7 +157,12 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
         logger.warning("batch.create_ambiguous", batch_id=bid, status=c.status, error=c.message)
         return Created(bid, None, n, size, "ambiguous")
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
-        # Bisected down to the one request the API refuses: it alone fails.
+        if c.kind is Kind.INVALID and not ctx.redis.hexists(k.limit_override, "bisect_ok"):
+            # Every create fails, a lone request's too: the fault is not in the requests. Pause.
+            release(ctx, bid, "create_rejected")
+            pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
+            return Created(bid, None, n, size, "released")
+        # Bisected down to the one request the API refuses (other halves went through): it alone fails.
         fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
                      c.message or f"create refused with HTTP {c.status}")
         release(ctx, bid, f"create_{c.kind}")
@@ -143,11 +188,13 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
 
 def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
+    from batchline.workers.app import celery_sender
     from batchline.workers.results import Fanout
 
     rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
-    fan = Fanout(ctx, bid, {"state": "claimed"}, lambda *a: None, force_final=True)
+    fan = Fanout(ctx, bid, {"state": "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
+                 force_final=True)
     try:
         fan.settle([{"custom_id": rid, "result": line} for rid in rids])
     finally:

@@ -69,7 +69,10 @@ def celery_sender(app: Celery) -> Any:
 
     def send(task: str, queue: str | None, payload: dict[str, Any]) -> None:
         # The task id is derived from the request: downstream can use it as its idempotency key.
-        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}")
+        # kwargsrepr: task events (Flower, the event bus) must not carry the completion text.
+        redacted = {k: v for k, v in payload.items() if k != "result"}
+        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}",
+                      kwargsrepr=repr({**redacted, "result": "<redacted>"}))
 
     return send
 

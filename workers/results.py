@@ -20,7 +20,7 @@ from batchline import log
 from batchline.clock import iso, now_ms
 from batchline.errors import RetryableError
 from batchline.redis_client import text, text_map
-from batchline.requests import ReplyTarget
+from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
@@ -69,7 +69,8 @@ class Fanout:
     """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
     def __init__(
-        self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend, force_final: bool = False
+        self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None,
+        force_final: bool = False
     ) -> None:
         self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
         self.force_final = force_final  # no re-drive (a request the API refuses at create)
@@ -127,16 +128,19 @@ class Fanout:
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
-            target = ReplyTarget.parse(reply_to) if reply_to else None
+            target = check_reply_to(reply_to, self.ctx.settings.key_prefix) if reply_to else None
             if target and target.kind == "celery":
+                # at least once: the key (stable across replays, new for a resubmission) lets downstream dedupe
                 sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
-                                                         "idempotency_key": f"{tenant}:{custom_id}"}))
+                                                         "idempotency_key": f"{tenant}:{custom_id}:{queued_at}"}))
             stream = target.name if target and target.kind == "redis-stream" else ""
             args += (pcid, "D", outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model, cost)
         if objects and self.s3:
             self.s3.put_many(objects)
+        if sends and self.celery_send is None:
+            raise RuntimeError("celery: reply targets need the Celery app (Context.celery_app)")
         for task, queue, payload in sends:
-            self.celery_send(task, queue, payload)
+            self.celery_send(task, queue, payload)  # type: ignore[misc]
         self.ctx.crash_point("mid_delivery")
         if len(args) > 4:
             k = self.ctx.keys

@@ -16,11 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-auth", action="store_true", help="allow running without FLOWER_BASIC_AUTH (local use)")
 
 
-def flower_argv(args: argparse.Namespace, basic_auth: str | None) -> list[str]:
-    argv = ["flower", f"--port={args.port}", f"--address={args.address}"]
-    if basic_auth:
-        argv.append(f"--basic-auth={basic_auth}")
-    return argv
+def flower_argv(args: argparse.Namespace) -> list[str]:
+    # No --basic-auth on the command line (it would show in `ps`): Flower reads FLOWER_BASIC_AUTH itself.
+    return ["flower", f"--port={args.port}", f"--address={args.address}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from batchline.workers.celery_app import app
 
-    app.start(flower_argv(args, settings.flower_basic_auth))
+    app.start(flower_argv(args))
     return 0

@@ -30,8 +30,13 @@ for i = 5, #ARGV, 11 do
     else
       local stream = ARGV[i + 4]
       if stream ~= '' then
-        redis.call('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
+        -- pcall: a stream name that clashes with a key of another type must not fail the chunk
+        local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
           'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
+        if type(added) == 'table' and added.err then
+          redis.call('HSET', key, 'dx', added.err)
+          add(counts, 'stream_error:' .. tenant, 1)
+        end
       end
       redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
         'a', (tonumber(rec[5]) or 0) + 1)
@@ -55,7 +60,9 @@ for i = 5, #ARGV, 11 do
   end
 end
 if #back > 0 then
-  redis.call('RPUSH', KEYS[1], unpack(back))
+  for j = 1, #back, 5000 do
+    redis.call('RPUSH', KEYS[1], unpack(back, j, math.min(j + 4999, #back)))
+  end
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
 end
 for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end

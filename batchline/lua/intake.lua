@@ -23,7 +23,9 @@ for i = 3, #ARGV, 8 do
   end
 end
 if #accepted > 0 then
-  redis.call('RPUSH', KEYS[1], unpack(accepted))
+  for j = 1, #accepted, 5000 do
+    redis.call('RPUSH', KEYS[1], unpack(accepted, j, math.min(j + 4999, #accepted)))
+  end
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
   for tenant, n in pairs(tenants) do redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n) end
 end

@@ -27,8 +27,9 @@ def test_celery_target_gets_task_with_idempotency_key(pipeline_settings, redis_c
         headers = m["headers"]
         _args, kwargs, _ = json.loads(base64.b64decode(m["body"]))
         assert headers["task"] == "downstream.handle_result"
-        assert headers["id"] == f"batchline-svc:{kwargs['custom_id']}"
+        assert headers["id"] == f"batchline-{kwargs['idempotency_key']}"
+        assert "Reply" not in headers["kwargsrepr"]  # task events never carry the completion
         assert kwargs["tenant"] == "svc" and kwargs["outcome"] == "succeeded"
-        assert kwargs["idempotency_key"] == f"svc:{kwargs['custom_id']}"
+        assert kwargs["idempotency_key"].startswith(f"svc:{kwargs['custom_id']}:")
         assert kwargs["result"]["message"]["role"] == "assistant"
     assert producer.status("job-3", tenant="svc")["state"] == "delivered"

@@ -178,3 +178,23 @@ def test_cancel_pending_and_whole_batch(fast, redis_client, emulator):
     assert len(got) == 19 and {v["outcome"] for v in got.values()} == {"canceled"}
     assert "r-0" not in got
     assert emulator.books()["operations"].get("cancel") == 1
+
+
+def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_client, emulator):
+    s = fast
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(8)), reply_to="redis-stream:all400")
+    emulator.set_faults(http_400_rate=1.0, fault_operations=("create",))  # every create: 400, whatever it holds
+    ctx = Context(s)
+    for _ in range(10):
+        aggregator.pack(ctx)
+        if redis_client.exists(ctx.keys.paused):
+            break
+    assert redis_client.hget(ctx.keys.paused, "reason") == b"create_rejected"
+    assert redis_client.xlen("all400") == 0  # nobody was failed for a fault not theirs
+    assert {producer.status(f"r-{i}")["state"] for i in range(8)} == {"queued"}
+    emulator.set_faults(http_400_rate=0.0)
+    redis_client.delete(ctx.keys.limit_override)
+    time.sleep(0.3)
+    drain(ctx)
+    assert len(entries(redis_client, "all400")) == 8

@@ -48,6 +48,10 @@ def test_two_tenants_share_a_custom_id_without_meeting(producer, redis_client):
         ("ok", {"model": "m", "max_tokens": 1}, None, "params.messages"),
         ("ok", params(stream=True), None, "params.stream"),
         ("ok", params(), "kafka:topic", "reply_to"),
+        ("ok\n", params(), None, "custom_id"),
+        ("ok", params(), "redis-stream:out\n", "reply_to"),
+        ("ok", params(), "celery:batchline.results.collect", "reply_to"),
+        ("ok", params(), "celery:app.task@batchline.results", "reply_to"),
         ("ok", params("x" * 5000), None, "params"),
     ],
 )
@@ -70,3 +74,11 @@ def test_submit_many_counts_and_keeps_good_lines(producer, redis_client):
     assert sorted(r.field for r in report.rejected) == ["custom_id", "custom_id"]
     assert {r.custom_id for r in report.rejected} == {"bad!", "r-5"}
     assert redis_client.llen(Keys(producer.settings.key_prefix).pending) == 2500
+
+
+def test_reply_to_may_not_point_into_batchlines_own_keys(producer, redis_client):
+    for target in (f"redis-stream:{producer.settings.key_prefix}:pending",
+                   f"redis-stream:{producer.settings.key_prefix}:backoff:create"):
+        with pytest.raises(InvalidRequest, match="own keys"):
+            producer.submit("x", params(), reply_to=target)
+    assert redis_client.dbsize() == 0
