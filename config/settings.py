@@ -68,6 +68,7 @@ class Settings:
     claim_lease_seconds: float = 120.0  # BATCHLINE_CLAIM_LEASE_SECONDS
     collect_lease_seconds: float = 60.0  # BATCHLINE_COLLECT_LEASE_SECONDS
     create_timeout_seconds: float = 300.0  # BATCHLINE_CREATE_TIMEOUT_SECONDS
+    clock_skew_seconds: float = 60.0  # BATCHLINE_CLOCK_SKEW_SECONDS (ours vs the provider's, when reconciling)
     fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
     record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
     max_attempts: int = 3  # BATCHLINE_MAX_ATTEMPTS
@@ -132,6 +133,7 @@ class Settings:
             create_timeout_seconds=_float(
                 env, "BATCHLINE_CREATE_TIMEOUT_SECONDS", d.create_timeout_seconds, 1.0
             ),
+            clock_skew_seconds=_float(env, "BATCHLINE_CLOCK_SKEW_SECONDS", d.clock_skew_seconds, 0.0),
             fresh_batch_grace_seconds=_float(
                 env, "BATCHLINE_FRESH_BATCH_GRACE_SECONDS", d.fresh_batch_grace_seconds, 0.0
             ),

@@ -75,4 +75,5 @@ def pipeline_settings(settings, emulator, s3_server, s3_bucket) -> Settings:
         s3_endpoint_url=s3_server.url,
         max_wait_seconds=0.0,
         fresh_batch_grace_seconds=30.0,
+        clock_skew_seconds=1.0,
     )

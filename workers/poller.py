@@ -27,6 +27,7 @@ class PollReport:
     open: int = 0
     api_calls: int = 0
     ended: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # 404 long after create: handed off to be re-driven
     skipped: str | None = None
 
 
@@ -79,9 +80,25 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
         except anthropic.NotFoundError:
             # A 404 right after create is a known transient (docs/batches-api.md); later it is not.
             age = now_ms() - want[pid][1]
-            (logger.info if age < grace_ms else logger.error)("batch.not_found", provider_batch_id=pid,
-                                                              age_ms=age, batch_id=want[pid][0])
+            bid = want[pid][0]
+            if age < grace_ms:
+                logger.info("batch.not_found", provider_batch_id=pid, age_ms=age, batch_id=bid)
+            elif ctx.redis.hincrby(ctx.keys.batch(bid), "not_found", 1) >= GONE_AFTER_MISSES:
+                mark_gone(ctx, bid, pid, report)
     return seen
+
+
+GONE_AFTER_MISSES = 3
+
+
+def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
+    """A batch the provider keeps answering 404 for (deleted in the Console, say): it ends with no
+    results; the result worker re-drives its requests, and its in-flight budget is released."""
+    k = ctx.keys
+    ctx.redis.hset(k.batch(bid), "gone", 1)
+    if ctx.scripts.ended(keys=[k.open, k.ended, k.stats, k.batch(bid)], args=[bid, now_ms(), "{}", ""]):
+        logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
+        report.gone.append(bid)
 
 
 def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
@@ -115,13 +132,14 @@ def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
         logger.warning("poll.failed", status=c.status, error_type=c.error_type, backoff_seconds=wait)
         report.skipped = f"api error {c.status}"
         return report
+    for bid in report.gone:
+        hand_off(bid)
     for pid, batch in seen.items():
         bid = want[pid][0]
         if batch.processing_status == "ended" and mark_ended(ctx, bid, batch):
             logger.info("batch.ended", batch_id=bid, provider_batch_id=pid,
                         counts=batch.request_counts.model_dump())
             hand_off(bid)
-            ctx.redis.zadd(k.ended, {bid: now_ms()})
             report.ended.append(bid)
     return report
 

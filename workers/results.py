@@ -184,16 +184,16 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
             fan.settle([{"custom_id": rid, "result": NO_RESULT} for rid in missing])
 
 
-def collect(ctx: Context, bid: str, celery_send: CelerySend) -> CollectReport:
+def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectReport:
     """Deliver every result of an ended batch. One collector per batch at a time (a leased lock)."""
     settings, k = ctx.settings, ctx.keys
-    lease = settings.collect_lease_seconds
-    lock = ctx.redis.lock(k.collect_lock(bid), timeout=lease, blocking=False)
+    lock = ctx.redis.lock(k.collect_lock(bid), timeout=settings.collect_lease_seconds, blocking=False)
     if not lock.acquire(blocking=False):
         return CollectReport(bid, status="busy")
     try:
         batch = text_map(ctx.redis.hgetall(k.batch(bid)))
         if batch.get("state") != "ended":
+            ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
             return CollectReport(bid, status=f"not ended ({batch.get('state')})")
         return _stream(ctx, bid, batch, celery_send, lock)
     finally:
@@ -201,27 +201,39 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend) -> CollectReport:
             lock.release()
 
 
-def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend, lock: Any) -> CollectReport:
+def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
+    settings = ctx.settings
+    with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
+        chunk: list[bytes] = []
+        for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
+            chunk.append(line)
+            fan.report.lines += 1
+            if len(chunk) >= settings.results_chunk_lines:
+                fan.deliver(chunk)
+                chunk = []
+                lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # raises once not ours
+                ctx.crash_point("mid_stream")
+        if chunk:
+            fan.deliver(chunk)
+
+
+def _stream(
+    ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None, lock: Any
+) -> CollectReport:
     settings, k = ctx.settings, ctx.keys
     fan = Fanout(ctx, bid, batch, celery_send)
-    raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid)) if settings.s3_bucket else None
+    gone = batch.get("gone") == "1"  # the provider lost it: no file to read, every request re-driven
+    raw = None
+    if settings.s3_bucket and not gone:
+        raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid))
     expected = int(batch.get("n", 0))
     try:
-        with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
-            chunk: list[bytes] = []
-            for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
-                chunk.append(line)
-                fan.report.lines += 1
-                if len(chunk) >= settings.results_chunk_lines:
-                    fan.deliver(chunk)
-                    chunk = []
-                    lock.extend(settings.collect_lease_seconds, replace_ttl=True)
-                    ctx.crash_point("mid_stream")
-            if chunk:
-                fan.deliver(chunk)
-        tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
-        if fan.report.lines < expected and tries < MAX_SHORT_READS:
-            raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
+        if not gone:
+            _read(ctx, bid, batch, fan, raw, lock)
+            tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
+            if fan.report.lines < expected and tries < MAX_SHORT_READS:
+                raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
+        lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # still ours before settling the rest
         r = fan.report
         if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
             settle_missing(ctx, bid, fan)
@@ -232,9 +244,20 @@ def _stream(ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySe
         fan.close()
         if raw is not None:
             raw.abort()
-    ctx.redis.hset(k.batch(bid), mapping={"state": "delivered", "delivered_at": now_ms(),
-                                          "lines": fan.report.lines})
-    ctx.redis.zrem(k.ended, bid)
+    lock.extend(settings.collect_lease_seconds, replace_ttl=True)
+    finish(ctx, bid, fan.report.lines)
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
                 skipped=fan.report.skipped, stale=fan.report.stale, retried=fan.report.retried)
     return fan.report
+
+
+def finish(ctx: Context, bid: str, lines: int) -> None:
+    """The batch is settled: mark it, drop it from the hand-off set and its member list, keep its
+    record (costs, ids) as long as its requests' records."""
+    k = ctx.keys
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.hset(k.batch(bid), mapping={"state": "delivered", "delivered_at": now_ms(), "lines": lines})
+    pipe.zrem(k.ended, bid)
+    pipe.delete(k.batch_members(bid))
+    pipe.expire(k.batch(bid), ctx.settings.record_ttl_seconds)
+    pipe.execute()

@@ -12,16 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anthropic
+import orjson
+from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
 from batchline.redis_client import text_map
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
+from batchline.workers.lines import iter_lines
 from batchline.workers.provider import classify
 
 logger = log.get("batchline.sweeper")
-CLOCK_SLACK_MS = 120_000
 
 
 @dataclass
@@ -31,33 +33,70 @@ class SweepReport:
     handed_off: list[str] = field(default_factory=list)
 
 
+def _total(b: MessageBatch) -> int:
+    c = b.request_counts
+    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
+
+
+def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
+    """Read the first result line of an ended provider batch: does its id name a request of `bid`?"""
+    with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
+        for line in iter_lines(resp.iter_bytes(16 * 1024)):
+            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), "b")
+            return owner is not None and owner.decode() == bid
+    return False
+
+
+def _rivals(ctx: Context, bid: str, n: int) -> int:
+    """Other unsaved creates of the same size: a batch of that size could be theirs."""
+    count = 0
+    for raw in ctx.redis.zrange(ctx.keys.leases, 0, -1):
+        other = raw.decode()
+        if other != bid:
+            state, size = ctx.redis.hmget(ctx.keys.batch(other), "state", "n")
+            count += state == b"creating" and size is not None and int(size) == n
+    return count
+
+
 def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
-    k = ctx.keys
+    """An intent whose holder is gone: was the batch created? Adopt it only when the provider's list
+    proves it (one batch of that size in the create's time window and no rival create of that size,
+    or its first result line names one of our requests); release only when the window has passed
+    with nothing there; otherwise wait for the next sweep."""
+    k, s = ctx.keys, ctx.settings
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
     if batch.get("state") != "creating":
         ctx.redis.zrem(k.leases, bid)
         return
     n, intent_at = int(batch["n"]), int(batch["intent_at"])
+    skew = int(s.clock_skew_seconds * 1000)
+    window_end = intent_at + int(s.create_timeout_seconds * 1000) + skew
     try:
         page = ctx.anthropic.messages.batches.list(limit=1000)
+        candidates = sorted(
+            (abs(int(b.created_at.timestamp() * 1000) - intent_at), b) for b in page.data
+            if _total(b) == n and intent_at - skew <= int(b.created_at.timestamp() * 1000) <= window_end
+            and not ctx.redis.hexists(k.provider_index, b.id)
+        )
+        chosen = None
+        if len(candidates) == 1 and not _rivals(ctx, bid, n):
+            chosen = candidates[0][1]
+        else:
+            chosen = next((b for _, b in candidates
+                           if b.processing_status == "ended" and _first_line_is_ours(ctx, bid, b.id)), None)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-        logger.warning("reconcile.list_failed", batch_id=bid, status=classify(exc).status)
+        logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
         return
-    candidates = []
-    for b in page.data:
-        created = int(b.created_at.timestamp() * 1000)
-        counts = b.request_counts
-        total = counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired
-        if total == n and created >= intent_at - CLOCK_SLACK_MS and not ctx.redis.hexists(k.provider_index, b.id):
-            candidates.append((created, b.id))
-    if candidates:
-        pid = min(candidates)[1]
+    if chosen is not None:
         if ctx.scripts.submitted(
             keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, pid, now_ms(), 1],
+            args=[k.request(""), bid, chosen.id, now_ms(), 1],
         ):
-            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=pid, requests=n)
+            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
             report.adopted.append(bid)
+        return
+    if candidates or now_ms() < window_end:
+        logger.info("reconcile.waiting", batch_id=bid, candidates=len(candidates))
         return
     if release(ctx, bid, "reconciled_not_created"):
         logger.warning("batch.released", batch_id=bid, reason="reconciled_not_created")

@@ -14,7 +14,7 @@ for i = 6, #ARGV do
   if not rec[1] then
     out[#out + 1] = 'unknown'
   elseif rec[1] == 'queued' then
-    redis.call('LREM', KEYS[1], 1, ARGV[i])
+    -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
     redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
     redis.call('HSET', key, 's', 'canceled', 'o', 'canceled', 'dl', now, 'h', history)
     redis.call('HDEL', key, 'p')

@@ -9,11 +9,16 @@ local ids = redis.call('LRANGE', KEYS[5], 0, -1)
 local back, bytes = {}, 0
 for i = #ids, 1, -1 do
   local key = prefix .. ids[i]
-  local rec = redis.call('HMGET', key, 's', 'b', 'z')
+  local rec = redis.call('HMGET', key, 's', 'b', 'z', 'x')
   if rec[1] == 'batched' and rec[2] == bid then
-    redis.call('HSET', key, 's', 'queued', 'b', '')
-    back[#back + 1] = ids[i]
-    bytes = bytes + tonumber(rec[3])
+    if rec[4] then  -- its caller canceled it while it was in this batch: final, not sent again
+      redis.call('HSET', key, 's', 'canceled', 'o', 'canceled', 'b', '', 'dl', ARGV[3])
+      redis.call('HDEL', key, 'p')
+    else
+      redis.call('HSET', key, 's', 'queued', 'b', '')
+      back[#back + 1] = ids[i]
+      bytes = bytes + tonumber(rec[3])
+    end
   end
 end
 for i = 1, #back, 5000 do
@@ -24,4 +29,5 @@ redis.call('HINCRBY', KEYS[2], 'in_flight', -n)
 redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
 redis.call('HSET', KEYS[4], 'state', 'released', 'released_at', ARGV[3], 'reason', ARGV[4])
 redis.call('ZREM', KEYS[3], bid)
+redis.call('DEL', KEYS[5])
 return #back

@@ -198,3 +198,39 @@ def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_cli
     time.sleep(0.3)
     drain(ctx)
     assert len(entries(redis_client, "all400")) == 8
+
+
+def test_reconcile_adopts_only_the_batch_that_proves_to_be_ours(fast, redis_client, emulator):
+    """Two creates of the same size died before saving; only one reached the provider. The sweeper
+    must adopt it for the right intent (by its result ids), release the other, and pay once."""
+    import anthropic
+    from anthropic.types.messages import MessageBatch
+
+    from batchline.clock import now_ms
+    from batchline.workers.packing import Take
+
+    s = fast.replace(claim_lease_seconds=1.0, create_timeout_seconds=1.0)
+    producer = Producer.from_settings(s)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)), reply_to="redis-stream:rc")
+    ctx = Context(s)
+    k = ctx.keys
+    take = Take(10, s.max_batch_bytes, "full")
+    (b_a, _), (b_b, flat_b) = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
+    now = now_ms()
+    for bid in (b_a, b_b):
+        assert ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + 1000])
+    client = anthropic.Anthropic(base_url=s.anthropic_base_url, api_key="x", max_retries=0)
+    created = client.post("/v1/messages/batches", cast_to=MessageBatch, content=aggregator.build_body(flat_b),
+                          options={"headers": {"Content-Type": "application/json"}})
+    time.sleep(1.2)  # leases run out; the created batch has ended meanwhile
+    report = sweeper.sweep(ctx, lambda b: None)
+    assert report.adopted == [b_b] and report.released == []
+    assert redis_client.hget(k.batch(b_b), "provider_id").decode() == created.id
+    assert redis_client.hget(k.batch(b_a), "state") == b"creating"  # not adopted by the wrong intent
+    time.sleep(1.5)  # the create window of A passes with nothing else created
+    assert sweeper.sweep(ctx, lambda b: None).released == [b_a]
+    drain(ctx)
+    got = entries(redis_client, "rc")
+    assert len(got) == 20
+    books = emulator.books()
+    assert books["batches_created"] == 2 and books["requests_in_multiple_batches"] == 0
