@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -117,27 +118,54 @@ class MotoS3(ChildServer):
 
 
 class BatchlineProcess:
-    """A `batchline worker` or `batchline beat` process with its own environment (demo and tests)."""
+    """A `batchline worker` or `batchline beat` process with its own environment (demo and tests).
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: str | None = None) -> None:
+    Supervised the way a deployment runs it (Kubernetes' restartPolicy, Compose's `restart:`): a
+    process that exits without being told to is started again, and `restarts` counts it. (A Celery
+    worker can exit on a broken broker connection; kombu raises an unrecoverable error while
+    restoring unacked messages.)
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: str | None = None,
+                 supervise: bool = True) -> None:
         self.args, self.env = args, env
         self.log_path = log_path or tempfile.mkstemp(prefix="batchline-", suffix=".log")[1]
         self.proc: subprocess.Popen | None = None  # type: ignore[type-arg]
+        self.restarts = 0
+        self._supervise = supervise
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
-    def start(self) -> BatchlineProcess:
+    def _spawn(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", *self.args], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+
+    def start(self) -> BatchlineProcess:
+        self._spawn()
+        if self._supervise:
+            self._watcher = threading.Thread(target=self._watch, name=f"supervise-{self.args[0]}", daemon=True)
+            self._watcher.start()
         return self
 
+    def _watch(self) -> None:
+        while not self._stopping.wait(0.5):
+            if self.proc is not None and self.proc.poll() is not None and not self._stopping.is_set():
+                self.restarts += 1
+                time.sleep(1.0)  # a restart back-off, as a supervisor would
+                if not self._stopping.is_set():
+                    self._spawn()
+
     def kill(self) -> None:
-        """SIGKILL the whole process group (the Celery main process and its pool children)."""
+        """SIGKILL the whole process group (the Celery main process and its pool children), for good."""
+        self._stopping.set()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
+        self._stopping.set()
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:

@@ -102,7 +102,9 @@ def test_sigkill_redis_under_load(chaos_env, emulator, processes, chaos_report):
         time.sleep(1.0)
         server.start()
         chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
-        result = chaos.measure("SIGKILL redis-server under load, restart (AOF)", t0)
+        restarts = sum(p.restarts for p in procs)
+        result = chaos.measure("SIGKILL redis-server under load, restart (AOF)"
+                               + (f"; {restarts} process restart(s) by the supervisor" if restarts else ""), t0)
         chaos_report.append(result)
         check(result)
     finally:
