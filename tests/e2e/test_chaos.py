@@ -112,7 +112,7 @@ def test_sigkill_redis_under_load(chaos_env, emulator, processes, chaos_report):
 
 
 FAULTS = {
-    "HTTP 429/529/500 on 15% of calls": (dict(http_429_rate=0.05, http_529_rate=0.05, http_500_rate=0.05), None),
+    "HTTP 429/529/500 on 30% of calls": (dict(http_429_rate=0.1, http_529_rate=0.1, http_500_rate=0.1), None),
     "404 for 3 s on fresh batches": (dict(fresh_404_seconds=3.0, fresh_404_real_time=True), None),
     "results streams cut after 300 lines, for 4 s": (dict(results_cut_after=300), dict(results_cut_after=None)),
     "spend cap reached for 4 s": (dict(spend_limit_reached=True), dict(spend_limit_reached=False)),
