@@ -73,13 +73,9 @@ class Chaos:
         return safe(lambda: self.client.zcard(self.keys.open) + self.client.zcard(self.keys.ended))
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str, procs=()) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.2)
-        logs = "\n".join(p.log()[-4000:] for p in procs)
-        raise AssertionError(f"timed out waiting for {what}; delivered {self.delivered_count()}\n{logs}")
+        from tests.e2e.conftest import wait_for
+
+        wait_for(predicate, timeout, lambda: f"{what}; delivered {self.delivered_count()}", procs)
 
     def measure(self, fault: str, fault_at: float) -> ChaosResult:
         seen: Counter[str] = Counter()

@@ -86,11 +86,12 @@ def processes():
         proc.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, procs=()) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str], procs=()) -> None:
+    """Poll until `predicate()`; on time-out fail with `what` (or what it returns) and the logs' tails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.25)
-    logs = "\n".join(p.log()[-3000:] for p in procs)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+        time.sleep(0.2)
+    logs = "\n".join(p.log()[-4000:] for p in procs)
+    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}\n{logs}")
