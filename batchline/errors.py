@@ -11,7 +11,12 @@ class ConfigError(BatchlineError):
     """A setting is missing or out of range; the message names the setting and the rule."""
 
 
-class InvalidRequest(BatchlineError):
+
+class PermanentError(BatchlineError):
+    """Retrying cannot help."""
+
+
+class InvalidRequest(PermanentError):
     """A request refused at intake. `field` names the offending field, `rule` the rule it broke."""
 
     def __init__(self, field: str, rule: str) -> None:
@@ -30,7 +35,3 @@ class RetryableError(BatchlineError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class PermanentError(BatchlineError):
-    """Retrying cannot help."""

@@ -99,7 +99,3 @@ def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
                                 v.get("standard", 0) / 1e6))
     return rows
 
-
-def batch_cost(client: redis.Redis, keys: Keys, bid: str) -> tuple[float, float]:
-    cost, standard = client.hmget(keys.batch(bid), "cost_micros", "standard_micros")
-    return int(cost or 0) / 1e6, int(standard or 0) / 1e6

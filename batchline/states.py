@@ -48,9 +48,6 @@ BATCH_TRANSITIONS: dict[BatchState, frozenset[BatchState]] = {
     BatchState.RELEASED: frozenset(),
 }
 
-#: Result types of a provider result line, which become a request's `outcome`.
-OUTCOMES = ("succeeded", "errored", "canceled", "expired")
-
 
 def can_move(transitions: dict[RequestState, frozenset[RequestState]] | dict[BatchState, frozenset[BatchState]],
              current: str, target: str) -> bool:

@@ -12,7 +12,7 @@ from batchline.keys import Keys, request_id
 from batchline.redis_client import text, text_map
 
 _FIELDS = {"s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to"}
-_TIMES = {"q": "queued_at", "dl": "delivered_at", "ea": "ended_at"}
+_TIMES = {"q": "queued_at", "dl": "delivered_at"}
 
 
 def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) -> dict[str, Any] | None:

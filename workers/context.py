@@ -62,12 +62,6 @@ class Context:
     def crash_point(self, name: str) -> None:
         crash_point(self.settings.crash_at, self.redis, self.settings.key_prefix, name)
 
-    def close(self) -> None:
-        for name in ("redis", "anthropic"):
-            client = self.__dict__.pop(name, None)
-            if client is not None:
-                client.close()
-
 
 _current: Context | None = None
 

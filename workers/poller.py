@@ -13,7 +13,6 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
-from batchline.redis_client import text
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
 
@@ -143,6 +142,3 @@ def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
             report.ended.append(bid)
     return report
 
-
-def batch_provider_id(ctx: Context, bid: str) -> str | None:
-    return text(ctx.redis.hget(ctx.keys.batch(bid), "provider_id"))

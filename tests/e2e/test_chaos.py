@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from batchline.hooks import POINTS
 from batchline.local_services import RedisServer
 from tests.e2e.chaos import Chaos
 
@@ -43,7 +44,7 @@ def start(processes, env, workers: int = 1, beats: int = 1):
     return procs
 
 
-@pytest.mark.parametrize("point", ["after_claim", "before_create", "after_create", "mid_stream", "mid_delivery"])
+@pytest.mark.parametrize("point", POINTS)
 def test_sigkill_at_each_step(chaos_env, emulator, processes, chaos_report, point):
     env = {**chaos_env, "BATCHLINE_TEST_CRASH_AT": point}
     chaos = Chaos(env, emulator, PER_TENANT)
