@@ -87,7 +87,8 @@ class Fanout:
         for obj in parsed:
             pipe.hmget(self.prefix + obj["custom_id"], "s", "b", "t", "c", "rt", "q", "a", "x")
         now = now_ms()
-        args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds]
+        day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))  # the cost ledger's day
+        args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds, day]
         objects: list[tuple[str, bytes]] = []
         sends: list[tuple[str, str | None, dict[str, Any]]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
@@ -142,12 +143,11 @@ class Fanout:
         for task, queue, payload in sends:
             self.celery_send(task, queue, payload)  # type: ignore[misc]
         self.ctx.crash_point("mid_delivery")
-        if len(args) > 4:
+        if len(args) > 5:
             k = self.ctx.keys
-            day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))
-            self.ctx.redis.sadd(k.cost_days, day)
             delivered, retried = self.ctx.scripts.deliver(
-                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid)], args=args)
+                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid), k.cost_days],
+                args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
 

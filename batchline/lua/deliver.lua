@@ -5,8 +5,9 @@
 --   'R' re-drive: back to the pending list for a new batch (attempt counted).
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
 -- or stale line is a no-op, and a line can never reach another request's caller.
--- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash
--- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s),
+-- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
+-- KEYS[6] set of the days that have a cost hash
+-- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none),
 --   custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros' or '')
 -- Returns {delivered, retried}.
@@ -14,7 +15,7 @@ local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local delivered, retried, back, bytes = 0, 0, {}, 0
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
-for i = 5, #ARGV, 11 do
+for i = 6, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
@@ -66,6 +67,7 @@ if #back > 0 then
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
 end
 for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end
+if next(costs) then redis.call('SADD', KEYS[6], ARGV[5]) end
 for k, n in pairs(costs) do
   if k == '@batch' then redis.call('HINCRBY', KEYS[5], 'cost_micros', n)
   elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], 'standard_micros', n)
