@@ -8,7 +8,7 @@ import json
 from batchline.producers.producer import Producer
 from batchline.workers.app import celery_sender, create_app
 from batchline.workers.context import Context
-from tests.integration.test_faults import drain
+from tests.integration.pipeline import drain
 
 
 def test_celery_target_gets_task_with_idempotency_key(pipeline_settings, redis_client):

@@ -7,41 +7,14 @@ import time
 import pytest
 
 from batchline.producers.producer import Producer
-from batchline.workers import aggregator, poller, results, sweeper
+from batchline.workers import aggregator, sweeper
 from batchline.workers.context import Context
+from tests.integration.pipeline import drain, entries
 
 
 def params(i: int, marker: str = "") -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 32,
             "messages": [{"role": "user", "content": f"item {i} {marker}".strip()}]}
-
-
-def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1, celery_send=lambda *a: None) -> None:
-    """Run pack / poll / collect / sweep rounds until nothing is pending, open or awaiting delivery."""
-    handed: list[str] = []
-    deadline = time.monotonic() + timeout
-    k = ctx.keys
-    while time.monotonic() < deadline:
-        aggregator.pack(ctx)
-        ctx.redis.delete(k.poll_lock())
-        poller.poll(ctx, handed.append)
-        while handed:
-            results.collect(ctx, handed.pop(), celery_send)
-        sweeper.sweep(ctx, handed.append)
-        busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
-        if busy == 0:
-            return
-        time.sleep(sleep)
-    raise AssertionError("pipeline did not drain")
-
-
-def entries(redis_client, stream: str) -> dict[str, dict[str, str]]:
-    out = {}
-    for _, raw in redis_client.xrange(stream):
-        f = {k.decode(): v.decode() for k, v in raw.items()}
-        assert f["custom_id"] not in out, f"delivered twice: {f['custom_id']}"
-        out[f["custom_id"]] = f
-    return out
 
 
 @pytest.fixture

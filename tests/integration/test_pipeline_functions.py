@@ -11,30 +11,12 @@ from batchline.emulator import reply_text
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
+from tests.integration.pipeline import drain
 
 
 def params(i: int, tenant: str) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 32,
             "messages": [{"role": "user", "content": f"question {i} from {tenant}"}]}
-
-
-def run_until_delivered(ctx: Context, sent: list[str], timeout: float = 30.0) -> None:
-    def hand_off(bid: str) -> None:
-        sent.append(bid)
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        aggregator.pack(ctx)
-        poller.poll(ctx, hand_off)
-        ctx.redis.delete(ctx.keys.poll_lock())
-        for bid in list(sent):
-            results.collect(ctx, bid, lambda *a: None)
-            sent.remove(bid)
-        if ctx.redis.zcard(ctx.keys.open) == 0 and ctx.redis.llen(ctx.keys.pending) == 0 \
-                and ctx.redis.zcard(ctx.keys.ended) == 0:
-            return
-        time.sleep(0.2)
-    raise AssertionError("pipeline did not drain")
 
 
 def test_two_tenants_same_ids_each_gets_own_reply(pipeline_settings, redis_client):
@@ -47,7 +29,7 @@ def test_two_tenants_same_ids_each_gets_own_reply(pipeline_settings, redis_clien
         )
         assert report.accepted == 1000
     ctx = Context(s)
-    run_until_delivered(ctx, [])
+    drain(ctx)
     batches = ctx.redis.zrange(ctx.keys.batches, 0, -1)
     assert len(batches) == 3  # 2000 requests, 700 per batch
 

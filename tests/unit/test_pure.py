@@ -12,7 +12,7 @@ from batchline.config.settings import Settings
 from batchline.costs import PriceTable
 from batchline.errors import ConfigError
 from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
-from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
+from batchline.states import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RequestState, can_move, sources
 from batchline.workers.lines import iter_lines
 from batchline.workers.packing import Limits, QueueView, next_batch
 
@@ -116,3 +116,10 @@ def test_lua_compare_and_set_matches_the_transition_table():
     assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
     assert {"queued"} == set(sources(REQUEST_TRANSITIONS, "canceled"))
     assert "rec[1] == 'queued'" in source("cancel")
+    # batch states: each script's compare-and-set guard is the table's source states for its move
+    guards = {"intent": "creating", "submitted": "submitted", "ended": "ended", "release": "released"}
+    for script, target in guards.items():
+        text = source(script)
+        checked = set(re.findall(r"state ~= '([a-z]+)'", text)) | set(
+            re.findall(r"HGET', KEYS\[\d\], 'state'\) ~= '([a-z]+)'", text))
+        assert checked == set(sources(BATCH_TRANSITIONS, target)), (script, checked)
