@@ -20,6 +20,7 @@ import redis
 
 from batchline.config.settings import Settings
 from batchline.local_services import BatchlineProcess, MotoS3, RedisServer, free_port, wait_for_port
+from batchline.redis_client import stream_entries
 
 if TYPE_CHECKING:
     from batchline.producers.producer import Producer, Rejection
@@ -71,7 +72,7 @@ def load(path: str, run: str, limit: int | None = None) -> list[dict[str, Any]]:
             raise DemoInputError(f"--file {path}: line {number} is not JSON ({exc.msg})") from exc
         if not isinstance(item, dict):
             raise DemoInputError(f"--file {path}: line {number} is not a JSON object")
-        tenant = item.get("tenant") if isinstance(item.get("tenant"), str) else "default"
+        tenant = item["tenant"] if isinstance(item.get("tenant"), str) else "default"
         item["reply_to"] = f"redis-stream:{reply_stream(run, tenant)}"
         items.append(item)
         if limit is not None and len(items) >= limit:
@@ -96,13 +97,13 @@ def rejection_groups(rejected: list[Rejection]) -> list[tuple[str, int, list[str
 
 def delivered_outcomes(client: redis.Redis, streams: list[str]) -> tuple[Counter[str], int]:
     """Outcomes of the distinct (tenant, custom_id) delivered on the run's streams, and the repeats."""
-    seen: dict[tuple[bytes, bytes], str] = {}
+    seen: dict[tuple[str, str], str] = {}
     repeats = 0
     for stream in streams:
-        for _, fields in client.xrange(stream):
-            key = (fields[b"tenant"], fields[b"custom_id"])
+        for fields in stream_entries(client, stream):
+            key = (fields["tenant"], fields["custom_id"])
             repeats += key in seen
-            seen[key] = fields[b"outcome"].decode()
+            seen[key] = fields["outcome"]
     return Counter(seen.values()), repeats
 
 
@@ -226,8 +227,7 @@ def summary(console: Any, producer: Producer, streams: list[str], settings: Sett
     outcomes, repeats = delivered_outcomes(producer.redis, streams)
     example = None
     for stream in streams:
-        for _, fields in producer.redis.xrange(stream, count=50):
-            f = {k.decode(): v.decode() for k, v in fields.items()}
+        for f in stream_entries(producer.redis, stream, count=50):
             if f["outcome"] == "succeeded":
                 example = f
                 break
