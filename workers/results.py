@@ -23,6 +23,7 @@ from batchline.redis_client import text, text_map
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
+from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
 
@@ -117,15 +118,14 @@ class Fanout:
             if rtype == "succeeded":  # errored, canceled and expired requests are not billed
                 message = result.get("message") or {}
                 model = str(message.get("model", ""))
-                cost_micros, standard_micros = self.ctx.prices.cost_micros(model, message.get("usage") or {})
-                cost = f"{cost_micros}:{standard_micros}"
+                cost = cost_field(self.ctx.prices, model, message.get("usage") or {})
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
                     {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
-                     "cost_usd": int(cost.split(":")[0]) / 1e6 if cost else 0.0,
+                     "cost_usd": cost_usd(cost),
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
