@@ -138,8 +138,10 @@ class PriceTable:
     def parse(cls, data: Mapping[str, Any]) -> PriceTable:
         unknown = set(data) - _TOP_LEVEL
         if unknown:
-            raise ConfigError(f"prices: unknown keys {sorted(unknown)} (a model without a price is counted as "
-                              "unpriced; there is no default model)")
+            raise ConfigError(
+                f"prices: unknown keys {sorted(unknown)} (a model without a price is counted as "
+                "unpriced; there is no default model)"
+            )
         families = {name: ModelPrice.parse(f"families.{name}", d) for name, d in (data.get("families") or {}).items()}
         models: dict[str, ModelPrice] = {}
         for model, entry in (data.get("models") or {}).items():

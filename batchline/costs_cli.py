@@ -17,8 +17,12 @@ from batchline.reports import cost_rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--by", choices=["day", "tenant", "model", "all"], default="all",
-                        help="group by (default: every day x tenant x model row)")
+    parser.add_argument(
+        "--by",
+        choices=["day", "tenant", "model", "all"],
+        default="all",
+        help="group by (default: every day x tenant x model row)",
+    )
     quote = parser.add_argument_group("quote", "price a usage instead of reporting spend")
     quote.add_argument("--quote", metavar="MODEL", help="model id to price (an alias or a dated id)")
     for flag in ("input-tokens", "output-tokens", "cache-write-5m", "cache-write-1h", "cache-read", "web-searches"):
@@ -40,9 +44,14 @@ def quote(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as exc:
         print(f"batchline costs: {exc}", file=sys.stderr)
         return 2
-    counts = {"input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
-              "cache_write_5m": args.cache_write_5m, "cache_write_1h": args.cache_write_1h,
-              "cache_read": args.cache_read, "web_searches": args.web_searches}
+    counts = {
+        "input_tokens": args.input_tokens,
+        "output_tokens": args.output_tokens,
+        "cache_write_5m": args.cache_write_5m,
+        "cache_write_1h": args.cache_write_1h,
+        "cache_read": args.cache_read,
+        "web_searches": args.web_searches,
+    }
     negative = [name for name, n in counts.items() if n < 0]
     if negative:
         print(f"batchline costs: --{negative[0].replace('_', '-')} must be >= 0", file=sys.stderr)
@@ -50,8 +59,11 @@ def quote(args: argparse.Namespace, settings: Settings) -> int:
     cost = table.cost(args.quote, Usage(**counts, inference_geo=args.inference_geo))
     if cost is None:
         where = f"config/prices.json or {settings.prices_file}" if settings.prices_file else "config/prices.json"
-        print(f"batchline costs: model {args.quote!r} has no price in {where}; add it with a "
-              "BATCHLINE_PRICES_FILE (no other model's price is used in its place)", file=sys.stderr)
+        print(
+            f"batchline costs: model {args.quote!r} has no price in {where}; add it with a "
+            "BATCHLINE_PRICES_FILE (no other model's price is used in its place)",
+            file=sys.stderr,
+        )
         return 2
     batch_usd, standard_usd = cost.batch_micros / 1e6, cost.standard_micros / 1e6
     if args.json:
@@ -78,20 +90,43 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
         g[3] += r.unpriced
     columns = {"day": ["day"], "tenant": ["tenant"], "model": ["model"], "all": ["day", "tenant", "model"]}[args.by]
     if args.json:
-        print(json.dumps([{**dict(zip(columns, key, strict=True)), "requests": int(n), "batch_usd": spent,
-                           "standard_usd": standard, "unpriced_requests": int(unpriced)}
-                          for key, (n, spent, standard, unpriced) in sorted(groups.items())]))
+        print(
+            json.dumps(
+                [
+                    {
+                        **dict(zip(columns, key, strict=True)),
+                        "requests": int(n),
+                        "batch_usd": spent,
+                        "standard_usd": standard,
+                        "unpriced_requests": int(unpriced),
+                    }
+                    for key, (n, spent, standard, unpriced) in sorted(groups.items())
+                ]
+            )
+        )
         return 0
     table = Table(title="batchline costs (succeeded requests; errored, canceled, expired cost nothing)")
     for c in [*columns, "requests", "spent (batch)", "at standard prices", "saved", "unpriced"]:
         table.add_column(c, justify="right" if c not in columns else "left")
     total = [0.0, 0.0, 0.0, 0.0]
     for key, (n, spent, standard, unpriced) in sorted(groups.items()):
-        table.add_row(*key, f"{int(n):,}", f"${spent:,.4f}", f"${standard:,.4f}", f"${standard - spent:,.4f}",
-                      f"{int(unpriced):,}")
+        table.add_row(
+            *key,
+            f"{int(n):,}",
+            f"${spent:,.4f}",
+            f"${standard:,.4f}",
+            f"${standard - spent:,.4f}",
+            f"{int(unpriced):,}",
+        )
         total = [total[0] + n, total[1] + spent, total[2] + standard, total[3] + unpriced]
-    table.add_row(*(["total"] + [""] * (len(columns) - 1)), f"{int(total[0]):,}", f"${total[1]:,.4f}",
-                  f"${total[2]:,.4f}", f"${total[2] - total[1]:,.4f}", f"{int(total[3]):,}")
+    table.add_row(
+        *(["total"] + [""] * (len(columns) - 1)),
+        f"{int(total[0]):,}",
+        f"${total[1]:,.4f}",
+        f"${total[2]:,.4f}",
+        f"${total[2] - total[1]:,.4f}",
+        f"{int(total[3]):,}",
+    )
     console = Console()
     console.print(table)
     missing = sorted({r.model for r in rows if r.unpriced})

@@ -21,8 +21,11 @@ def cost_field(prices: PriceTable, model: str, usage: Mapping[str, Any]) -> str:
         return f"{cost.batch_micros}:{cost.standard_micros}"
     if model not in _warned:
         _warned.add(model)
-        logger.warning("cost.unpriced_model", model=model,
-                       hint="add it to a BATCHLINE_PRICES_FILE; its requests are counted as unpriced")
+        logger.warning(
+            "cost.unpriced_model",
+            model=model,
+            hint="add it to a BATCHLINE_PRICES_FILE; its requests are counted as unpriced",
+        )
     return UNPRICED
 
 

@@ -21,46 +21,65 @@ def std_and_batch(standard: float, tools: float = 0.0) -> Cost:
     return Cost(round(standard / 2 + tools), round(standard + tools))
 
 
-@pytest.mark.parametrize(("model", "usage", "standard"), [
-    # Opus 4.5 by its dated id: 1M in x $5 + 100k out x $25
-    ("claude-opus-4-5-20251101", Usage(input_tokens=1_000_000, output_tokens=100_000), 5_000_000 + 2_500_000),
-    ("claude-opus-4-5", Usage(input_tokens=1_000_000, output_tokens=100_000), 5_000_000 + 2_500_000),
-    # Opus 4 and 4.1 are $15 / $75: 200k x 15 + 10k x 75
-    ("claude-opus-4-1", Usage(input_tokens=200_000, output_tokens=10_000), 3_000_000 + 750_000),
-    ("claude-opus-4-20250514", Usage(input_tokens=200_000, output_tokens=10_000), 3_000_000 + 750_000),
-    # Opus 4.6 .. 5: $5 / $25; 5m write $6.25, 1h write $10, read $0.50
-    ("claude-opus-4-6", Usage(cache_write_5m=100_000, cache_write_1h=100_000, cache_read=1_000_000),
-     625_000 + 1_000_000 + 500_000),
-    ("claude-opus-4-8", Usage(output_tokens=40_000), 1_000_000),
-    ("claude-opus-5", Usage(input_tokens=2_000), 10_000),
-    # Opus 5.5: $4 / $20 / $5 / $8 / $0.20
-    ("claude-opus-5-5", Usage(input_tokens=1_000, output_tokens=1_000_000, cache_read=10_000), 4_000 + 20_000_000 + 2_000),
-    # Fable 5.1: $10 / $50, read $0.25; Fable 5 read $1
-    ("claude-fable-5-1", Usage(cache_read=1_000_000, output_tokens=1_000), 250_000 + 50_000),
-    ("claude-fable-5", Usage(cache_read=1_000_000, cache_write_1h=1_000), 1_000_000 + 20_000),
-    # Sonnet 4.6: 5m $3.75, 1h $6, read $0.30
-    ("claude-sonnet-4-6", Usage(cache_write_5m=100_000, cache_write_1h=100_000, cache_read=1_000_000),
-     375_000 + 600_000 + 300_000),
-    # Sonnet 4.5 within 200k of prompt: base prices (exactly 200k is not over)
-    ("claude-sonnet-4-5-20250929", Usage(input_tokens=200_000, output_tokens=10_000), 600_000 + 150_000),
-    # ... and over it: every token at long-context prices ($6 in, $22.50 out, $0.60 read)
-    ("claude-sonnet-4-5-20250929", Usage(input_tokens=150_000, cache_read=60_000, output_tokens=10_000),
-     900_000 + 36_000 + 225_000),
-    ("claude-sonnet-4-20250514", Usage(input_tokens=100_000, cache_write_5m=150_000), 600_000 + 1_125_000),
-    # Sonnet 5 and 5.5: $2 / $10; reads $0.20 and $0.10
-    ("claude-sonnet-5", Usage(input_tokens=1_000_000, cache_read=1_000_000), 2_000_000 + 200_000),
-    ("claude-sonnet-5-5", Usage(output_tokens=100_000, cache_read=1_000_000), 1_000_000 + 100_000),
-    ("claude-3-7-sonnet-20250219", Usage(input_tokens=10_000, output_tokens=10_000), 30_000 + 150_000),
-    # Haiku 4.5 by its dated id: $1 / $5, 1h write $2, read $0.10
-    ("claude-haiku-4-5-20251001", Usage(input_tokens=1_000, output_tokens=1_000, cache_write_1h=1_000_000,
-                                        cache_read=1_000_000), 1_000 + 5_000 + 2_000_000 + 100_000),
-    # Haiku 5.5: $0.10 / $0.50 up to 100k of prompt; over it $0.50 / $2.50 on every token
-    ("claude-haiku-5-5", Usage(input_tokens=100_000, output_tokens=2_000), 10_000 + 1_000),
-    ("claude-haiku-5-5", Usage(input_tokens=120_000, output_tokens=2_000), 60_000 + 5_000),
-    ("claude-3-5-haiku-20241022", Usage(input_tokens=1_000_000, cache_write_5m=1_000_000), 800_000 + 1_000_000),
-    ("claude-3-haiku-20240307", Usage(input_tokens=1_000_000, output_tokens=1_000_000), 250_000 + 1_250_000),
-    ("claude-3-opus-20240229", Usage(cache_write_5m=1_000, cache_read=1_000), 18_750 + 1_500),
-])
+@pytest.mark.parametrize(
+    ("model", "usage", "standard"),
+    [
+        # Opus 4.5 by its dated id: 1M in x $5 + 100k out x $25
+        ("claude-opus-4-5-20251101", Usage(input_tokens=1_000_000, output_tokens=100_000), 5_000_000 + 2_500_000),
+        ("claude-opus-4-5", Usage(input_tokens=1_000_000, output_tokens=100_000), 5_000_000 + 2_500_000),
+        # Opus 4 and 4.1 are $15 / $75: 200k x 15 + 10k x 75
+        ("claude-opus-4-1", Usage(input_tokens=200_000, output_tokens=10_000), 3_000_000 + 750_000),
+        ("claude-opus-4-20250514", Usage(input_tokens=200_000, output_tokens=10_000), 3_000_000 + 750_000),
+        # Opus 4.6 .. 5: $5 / $25; 5m write $6.25, 1h write $10, read $0.50
+        (
+            "claude-opus-4-6",
+            Usage(cache_write_5m=100_000, cache_write_1h=100_000, cache_read=1_000_000),
+            625_000 + 1_000_000 + 500_000,
+        ),
+        ("claude-opus-4-8", Usage(output_tokens=40_000), 1_000_000),
+        ("claude-opus-5", Usage(input_tokens=2_000), 10_000),
+        # Opus 5.5: $4 / $20 / $5 / $8 / $0.20
+        (
+            "claude-opus-5-5",
+            Usage(input_tokens=1_000, output_tokens=1_000_000, cache_read=10_000),
+            4_000 + 20_000_000 + 2_000,
+        ),
+        # Fable 5.1: $10 / $50, read $0.25; Fable 5 read $1
+        ("claude-fable-5-1", Usage(cache_read=1_000_000, output_tokens=1_000), 250_000 + 50_000),
+        ("claude-fable-5", Usage(cache_read=1_000_000, cache_write_1h=1_000), 1_000_000 + 20_000),
+        # Sonnet 4.6: 5m $3.75, 1h $6, read $0.30
+        (
+            "claude-sonnet-4-6",
+            Usage(cache_write_5m=100_000, cache_write_1h=100_000, cache_read=1_000_000),
+            375_000 + 600_000 + 300_000,
+        ),
+        # Sonnet 4.5 within 200k of prompt: base prices (exactly 200k is not over)
+        ("claude-sonnet-4-5-20250929", Usage(input_tokens=200_000, output_tokens=10_000), 600_000 + 150_000),
+        # ... and over it: every token at long-context prices ($6 in, $22.50 out, $0.60 read)
+        (
+            "claude-sonnet-4-5-20250929",
+            Usage(input_tokens=150_000, cache_read=60_000, output_tokens=10_000),
+            900_000 + 36_000 + 225_000,
+        ),
+        ("claude-sonnet-4-20250514", Usage(input_tokens=100_000, cache_write_5m=150_000), 600_000 + 1_125_000),
+        # Sonnet 5 and 5.5: $2 / $10; reads $0.20 and $0.10
+        ("claude-sonnet-5", Usage(input_tokens=1_000_000, cache_read=1_000_000), 2_000_000 + 200_000),
+        ("claude-sonnet-5-5", Usage(output_tokens=100_000, cache_read=1_000_000), 1_000_000 + 100_000),
+        ("claude-3-7-sonnet-20250219", Usage(input_tokens=10_000, output_tokens=10_000), 30_000 + 150_000),
+        # Haiku 4.5 by its dated id: $1 / $5, 1h write $2, read $0.10
+        (
+            "claude-haiku-4-5-20251001",
+            Usage(input_tokens=1_000, output_tokens=1_000, cache_write_1h=1_000_000, cache_read=1_000_000),
+            1_000 + 5_000 + 2_000_000 + 100_000,
+        ),
+        # Haiku 5.5: $0.10 / $0.50 up to 100k of prompt; over it $0.50 / $2.50 on every token
+        ("claude-haiku-5-5", Usage(input_tokens=100_000, output_tokens=2_000), 10_000 + 1_000),
+        ("claude-haiku-5-5", Usage(input_tokens=120_000, output_tokens=2_000), 60_000 + 5_000),
+        ("claude-3-5-haiku-20241022", Usage(input_tokens=1_000_000, cache_write_5m=1_000_000), 800_000 + 1_000_000),
+        ("claude-3-haiku-20240307", Usage(input_tokens=1_000_000, output_tokens=1_000_000), 250_000 + 1_250_000),
+        ("claude-3-opus-20240229", Usage(cache_write_5m=1_000, cache_read=1_000), 18_750 + 1_500),
+    ],
+)
 def test_each_family_and_usage_field(model, usage, standard):
     assert TABLE.cost(model, usage) == std_and_batch(standard)
 
@@ -79,10 +98,15 @@ def test_web_searches_cost_10_dollars_per_thousand_undiscounted():
 
 
 def test_usage_from_the_api_reads_every_billed_field():
-    raw = {"input_tokens": 10, "output_tokens": 20, "cache_read_input_tokens": 30,
-           "cache_creation_input_tokens": 100,
-           "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40},
-           "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 5}, "inference_geo": "us"}
+    raw = {
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cache_read_input_tokens": 30,
+        "cache_creation_input_tokens": 100,
+        "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40},
+        "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 5},
+        "inference_geo": "us",
+    }
     assert Usage.from_api(raw) == Usage(10, 20, 60, 40, 30, 2, "us")
     # without the TTL split every cache write is a 5-minute write
     assert Usage.from_api({"cache_creation_input_tokens": 500}).cache_write_5m == 500
@@ -99,33 +123,55 @@ def test_a_model_without_a_price_is_never_costed_as_another():
 
 
 def test_the_table_lists_current_and_recent_ids_each_with_all_prices():
-    for model in ("claude-opus-4-5", "claude-opus-4-6", "claude-opus-4-7", "claude-opus-4-1", "claude-opus-4-0",
-                  "claude-sonnet-4-5-20250929", "claude-sonnet-4-5", "claude-sonnet-4-6", "claude-haiku-4-5",
-                  "claude-haiku-4-5-20251001", "claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"):
+    for model in (
+        "claude-opus-4-5",
+        "claude-opus-4-6",
+        "claude-opus-4-7",
+        "claude-opus-4-1",
+        "claude-opus-4-0",
+        "claude-sonnet-4-5-20250929",
+        "claude-sonnet-4-5",
+        "claude-sonnet-4-6",
+        "claude-haiku-4-5",
+        "claude-haiku-4-5-20251001",
+        "claude-opus-5-5",
+        "claude-sonnet-5-5",
+        "claude-haiku-5-5",
+    ):
         price = TABLE.price(model)
         assert price is not None, model
-        assert min(price.base.input, price.base.output, price.base.cache_write_5m, price.base.cache_write_1h,
-                   price.base.cache_read) > 0
+        assert (
+            min(
+                price.base.input,
+                price.base.output,
+                price.base.cache_write_5m,
+                price.base.cache_write_1h,
+                price.base.cache_read,
+            )
+            > 0
+        )
     source = json.loads(Path(__file__).parents[2].joinpath("config/prices.json").read_text())["_source"]
     assert source["as_of"] and source["verified"] and source["not_verified_on_anthropic_pages"]
 
 
 def test_an_operators_file_extends_and_overrides(tmp_path):
     extra = tmp_path / "prices.json"
-    extra.write_text(json.dumps({"models": {"claude-custom-1": {"input": 2.0, "output": 8.0},
-                                            "claude-haiku-4-5": "opus-4.5"}}))
+    extra.write_text(
+        json.dumps({"models": {"claude-custom-1": {"input": 2.0, "output": 8.0}, "claude-haiku-4-5": "opus-4.5"}})
+    )
     table = PriceTable.load(str(extra))
     # cache prices left out of an operator's entry take the standard multipliers (1.25x, 2x, 0.1x)
-    assert table.cost("claude-custom-1", Usage(input_tokens=1_000, cache_write_5m=1_000, cache_write_1h=1_000,
-                                               cache_read=1_000)) == std_and_batch(2_000 + 2_500 + 4_000 + 200)
+    assert table.cost(
+        "claude-custom-1", Usage(input_tokens=1_000, cache_write_5m=1_000, cache_write_1h=1_000, cache_read=1_000)
+    ) == std_and_batch(2_000 + 2_500 + 4_000 + 200)
     assert table.cost("claude-haiku-4-5", Usage(input_tokens=1_000)) == std_and_batch(5_000)
     assert table.cost("claude-opus-4-6", Usage(input_tokens=1_000)) == std_and_batch(5_000)  # the rest kept
     extra.write_text(json.dumps({"default_model": {"input": 3.0, "output": 15.0}}))
     with pytest.raises(ConfigError, match="default_model"):
         PriceTable.load(str(extra))
     extra.write_text(json.dumps({"models": {"claude-x": "no-such-family"}}))
-    with pytest.raises(ConfigError, match="models.claude-x"):
+    with pytest.raises(ConfigError, match=r"models\.claude-x"):
         PriceTable.load(str(extra))
     extra.write_text(json.dumps({"models": {"claude-x": {"input": -1, "output": 1}}}))
-    with pytest.raises(ConfigError, match="models.claude-x.input"):
+    with pytest.raises(ConfigError, match=r"models\.claude-x\.input"):
         PriceTable.load(str(extra))
