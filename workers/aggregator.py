@@ -21,7 +21,7 @@ from batchline import log
 from batchline.clock import now_ms
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
-from batchline.workers.provider import Kind, classify
+from batchline.workers.provider import Kind, beta_header, classify
 
 logger = log.get("batchline.aggregator")
 
@@ -100,7 +100,9 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
         thread.join()
 
 
-def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
+def create(ctx: Context, bid: str, body: bytes, n: int, betas: str = "") -> Created:
+    """Create the provider batch; `betas` (canonical "a,b") go out as its `anthropic-beta` header, as
+    `client.beta.messages.batches.create(betas=[...])` sends them."""
     k, s = ctx.keys, ctx.settings
     now = now_ms()
     if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + int(s.claim_lease_seconds * 1000)]):
@@ -113,8 +115,8 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
                 "/v1/messages/batches",
                 cast_to=MessageBatch,
                 content=body,
-                options={"headers": {"Content-Type": "application/json"}, "timeout": s.create_timeout_seconds,
-                         "max_retries": 0},
+                options={"headers": {"Content-Type": "application/json", **beta_header(betas)},
+                         "timeout": s.create_timeout_seconds, "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             return _create_failed(ctx, bid, n, len(body), exc)
@@ -248,8 +250,9 @@ def pack_once(ctx: Context) -> Created | None:
     if not flat:
         return None
     ctx.crash_point("after_claim")
-    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason)
-    return create(ctx, bid, build_body(flat), len(flat) // 2)
+    betas = (ctx.redis.hget(ctx.keys.batch(bid), "betas") or b"").decode()  # set by the claim: one set per batch
+    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason, betas=betas or None)
+    return create(ctx, bid, build_body(flat), len(flat) // 2, betas)
 
 
 def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:

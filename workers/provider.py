@@ -25,6 +25,11 @@ def make_client(settings: Settings) -> anthropic.Anthropic:
     )
 
 
+def beta_header(betas: str | None) -> dict[str, str]:
+    """The `anthropic-beta` header of a batch's beta set ("a,b"), as the SDK's `betas=[...]` sends it."""
+    return {"anthropic-beta": betas} if betas else {}
+
+
 class Kind(StrEnum):
     RETRY = "retry"  # nothing was done; try again later (429, 529 and 5xx on reads)
     AMBIGUOUS = "ambiguous"  # a write may or may not have happened (timeout, connection, 5xx)

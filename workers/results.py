@@ -25,6 +25,7 @@ from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
 from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
+from batchline.workers.provider import beta_header
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
 
 logger = log.get("batchline.results")
@@ -203,7 +204,9 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
 
 def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
     settings = ctx.settings
-    with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
+    with ctx.anthropic.messages.batches.with_streaming_response.results(
+        batch["provider_id"], extra_headers=beta_header(batch.get("betas", ""))  # read as it was created
+    ) as resp:
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
             chunk.append(line)
