@@ -185,6 +185,32 @@ class PriceTable:
         return self.cost(model, Usage.from_api(usage))
 
 
+#: For estimates before anything ran: bytes of request JSON per input token. Rough (JSON punctuation
+#: and newer tokenizers move it both ways); delivered results are always costed from their `usage`.
+BYTES_PER_TOKEN = 4
+
+
+@dataclass
+class InputEstimate:
+    """The input cost of requests not yet run: tokens guessed from their size, at their model's price."""
+
+    tokens: int = 0
+    batch_micros: int = 0
+    standard_micros: int = 0
+    unpriced: dict[str, int] | None = None  # model -> requests whose model has no price
+
+    def add(self, table: PriceTable, model: str, request_bytes: int) -> None:
+        tokens = max(1, request_bytes // BYTES_PER_TOKEN)
+        self.tokens += tokens
+        cost = table.cost(model, Usage(input_tokens=tokens))
+        if cost is None:
+            self.unpriced = self.unpriced or {}
+            self.unpriced[model] = self.unpriced.get(model, 0) + 1
+        else:
+            self.batch_micros += cost.batch_micros
+            self.standard_micros += cost.standard_micros
+
+
 def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """An operator's file over the shipped table: maps (families, models, tools, geo) merge by key."""
     out = dict(base)

@@ -25,6 +25,7 @@ from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
+CONFLICT_RULE = "conflict: already submitted with other params"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,32 @@ class Producer:
         if chunk:
             yield chunk, positions
 
+    def check_many(
+        self, items: Iterable[Mapping[str, Any]], *, tenant: str | None = None, reply_to: str | None = None
+    ) -> tuple[SubmitReport, list[EncodedRequest]]:
+        """What `submit_many` would do with `items`, storing nothing: the same checks, and the same
+        duplicate / conflict answers (read from Redis, and within the input). Returns the report and
+        the requests that would be accepted."""
+        report = SubmitReport()
+        accepted: list[EncodedRequest] = []
+        seen: dict[str, str] = {}
+        for chunk, positions in self._encoded_chunks(items, tenant, reply_to, 1000, report):
+            pipe = self.redis.pipeline(transaction=False)
+            for r in chunk:
+                pipe.hget(self._record_prefix + r.rid, "d")
+            for r, index, stored in zip(chunk, positions, pipe.execute(), strict=True):
+                digest = stored.decode() if stored else seen.get(r.rid)
+                if digest is None:
+                    seen[r.rid] = r.digest
+                    report.accepted += 1
+                    accepted.append(r)
+                elif digest == r.digest:
+                    report.duplicate += 1
+                else:
+                    report.rejected.append(Rejection(index, r.custom_id, "custom_id", CONFLICT_RULE))
+        report.rejected.sort(key=lambda r: r.index)
+        return report, accepted
+
     def _flush(
         self,
         chunk: list[EncodedRequest],
@@ -182,7 +209,7 @@ class Producer:
                 report.duplicate += 1
             else:
                 report.rejected.append(
-                    Rejection(index, encoded.custom_id, "custom_id", "conflict: already submitted with other params")
+                    Rejection(index, encoded.custom_id, "custom_id", CONFLICT_RULE)
                 )
         if on_progress is not None:
             on_progress(len(chunk))
