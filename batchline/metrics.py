@@ -36,6 +36,9 @@ class PipelineCollector:
         yield gauge("open_batches", "Provider batches in progress", snap.open_batches)
         yield gauge("requests_in_flight", "Requests in open batches (provider queue)", snap.in_flight)
         yield gauge("requests_in_flight_limit", "BATCHLINE_MAX_REQUESTS_IN_FLIGHT", self.limit)
+        cap = self.client.get(self.keys.in_flight_cap)  # set after a queue-full 429, until batches end
+        yield gauge("requests_in_flight_effective_limit", "The in-flight limit in force (lower after a queue-full 429)",
+                    min(self.limit, int(cap)) if cap is not None else self.limit)
         yield gauge("batches_awaiting_delivery", "Ended batches whose results are not all delivered",
                     snap.awaiting_delivery)
         yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)

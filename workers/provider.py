@@ -46,6 +46,7 @@ class Classified:
     error_type: str | None
     retry_after: float | None
     message: str
+    queue_full: bool = False  # a 429 saying the processing queue is full (the tier's queue limit)
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
@@ -80,7 +81,8 @@ def classify(exc: BaseException) -> Classified:
             kind = Kind.AMBIGUOUS
         else:
             kind = Kind.INVALID
-        return Classified(kind, status, etype, retry_after, message)
+        queue_full = status == 429 and "queue" in message.lower()
+        return Classified(kind, status, etype, retry_after, message, queue_full)
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
         return Classified(Kind.AMBIGUOUS, None, None, None, type(exc).__name__)
     raise exc
