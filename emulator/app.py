@@ -82,7 +82,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
 
     async def create(request: Request) -> Response:
         body = await _read_body(request, state.config.max_body_bytes)
-        payload = [body]
+        payload: list[bytes | bytearray] = [body]
         del body
         batch = await run_in_threadpool(store.create, payload, betas_of(request))
         return JSONResponse(batch_json(request, batch))

@@ -56,7 +56,7 @@ def effective_in_flight_limit(ctx: Context, in_flight: int | None) -> int:
     """`BATCHLINE_MAX_REQUESTS_IN_FLIGHT`, or less after the provider said its queue is full: then what
     was in flight at that moment, so only as much goes out as ending batches free. Lifted once every
     batch has ended (nothing in flight) or after a day, when every batch of that time has expired."""
-    configured = ctx.settings.max_requests_in_flight
+    configured: int = ctx.settings.max_requests_in_flight
     cap = ctx.redis.get(ctx.keys.in_flight_cap)
     if cap is None:
         return configured
