@@ -34,4 +34,5 @@ def test_queue_full_429_lowers_the_in_flight_limit_until_batches_end(pipeline_se
     assert books["billed_requests"] == 150 and books["requests_in_multiple_batches"] == 0
     # one refused create per time the queue filled up (150 requests, 60 at a time), not one per retry-after
     assert books["http_faults"]["queue_limit"] <= 3
-    assert not redis_client.exists(ctx.keys.in_flight_cap)  # lifted once nothing was in flight
+    assert aggregator.pack(ctx) == []  # the next pack tick with nothing in flight lifts the lowered limit
+    assert not redis_client.exists(ctx.keys.in_flight_cap)
