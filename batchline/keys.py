@@ -51,5 +51,9 @@ class Keys:
         """hash '{tenant}|{model}|batch|standard|requests' -> micro-dollars / count, for one UTC day"""
         return f"{self.prefix}:cost:{day}"
 
+    def unpriced_logged(self, model: str) -> str:
+        """set (with a day's TTL) once a model without a price has been logged"""
+        return f"{self.prefix}:unpriced:{model}"
+
     def poll_lock(self) -> str:
         return f"{self.prefix}:lock:poll"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchline import log
@@ -13,14 +13,19 @@ UNPRICED = "unpriced"
 _warned: set[str] = set()
 
 
-def cost_field(prices: PriceTable, model: str, usage: Mapping[str, Any]) -> str:
+def cost_field(
+    prices: PriceTable, model: str, usage: Mapping[str, Any], first_report: Callable[[str], bool] = lambda m: True
+) -> str:
     """'batch_micros:standard_micros', or 'unpriced' for a model the price table does not list
-    (counted apart, never costed as another model; logged once per model and process)."""
+    (counted apart, never costed as another model). Logged once per model: once per process, and only
+    if `first_report(model)` says no other process has logged it (a Redis SET NX, per day)."""
     cost = prices.cost_micros(model, usage)
     if cost is not None:
         return f"{cost.batch_micros}:{cost.standard_micros}"
     if model not in _warned:
         _warned.add(model)
+        if not first_report(model):
+            return UNPRICED
         logger.warning(
             "cost.unpriced_model",
             model=model,

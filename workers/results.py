@@ -119,7 +119,7 @@ class Fanout:
             if rtype == "succeeded":  # errored, canceled and expired requests are not billed
                 message = result.get("message") or {}
                 model = str(message.get("model", ""))
-                cost = cost_field(self.ctx.prices, model, message.get("usage") or {})
+                cost = cost_field(self.ctx.prices, model, message.get("usage") or {}, self._first_unpriced)
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
@@ -151,6 +151,10 @@ class Fanout:
                 args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
+
+    def _first_unpriced(self, model: str) -> bool:
+        """Whether this is the deployment's first report of `model` as unpriced today."""
+        return bool(self.ctx.redis.set(self.ctx.keys.unpriced_logged(model), 1, nx=True, ex=86400))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
     def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:

@@ -127,7 +127,7 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
     assert {"batch.claimed", "batch.submitted", "batch.ended", "batch.delivered"} <= names
     assert all("batch_id" in e for e in events if e.get("event", "").startswith("batch."))
     unpriced_logs = [e for e in events if e.get("event") == "cost.unpriced_model"]
-    assert 1 <= len(unpriced_logs) <= 2 and {e["model"] for e in unpriced_logs} == {models["unpriced"]}  # once per process
+    assert [e["model"] for e in unpriced_logs] == [models["unpriced"]]  # once, across the worker's processes
     for secret in ("sk-e2e-secret-key", "testing-secret-value", "flower-pw", "Secret prompt text"):
         assert secret not in logs, secret
 
