@@ -20,6 +20,7 @@ from batchline.errors import ConfigError
 #: operator's file leaves them out (every entry of config/prices.json states them).
 STANDARD_CACHE = {"cache_write_5m": 1.25, "cache_write_1h": 2.0, "cache_read": 0.1}
 _RATE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+_PRICE_KEYS = {*_RATE_FIELDS, "geo", "long_context", "source"}
 _TOP_LEVEL = {"_source", "_comment", "batch_discount", "server_tools", "inference_geo", "families", "models"}
 
 
@@ -59,6 +60,9 @@ class ModelPrice:
     def parse(cls, where: str, d: Mapping[str, Any]) -> ModelPrice:
         if not isinstance(d, Mapping):
             raise ConfigError(f"prices: {where} must be an object or the name of a family")
+        unknown = set(d) - _PRICE_KEYS
+        if unknown:
+            raise ConfigError(f"prices: {where} has unknown keys {sorted(unknown)} (known: {sorted(_PRICE_KEYS)})")
         lc = d.get("long_context")
         if lc is None:
             return cls(Rates.parse(where, d), geo=bool(d.get("geo", False)))

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from batchline.errors import Conflict, InvalidRequest
+from batchline.keys import request_id
 from batchline.producers.producer import Producer
+from batchline.producers.submit_cli import submit_file
 from batchline.workers import aggregator
 from batchline.workers.context import Context
 from batchline.workers.packing import Take
@@ -56,8 +61,12 @@ def test_the_claim_takes_one_beta_set_and_keeps_the_others_in_order(settings, re
     assert flat2[0::2] == [pending[1].encode(), pending[4].encode()] and not redis_client.hexists(ctx.keys.batch(bid2), "betas")
 
 
-def test_betas_are_part_of_a_requests_identity_and_checked(settings):
+def test_betas_are_part_of_a_requests_identity_and_checked(settings, redis_client):
     producer = Producer.from_settings(settings)
+    line = json.dumps({"custom_id": "from-file", "params": params(2), "betas": [OUT300K]})
+    report, rejected = submit_file(producer, io.StringIO(line + "\n"), tenant="t", reply_to=None)
+    assert report.accepted == 1 and not rejected
+    assert redis_client.hget(producer.keys.request(request_id("t", "from-file")), "bt") == OUT300K.encode()
     assert producer.submit("same", params(1), tenant="t", betas=["b-1", "a-1"]) == "accepted"
     assert producer.submit("same", params(1), tenant="t", betas=["a-1", "b-1", "a-1"]) == "duplicate"  # same set
     with pytest.raises(Conflict):

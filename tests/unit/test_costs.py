@@ -150,8 +150,10 @@ def test_the_table_lists_current_and_recent_ids_each_with_all_prices():
             )
             > 0
         )
-    source = json.loads(Path(__file__).parents[2].joinpath("config/prices.json").read_text())["_source"]
+    data = json.loads(Path(__file__).parents[2].joinpath("config/prices.json").read_text())
+    source = data["_source"]
     assert source["as_of"] and source["verified"] and source["not_verified_on_anthropic_pages"]
+    assert all("2026" in family["source"] for family in data["families"].values())  # each says where and when
 
 
 def test_an_operators_file_extends_and_overrides(tmp_path):
@@ -171,6 +173,9 @@ def test_an_operators_file_extends_and_overrides(tmp_path):
         PriceTable.load(str(extra))
     extra.write_text(json.dumps({"models": {"claude-x": "no-such-family"}}))
     with pytest.raises(ConfigError, match=r"models\.claude-x"):
+        PriceTable.load(str(extra))
+    extra.write_text(json.dumps({"models": {"claude-x": {"input": 1, "ouput": 1}}}))
+    with pytest.raises(ConfigError, match="ouput"):
         PriceTable.load(str(extra))
     extra.write_text(json.dumps({"models": {"claude-x": {"input": -1, "output": 1}}}))
     with pytest.raises(ConfigError, match=r"models\.claude-x\.input"):
