@@ -81,7 +81,7 @@ def classify(exc: BaseException) -> Classified:
             kind = Kind.AMBIGUOUS
         else:
             kind = Kind.INVALID
-        queue_full = status == 429 and "queue" in message.lower()
+        queue_full = status == 429 and "queue" in message.lower()  # wording undocumented; it names the queue
         return Classified(kind, status, etype, retry_after, message, queue_full)
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
         return Classified(Kind.AMBIGUOUS, None, None, None, type(exc).__name__)
