@@ -85,7 +85,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
         body = await _read_body(request, state.config.max_body_bytes)
         payload: list[bytes | bytearray] = [body]
         del body
-        batch = await run_in_threadpool(store.create, payload)
+        batch = await run_in_threadpool(store.create, payload, betas_of(request))
         return JSONResponse(batch_json(request, batch))
 
     async def retrieve(request: Request) -> Response:
@@ -128,6 +128,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
         cfg = state.config
         with store.lock:
             store.downloads += 1
+            if betas_of(request):
+                store.results_betas[batch_id] = list(betas_of(request))
             if cfg.results_cut_after is not None and cfg.results_cut_after < len(batch.requests):
                 store.http_faults["results_cut"] += 1
         newline = b"\r\n" if cfg.crlf else b"\n"
@@ -145,6 +147,12 @@ def build_app(state: EmulatorState) -> ASGIApp:
         *control_routes(state),
     ]
     return RequestIdMiddleware(Starlette(routes=routes))
+
+
+def betas_of(request: Request) -> tuple[str, ...]:
+    """The `anthropic-beta` header's betas: comma-separated, possibly repeated; sorted, unique."""
+    names = {b.strip() for value in request.headers.getlist("anthropic-beta") for b in value.split(",")}
+    return tuple(sorted(n for n in names if n))
 
 
 def _too_large(limit: int) -> ApiError:

@@ -53,6 +53,7 @@ class Batch:
     strings: list[str]
     cancel_initiated_at: float | None = None
     cancel_seconds: float = 0.0
+    betas: tuple[str, ...] = ()  # the anthropic-beta header of its create
     _final: list[int] | None = None  # cached counts once ended
 
     @property

@@ -23,7 +23,9 @@ from batchline.redis_client import text, text_map, texts
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
+from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
+from batchline.workers.provider import beta_header
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
 
 logger = log.get("batchline.results")
@@ -117,15 +119,14 @@ class Fanout:
             if rtype == "succeeded":  # errored, canceled and expired requests are not billed
                 message = result.get("message") or {}
                 model = str(message.get("model", ""))
-                cost_micros, standard_micros = self.ctx.prices.cost_micros(model, message.get("usage") or {})
-                cost = f"{cost_micros}:{standard_micros}"
+                cost = cost_field(self.ctx.prices, model, message.get("usage") or {}, self._first_unpriced)
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
                     {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
-                     "cost_usd": int(cost.split(":")[0]) / 1e6 if cost else 0.0,
+                     "cost_usd": cost_usd(cost),
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
@@ -150,6 +151,10 @@ class Fanout:
                 args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
+
+    def _first_unpriced(self, model: str) -> bool:
+        """Whether this is the deployment's first report of `model` as unpriced today."""
+        return bool(self.ctx.redis.set(self.ctx.keys.unpriced_logged(model), 1, nx=True, ex=86400))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
     def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:
@@ -203,7 +208,9 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
 
 def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
     settings = ctx.settings
-    with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
+    with ctx.anthropic.messages.batches.with_streaming_response.results(
+        batch["provider_id"], extra_headers=beta_header(batch.get("betas", ""))  # read as it was created
+    ) as resp:
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
             chunk.append(line)
