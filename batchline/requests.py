@@ -18,9 +18,23 @@ ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 STREAM_RE = re.compile(r"[A-Za-z0-9_.:{}-]{1,200}")
 TASK_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-#: Reply targets may not point into batchline's own keys, queues or tasks.
+#: Reply targets may not point into batchline's own keys, queues or tasks, nor at a key the broker
+#: (Celery over kombu's Redis transport) owns: its queues and worker queues, `unacked*`, `_kombu.*`.
 RESERVED = ("batchline.", "celery@", "_kombu", "unacked")
 DEFAULT_CELERY_QUEUE = "celery"
+#: A reply stream may not be named like a broker key: Celery's default and control queues
+#: (celery, celery.pidbox, celeryev.*, reply.celery.pidbox) and worker-direct queues (*.dq2).
+BROKER_STREAM_NAMES = ("celery",)
+BROKER_STREAM_PREFIXES = ("celery.", "celeryev", "reply.celery")
+BROKER_STREAM_SUFFIXES = (".dq", ".dq2", ".pidbox")
+#: Echoed values in errors are cut to this many characters (a 5 MB reply_to is not echoed whole).
+ECHO_CHARS = 200
+
+
+def echo(value: Any) -> str:
+    """`repr` of a value for an error message, cut to ECHO_CHARS characters."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text)} chars)"
 MAX_METADATA_BYTES = 16_384
 #: JSON around one request in the create body: {"custom_id":"<id>","params":<params>},
 ITEM_OVERHEAD = len('{"custom_id":"","params":},')
@@ -40,8 +54,13 @@ class ReplyTarget:
     name: str
     queue: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The Redis key this target writes: the stream itself, or the Celery queue's list."""
+        return self.name if self.kind == "redis-stream" else (self.queue or DEFAULT_CELERY_QUEUE)
+
     @classmethod
-    def parse(cls, text: str, key_prefix: str = "bl") -> ReplyTarget:
+    def parse(cls, text: str, key_prefix: str = "bl", stream_prefix: str | None = None) -> ReplyTarget:
         kind, sep, rest = text.partition(":")
         target: ReplyTarget | None = None
         if sep and kind == "redis-stream" and STREAM_RE.fullmatch(rest):
@@ -53,12 +72,21 @@ class ReplyTarget:
         if target is None:
             raise InvalidRequest(
                 "reply_to",
-                f"{text!r} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
+                f"{echo(text)} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
                 "or 'celery:TASK_NAME[@QUEUE]'",
             )
         for name in (target.name, target.queue or ""):
             if name.startswith((f"{key_prefix}:", *RESERVED)):
-                raise InvalidRequest("reply_to", f"{text!r} points into batchline's own keys, queues or tasks")
+                raise InvalidRequest("reply_to", f"{echo(text)} points into batchline's own keys, queues or tasks")
+        if target.kind == "redis-stream":
+            name = target.name
+            if (name in BROKER_STREAM_NAMES or name.startswith(BROKER_STREAM_PREFIXES)
+                    or name.endswith(BROKER_STREAM_SUFFIXES)):
+                raise InvalidRequest("reply_to", f"{echo(text)}: a reply stream may not be named like a Celery queue "
+                                     "(celery, celery.*, celeryev*, reply.celery*, *.dq, *.dq2, *.pidbox)")
+            if stream_prefix and not name.startswith(stream_prefix):
+                raise InvalidRequest("reply_to", f"{echo(text)}: reply stream names must start with "
+                                     f"{stream_prefix!r} (BATCHLINE_REPLY_STREAM_PREFIX)")
         return target
 
 
@@ -77,9 +105,9 @@ class EncodedRequest(NamedTuple):
 
 
 @lru_cache(maxsize=1024)
-def check_reply_to(text: str, key_prefix: str) -> ReplyTarget:
+def check_reply_to(text: str, key_prefix: str, stream_prefix: str | None = None) -> ReplyTarget:
     """Parse once per distinct target: a submit_many usually names one for every item."""
-    return ReplyTarget.parse(text, key_prefix)
+    return ReplyTarget.parse(text, key_prefix, stream_prefix)
 
 
 def check_id(field: str, value: Any) -> str:
@@ -127,6 +155,7 @@ def encode(
     metadata: Any = None,
     max_bytes: int,
     key_prefix: str = "bl",
+    stream_prefix: str | None = None,
 ) -> EncodedRequest:
     """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
     check_id("tenant", tenant)
@@ -137,7 +166,7 @@ def encode(
     elif not isinstance(reply_to, str):
         raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
     elif reply_to:
-        check_reply_to(reply_to, key_prefix)
+        check_reply_to(reply_to, key_prefix, stream_prefix)
     try:
         params_bytes = _dumps(params)
     except (TypeError, ValueError) as exc:

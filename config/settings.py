@@ -82,6 +82,7 @@ class Settings:
     s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
     s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
     results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
+    reply_stream_prefix: str | None = None  # BATCHLINE_REPLY_STREAM_PREFIX (unset: any stream name)
     flower_basic_auth: str | None = field(default=None, repr=False)  # FLOWER_BASIC_AUTH ("user:password")
     prices_file: str | None = None  # BATCHLINE_PRICES_FILE (JSON merged over config/prices.json)
     log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
@@ -151,6 +152,7 @@ class Settings:
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
+            reply_stream_prefix=_str(env, "BATCHLINE_REPLY_STREAM_PREFIX", None),
             prices_file=_str(env, "BATCHLINE_PRICES_FILE", None),
             flower_basic_auth=_str(env, "FLOWER_BASIC_AUTH", None),
             log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,

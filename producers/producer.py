@@ -80,13 +80,17 @@ class Producer:
             metadata=metadata,
             max_bytes=self.settings.max_batch_bytes,
             key_prefix=self.settings.key_prefix,
+            stream_prefix=self.settings.reply_stream_prefix,
         )
 
-    def _store(self, chunk: list[EncodedRequest]) -> list[int]:
+    def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:
+        """One code per request (ACCEPTED, DUPLICATE, CONFLICT), or why its reply target is refused."""
         args: list[Any] = [self._record_prefix, now_ms()]
         for r in chunk:
             args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
-        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats, self.keys.counters], args=args))
+        k = self.keys
+        codes = self._scripts.intake(keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
+        return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def submit(
         self,
@@ -100,6 +104,8 @@ class Producer:
         """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`."""
         encoded = self._encode(custom_id, params, tenant, reply_to, metadata)
         code = self._store([encoded])[0]
+        if isinstance(code, str):
+            raise InvalidRequest("reply_to", code)
         if code == CONFLICT:
             raise Conflict("custom_id", f"{custom_id!r} already submitted by {encoded.tenant!r} with other params")
         return "accepted" if code == ACCEPTED else "duplicate"
@@ -173,6 +179,8 @@ class Producer:
                 report.accepted += 1
             elif code == DUPLICATE:
                 report.duplicate += 1
+            elif isinstance(code, str):
+                report.rejected.append(Rejection(index, encoded.custom_id, "reply_to", code))
             else:
                 report.rejected.append(
                     Rejection(index, encoded.custom_id, "custom_id", "conflict: already submitted with other params")
