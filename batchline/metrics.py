@@ -39,6 +39,8 @@ class PipelineCollector:
         yield gauge("batches_awaiting_delivery", "Ended batches whose results are not all delivered",
                     snap.awaiting_delivery)
         yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)
+        yield gauge("requests_undeliverable", "Final outcomes their reply target refused (batchline redeliver)",
+                    snap.undeliverable)
         yield gauge("watchdog_alerts", "Stuck batches and results nearing their 29-day end", len(snap.alerts))
         outstanding = GaugeMetricFamily("batchline_requests_outstanding", "Accepted, not yet settled",
                                         labels=["tenant"])
@@ -54,6 +56,11 @@ class PipelineCollector:
         for labels, n in snap.by("delivered").items():
             delivered.add_metric(list(labels[:2]), n)
         yield delivered
+        undeliverable = CounterMetricFamily("batchline_results_undeliverable",
+                                            "Final outcomes their reply target refused", labels=["tenant"])
+        for (tenant,), n in snap.by("undeliverable").items():
+            undeliverable.add_metric([tenant], n)
+        yield undeliverable
         redriven = CounterMetricFamily("batchline_requests_redriven", "Requests sent again, by reason",
                                        labels=["reason"])
         for labels, n in snap.by("redriven").items():

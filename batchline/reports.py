@@ -27,6 +27,7 @@ class Snapshot:
     alerts: dict[str, str]
     counters: dict[str, int]
     open: list[dict[str, Any]] = field(default_factory=list)
+    undeliverable: int = 0  # requests whose reply target refused them, awaiting `batchline redeliver`
 
     def by(self, kind: str) -> dict[tuple[str, ...], int]:
         """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
@@ -53,8 +54,10 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
     pipe = client.pipeline(transaction=False)
     pipe.llen(keys.pending).hmget(keys.stats, "pending_bytes", "in_flight").lindex(keys.pending, 0)
     pipe.zcard(keys.open).zcard(keys.ended).zcard(keys.leases)
-    pipe.hgetall(keys.paused).hgetall(keys.alerts).hgetall(keys.counters)
-    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters = pipe.execute()
+    pipe.hgetall(keys.paused).hgetall(keys.alerts).hgetall(keys.counters).zcard(keys.undeliverable)
+    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable = (
+        pipe.execute()
+    )
     age = 0.0
     if head is not None:
         queued_at = client.hget(keys.request(head.decode()), "q")
@@ -64,6 +67,7 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         in_flight=int(in_flight or 0), open_batches=int(n_open), awaiting_delivery=int(n_ended),
         leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
         counters={text(k) or "": int(v) for k, v in counters.items()},
+        undeliverable=int(n_undeliverable),
     )
     if with_open:
         now = now_ms()

@@ -104,7 +104,8 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
 
 
 def watchdogs(ctx: Context, now: int) -> dict[str, str]:
-    """Batches in progress too long, and results not delivered as the provider's 29-day end nears.
+    """Batches in progress too long, results not delivered as the provider's 29-day end nears, and
+    requests whose reply target refused them.
     Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
     k, s = ctx.keys, ctx.settings
     alerts: dict[str, str] = {}
@@ -117,6 +118,12 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
             alerts[f"expiring:{raw.decode()}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
+    # undeliverable requests expire with their records; the index forgets them with the same TTL
+    ctx.redis.zremrangebyscore(k.undeliverable, "-inf", now - s.record_ttl_seconds * 1000)
+    undeliverable = ctx.redis.zcard(k.undeliverable)
+    if undeliverable:
+        alerts["undeliverable"] = (f"{undeliverable} requests whose reply target refused them "
+                                   "(batchline status CUSTOM_ID shows why; fix the target, then batchline redeliver)")
     pipe = ctx.redis.pipeline()
     pipe.delete(k.alerts)
     if alerts:

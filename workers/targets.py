@@ -4,12 +4,17 @@ and send undeliverable requests again once their target is fixed (`batchline red
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from batchline import log
+from batchline.clock import iso, now_ms
+from batchline.errors import InvalidRequest
+from batchline.keys import request_id
 from batchline.redis_client import text
-from batchline.requests import ReplyTarget
+from batchline.requests import ReplyTarget, check_reply_to
 from batchline.workers.context import Context
 from batchline.workers.sinks import CelerySend
 
@@ -64,3 +69,78 @@ def send_all(
         if error is not None:
             failed.append((index, error))
     return failed
+
+
+@dataclass
+class RedeliverReport:
+    delivered: int = 0
+    gone: int = 0  # no longer undeliverable (redelivered already, or its record expired)
+    failed: dict[str, str] = field(default_factory=dict)  # request id -> why its target still refuses it
+
+
+def undeliverable_ids(ctx: Context, tenant: str | None = None, custom_id: str | None = None) -> list[str]:
+    """Undeliverable requests, oldest first: all, one tenant's, or one request."""
+    if custom_id is not None:
+        return [request_id(tenant or ctx.settings.default_tenant, custom_id)]
+    rids = [r.decode() for r in ctx.redis.zrange(ctx.keys.undeliverable, 0, -1)]
+    if tenant is None:
+        return rids
+    pipe = ctx.redis.pipeline(transaction=False)
+    for rid in rids:
+        pipe.hget(ctx.keys.request(rid), "t")
+    return [rid for rid, t in zip(rids, pipe.execute(), strict=True) if text(t) == tenant]
+
+
+def redeliver(ctx: Context, celery_send: CelerySend | None, rids: Sequence[str]) -> RedeliverReport:
+    """Send undeliverable requests again (their target was fixed). A stream target is checked and
+    appended to in `redeliver.lua`; a Celery target is checked and sent here, then marked delivered."""
+    k, report = ctx.keys, RedeliverReport()
+    entry = json.dumps({"event": "redelivered", "at": iso(now_ms())}, separators=(",", ":"))
+    for i in range(0, len(rids), 500):
+        part = list(rids[i : i + 500])
+        pipe = ctx.redis.pipeline(transaction=False)
+        for rid in part:
+            pipe.hmget(k.request(rid), "s", "rt", "c", "t", "o", "k", "b", "res", "q")
+            pipe.hdel(k.request(rid), "ns")  # a fixed target gets its own bound of sends again
+        recs = pipe.execute()[::2]
+        modes: dict[str, str] = {}
+        sends: list[tuple[int, str, ReplyTarget, dict[str, Any]]] = []
+        for index, (rid, rec) in enumerate(zip(part, recs, strict=True)):
+            state, reply_to, custom_id, tenant, outcome, s3_key, bid, result, queued_at = (text(v) for v in rec)
+            if state != "undeliverable" or not reply_to:
+                modes[rid] = "sent"  # redeliver.lua settles it (a target-less request has nothing to send)
+                continue
+            try:
+                target = check_reply_to(reply_to, ctx.settings.key_prefix)
+            except InvalidRequest as exc:
+                modes[rid] = f"{reply_to}: {exc.rule}"
+                continue
+            if target.kind == "redis-stream":
+                modes[rid] = "stream"
+                continue
+            modes[rid] = "sent"
+            payload = {
+                "custom_id": custom_id,
+                "tenant": tenant,
+                "outcome": outcome,
+                "s3_key": s3_key or "",
+                "batch_id": bid,
+                "result": json.loads(result or "null"),
+                "idempotency_key": f"{tenant}:{custom_id}:{queued_at}",
+            }
+            sends.append((index, rid, target, payload))
+        for index, error in send_all(ctx, celery_send, sends):
+            modes[part[index]] = error
+        args: list[Any] = [k.request(""), now_ms(), entry]
+        for rid in part:
+            args += (rid, modes[rid])
+        codes = ctx.scripts.redeliver(keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
+        for rid, code in zip(part, (text(c) or "" for c in codes), strict=True):
+            if code == "delivered":
+                report.delivered += 1
+            elif code == "gone":
+                report.gone += 1
+            else:
+                report.failed[rid] = code
+                logger.warning("request.still_undeliverable", request_id=rid, error=code)
+    return report

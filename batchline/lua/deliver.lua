@@ -21,17 +21,7 @@ local delivered, retried, failed, back, bytes = 0, 0, {}, {}, 0
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
 
--- Why a stream target cannot take the append (nil when it can).
-local function stream_error(stream)
-  if redis.call('SISMEMBER', KEYS[7], stream) == 1 or redis.call('EXISTS', '_kombu.binding.' .. stream) == 1 then
-    return 'redis-stream:' .. stream .. ': the key is a Celery queue'
-  end
-  local kind = redis.call('TYPE', stream).ok
-  if kind ~= 'none' and kind ~= 'stream' then
-    return 'redis-stream:' .. stream .. ': the key holds a ' .. kind .. ', not a stream'
-  end
-  return nil
-end
+-- include: targets
 
 for i = 6, #ARGV, 11 do
   local rid = ARGV[i]
@@ -51,7 +41,7 @@ for i = 6, #ARGV, 11 do
       if ARGV[i + 1] == 'U' then
         err = stream
       elseif stream ~= '' then
-        err = stream_error(stream)
+        err = stream_key_error(stream, KEYS[7])
         if not err then
           local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
             'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])

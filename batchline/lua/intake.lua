@@ -9,29 +9,17 @@ local prefix, now = ARGV[1], ARGV[2]
 local codes, accepted, bytes, tenants = {}, {}, 0, {}
 local checked = {}  -- reply_to -> false (fine) or the reason it is refused, once per chunk
 
--- A reply stream must not be a Celery queue (named by a target, or bound by kombu) nor a key of
--- another type; a Celery target's queue must not be a reply stream nor a key other than a list.
+-- include: targets
+
 local function target_error(rt)
-  local stream = string.match(rt, '^redis%-stream:(.+)$')
-  if stream then
-    if redis.call('SISMEMBER', KEYS[5], stream) == 1 or redis.call('EXISTS', '_kombu.binding.' .. stream) == 1 then
-      return 'stream ' .. stream .. ' is a Celery queue'
-    end
-    local kind = redis.call('TYPE', stream).ok
-    if kind ~= 'none' and kind ~= 'stream' then return 'stream ' .. stream .. ' is an existing key of type ' .. kind end
-    return false
-  end
-  local queue = string.match(rt, '^celery:[^@]*@(.+)$') or 'celery'
-  if redis.call('SISMEMBER', KEYS[4], queue) == 1 then return 'queue ' .. queue .. ' is a reply stream' end
-  local kind = redis.call('TYPE', queue).ok
-  if kind ~= 'none' and kind ~= 'list' then return 'queue ' .. queue .. ' is an existing key of type ' .. kind end
-  return false
+  local key, is_stream = target_key(rt)
+  if is_stream then return stream_key_error(key, KEYS[5]) or false end
+  return queue_key_error(key, KEYS[4]) or false
 end
 
 local function register(rt)
-  local stream = string.match(rt, '^redis%-stream:(.+)$')
-  if stream then redis.call('SADD', KEYS[4], stream)
-  else redis.call('SADD', KEYS[5], string.match(rt, '^celery:[^@]*@(.+)$') or 'celery') end
+  local key, is_stream = target_key(rt)
+  redis.call('SADD', is_stream and KEYS[4] or KEYS[5], key)
 end
 
 for i = 3, #ARGV, 8 do
