@@ -46,7 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         sp = argparse.ArgumentParser(prog=f"batchline {argv[0]}", description=COMMANDS[argv[0]][1])
         module.add_arguments(sp)
         args = sp.parse_args(argv[1:])
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except Exception as exc:
+            from batchline.redis_client import unreachable
+
+            message = unreachable(exc)
+            if message is None:
+                raise
+            print(f"batchline {argv[0]}: {message}", file=sys.stderr)
+            return 2
     parser.parse_args(argv)
     return 2
 

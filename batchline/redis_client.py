@@ -18,3 +18,15 @@ def text(value: bytes | str | None) -> str | None:
 
 def text_map(raw: dict) -> dict[str, str]:  # type: ignore[type-arg]
     return {text(k): text(v) for k, v in raw.items()}  # type: ignore[misc]
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One clear line when `exc` means Redis cannot be reached or refused our credentials, else None.
+    (redis-py's messages name host and port, never the password.)"""
+    if isinstance(exc, redis.AuthenticationError) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
+    ):
+        return f"Redis refused authentication ({exc}); check the password in BATCHLINE_REDIS_URL"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis: {exc}"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,8 +34,42 @@ ECHO_CHARS = 200
 
 def echo(value: Any) -> str:
     """`repr` of a value for an error message, cut to ECHO_CHARS characters."""
-    text = repr(value)
-    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}... ({len(text)} chars)"
+    if isinstance(value, int) and value.bit_length() > 256:  # repr of a 5,000-digit int raises, and says nothing
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value[: ECHO_CHARS + 1] if isinstance(value, str) else value)
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{text[:ECHO_CHARS]}... ({len(value)} chars)"
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
+
+
+def non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or Infinity inside a JSON value (orjson would write it as null)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{str(k)[:60]}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        found = non_finite(v, sub)
+        if found:
+            return found
+    return None
+
+
+def _serialized(field: str, value: Any) -> bytes:
+    """Canonical JSON of a params or metadata value; a value JSON cannot carry is refused by name."""
+    try:
+        data = _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(field, f"must be JSON-serializable ({exc})") from None
+    if b"null" in data:  # rare in requests; NaN and Infinity come out as null, so look where
+        where = non_finite(value, field)
+        if where:
+            raise InvalidRequest(where, "NaN and Infinity are not valid JSON (use null, a number or a string)")
+    return data
 MAX_METADATA_BYTES = 16_384
 #: JSON around one request in the create body: {"custom_id":"<id>","params":<params>},
 ITEM_OVERHEAD = len('{"custom_id":"","params":},')
@@ -129,7 +164,7 @@ def check_params(params: Any) -> None:
     if type(max_tokens) is not int:
         raise InvalidRequest("params.max_tokens", "is required and must be an integer")
     if max_tokens < 1:
-        raise InvalidRequest("params.max_tokens", f"must be >= 1, got {max_tokens}")
+        raise InvalidRequest("params.max_tokens", f"must be >= 1, got {echo(max_tokens)}")
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("params.messages", "is required and must be a non-empty list")
@@ -167,18 +202,12 @@ def encode(
         raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
     elif reply_to:
         check_reply_to(reply_to, key_prefix, stream_prefix)
-    try:
-        params_bytes = _dumps(params)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("params", f"must be JSON-serializable ({exc})") from None
+    params_bytes = _serialized("params", params)
     metadata_json = b""
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InvalidRequest("metadata", f"must be an object, got {type(metadata).__name__}")
-        try:
-            metadata_json = _dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("metadata", f"must be JSON-serializable ({exc})") from None
+        metadata_json = _serialized("metadata", metadata)
         if len(metadata_json) > MAX_METADATA_BYTES:
             raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
     rid = request_id(tenant, custom_id)

@@ -19,7 +19,7 @@ from batchline.config.settings import Settings
 from batchline.errors import Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
 from batchline.redis_client import connect, text
-from batchline.requests import EncodedRequest, check_id, encode
+from batchline.requests import ID_RE, EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
 
@@ -148,16 +148,20 @@ class Producer:
             try:
                 if not isinstance(item, Mapping):
                     raise InvalidRequest("request", f"must be an object, got {type(item).__name__}")
+                # a field set to null is not set: the call's default applies
+                item_tenant, item_reply_to = item.get("tenant"), item.get("reply_to")
                 encoded = self._encode(
                     item.get("custom_id"),
                     item.get("params"),
-                    item.get("tenant", tenant),
-                    item.get("reply_to", reply_to),
+                    tenant if item_tenant is None else item_tenant,
+                    reply_to if item_reply_to is None else item_reply_to,
                     item.get("metadata"),
                 )
             except InvalidRequest as exc:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
-                report.rejected.append(Rejection(index, cid if isinstance(cid, str) else None, exc.field, exc.rule))
+                # only a valid id is echoed back as the line's id (the rule already quotes a bad one, cut)
+                cid = cid if isinstance(cid, str) and ID_RE.fullmatch(cid) else None
+                report.rejected.append(Rejection(index, cid, exc.field, exc.rule))
                 continue
             chunk.append(encoded)
             positions.append(index)

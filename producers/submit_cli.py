@@ -7,13 +7,14 @@ A bad line is reported with its line number and reason; the good lines are store
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from batchline.config.settings import Settings
+from batchline.errors import InvalidRequest
+from batchline.producers.jsonl import parse_line
 from batchline.producers.producer import Producer, Rejection, SubmitReport
 
 
@@ -28,17 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_lines(stream: Any, line_numbers: list[int], bad: list[Rejection]) -> Iterator[dict[str, Any]]:
-    """Parsed objects of a JSONL stream; malformed lines go to `bad` with their line number."""
+    """Parsed objects of a JSONL stream (bytes or text lines); malformed lines go to `bad` with their
+    line number and the rule they broke, and reading goes on to the end."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(Rejection(number, None, "line", f"invalid JSON: {exc.msg} (column {exc.colno})"))
-            continue
-        if not isinstance(item, dict):
-            bad.append(Rejection(number, None, "line", "must be a JSON object"))
+            item = parse_line(line)
+        except InvalidRequest as exc:
+            bad.append(Rejection(number, None, exc.field, exc.rule))
             continue
         line_numbers.append(number)
         yield item
@@ -60,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if args.redis_url:
         settings = settings.replace(redis_url=args.redis_url)
     producer = Producer.from_settings(settings)
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    producer.redis.ping()  # Redis unreachable or refusing auth: one clear line and exit 2 (cli.main), before reading
+    # bytes: each line is decoded on its own, so invalid UTF-8 is that line's rejection, not the end
+    stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     try:
         if args.no_progress or args.file == "-":
             report, rejected = submit_file(producer, stream, args.tenant, args.reply_to)
