@@ -19,12 +19,24 @@ from batchline.config.settings import Settings
 from batchline.errors import Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
 from batchline.redis_client import connect, text
-from batchline.requests import ID_RE, EncodedRequest, check_id, encode
+from batchline.requests import EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
+
+
+def _shown_id(cid: Any) -> str | None:
+    """A refused item's custom_id as a report may show it: a short, printable string, else None
+    (the rule already quotes a bad id, cut)."""
+    if not isinstance(cid, str) or len(cid) > 100 or not cid.isprintable():
+        return None
+    try:
+        cid.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
+        return None
+    return cid
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +171,7 @@ class Producer:
                 )
             except InvalidRequest as exc:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
-                # only a valid id is echoed back as the line's id (the rule already quotes a bad one, cut)
-                cid = cid if isinstance(cid, str) and ID_RE.fullmatch(cid) else None
-                report.rejected.append(Rejection(index, cid, exc.field, exc.rule))
+                report.rejected.append(Rejection(index, _shown_id(cid), exc.field, exc.rule))
                 continue
             chunk.append(encoded)
             positions.append(index)

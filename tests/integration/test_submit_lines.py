@@ -177,6 +177,7 @@ def test_fuzz_no_line_escapes_and_refused_lines_store_nothing(fuzz_producer, lin
     for rej in rejected:
         assert rej.field.split(".")[0].split("[")[0] in FIELDS, rej
         assert rej.reason and len(rej.reason) < 1000, rej
+        f"line {rej.index}: {rej.custom_id or '-'}: {rej.field}: {rej.reason}".encode()  # printable as the CLI does
     assert r.llen(keys.pending) - pending == report.accepted
     stored = 0
     for number, cid in numbered.items():
