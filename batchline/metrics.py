@@ -91,7 +91,9 @@ def registry(settings: Settings) -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="bind address (default 127.0.0.1: the metrics name tenants and costs; pass "
+                        "--host 0.0.0.0 explicitly to serve a scraper on another host)")
     parser.add_argument("--port", type=int, default=9464, help="port (default 9464)")
 
 
