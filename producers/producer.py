@@ -16,7 +16,7 @@ import redis
 
 from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
-from batchline.errors import Conflict, InvalidRequest
+from batchline.errors import Backpressure, Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
 from batchline.redis_client import connect, text
 from batchline.requests import EncodedRequest, check_id, encode
@@ -24,6 +24,12 @@ from batchline.scripts import Scripts
 from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
+BACKPRESSURE = "backpressure|"  # intake.lua's code when admission control refuses a request
+
+
+def backpressure(code: str) -> Backpressure:
+    _, limit, current, maximum, tenant = code.split("|", 4)
+    return Backpressure(limit, int(current), int(maximum), tenant or None)
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
 
 
@@ -56,6 +62,8 @@ class SubmitReport:
     accepted: int = 0
     duplicate: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    #: set when admission control refused an item: nothing from it on was stored (`submit_many` raises it)
+    backpressure: Backpressure | None = None
 
     @property
     def total(self) -> int:
@@ -97,11 +105,21 @@ class Producer:
 
     def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:
         """One code per request (ACCEPTED, DUPLICATE, CONFLICT), or why its reply target is refused."""
-        args: list[Any] = [self._record_prefix, now_ms()]
+        st = self.settings
+        tenants = sorted({r.tenant for r in chunk})
+        args: list[Any] = [self._record_prefix, now_ms(), st.max_queued_requests, st.max_queued_bytes,
+                           st.intake_memory_percent, len(tenants)]
+        for tenant in tenants:
+            args += (tenant, *st.limits_of(tenant))
         for r in chunk:
             args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
         k = self.keys
-        codes = self._scripts.intake(keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
+        try:
+            codes = self._scripts.intake(keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues],
+                                         args=args)
+        except redis.exceptions.OutOfMemoryError:  # past maxmemory already: the same answer, from Redis
+            info = self.redis.info("memory")
+            raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def submit(
@@ -117,6 +135,8 @@ class Producer:
         encoded = self._encode(custom_id, params, tenant, reply_to, metadata)
         code = self._store([encoded])[0]
         if isinstance(code, str):
+            if code.startswith(BACKPRESSURE):
+                raise backpressure(code)
             raise InvalidRequest("reply_to", code)
         if code == CONFLICT:
             raise Conflict("custom_id", f"{custom_id!r} already submitted by {encoded.tenant!r} with other params")
@@ -133,7 +153,9 @@ class Producer:
     ) -> SubmitReport:
         """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
         `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments).
-        A bad item is reported and skipped; the good ones are stored."""
+        A bad item is reported and skipped; the good ones are stored. When admission control refuses
+        an item, raises `Backpressure` with `.report` (what was stored before it) and `.index` (the
+        first item not stored; nothing after it was stored either)."""
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
         report = SubmitReport()
@@ -144,10 +166,17 @@ class Producer:
             for chunk, positions in self._encoded_chunks(items, tenant, reply_to, chunk_size, report):
                 if writing is not None:
                     writing.result()
+                if report.backpressure is not None:
+                    break
                 writing = sender.submit(self._flush, chunk, positions, report, on_progress)
             if writing is not None:
                 writing.result()
         report.rejected.sort(key=lambda r: r.index)
+        if report.backpressure is not None:
+            stop = report.backpressure.index or 0
+            report.rejected = [r for r in report.rejected if r.index < stop]  # the rest was never looked at
+            report.backpressure.report = report
+            raise report.backpressure
         return report
 
     def _encoded_chunks(
@@ -188,11 +217,21 @@ class Producer:
         report: SubmitReport,
         on_progress: Callable[[int], None] | None,
     ) -> None:
-        for encoded, index, code in zip(chunk, positions, self._store(chunk), strict=True):
+        try:
+            codes = self._store(chunk)
+        except Backpressure as exc:  # Redis itself is out of memory: none of this chunk was stored
+            exc.index = positions[0]
+            report.backpressure = exc
+            return
+        for encoded, index, code in zip(chunk, positions, codes, strict=True):
             if code == ACCEPTED:
                 report.accepted += 1
             elif code == DUPLICATE:
                 report.duplicate += 1
+            elif isinstance(code, str) and code.startswith(BACKPRESSURE):
+                if report.backpressure is None:
+                    report.backpressure = backpressure(code)
+                    report.backpressure.index = index
             elif isinstance(code, str):
                 report.rejected.append(Rejection(index, encoded.custom_id, "reply_to", code))
             else:

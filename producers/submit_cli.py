@@ -13,9 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from batchline.config.settings import Settings
-from batchline.errors import InvalidRequest
+from batchline.errors import Backpressure, InvalidRequest
 from batchline.producers.jsonl import parse_line
 from batchline.producers.producer import Producer, Rejection, SubmitReport
+
+#: Exit codes: 0 all stored, 1 some lines rejected, 2 Redis unreachable or refusing auth (batchline.cli),
+#: 3 admission control refused the rest of the file (submit it again later: stored lines are duplicates).
+EXIT_BACKPRESSURE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +49,18 @@ def read_lines(stream: Any, line_numbers: list[int], bad: list[Rejection]) -> It
 
 def submit_file(producer: Producer, stream: Any, tenant: str | None, reply_to: str | None,
                 progress: Any = None) -> tuple[SubmitReport, list[Rejection]]:
-    """Submit a JSONL stream. Returns the report with rejections renumbered to file lines."""
+    """Submit a JSONL stream. Returns the report with rejections renumbered to file lines. When
+    admission control refused a line, `report.backpressure` says which limit, with `.index` the file
+    line it stopped at (nothing from there on was stored; the earlier lines were)."""
     numbers: list[int] = []
     bad: list[Rejection] = []
-    report = producer.submit_many(read_lines(stream, numbers, bad), tenant=tenant, reply_to=reply_to,
-                                  on_progress=progress)
+    try:
+        report = producer.submit_many(read_lines(stream, numbers, bad), tenant=tenant, reply_to=reply_to,
+                                      on_progress=progress)
+    except Backpressure as exc:
+        report = exc.report  # type: ignore[assignment]
+        exc.index = numbers[exc.index or 0]
+        bad = [r for r in bad if r.index < exc.index]
     by_line = [Rejection(numbers[r.index], r.custom_id, r.field, r.reason) for r in report.rejected]
     return report, sorted(bad + by_line, key=lambda r: r.index)
 
@@ -83,4 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  line {r.index}: {r.custom_id or '-'}: {r.field}: {r.reason}")
     if len(rejected) > 50:
         print(f"  ... and {len(rejected) - 50} more")
+    if report.backpressure is not None:
+        print(f"stopped at line {report.backpressure.index}, not stored from there on: {report.backpressure}")
+        return EXIT_BACKPRESSURE
     return 1 if rejected else 0

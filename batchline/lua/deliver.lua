@@ -62,6 +62,7 @@ for i = 6, #ARGV, 11 do
         add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
       end
       redis.call('HDEL', key, 'p')
+      add(counts, 'settled_bytes:' .. tenant, tonumber(rec[4] or '0'))  -- admission control: no longer held
       local cost = ARGV[i + 10]
       if cost ~= '' then
         local sep = string.find(cost, ':', 1, true)
