@@ -579,3 +579,14 @@ def test_metrics_bind_loopback_unless_the_manifest_says_otherwise() -> None:
     assert any(p.startswith("127.0.0.1:") for p in services()["metrics"]["ports"])
     (svc,) = [s for s in k8s_kind("Service") if s["metadata"]["name"] == "batchline-metrics"]
     assert svc["spec"]["type"] == "ClusterIP"
+
+
+def test_redis_has_maxmemory_for_the_intake_high_water_mark() -> None:
+    """Admission control stops intake at BATCHLINE_INTAKE_MEMORY_PERCENT of maxmemory: it must be set."""
+    redis = services()["redis"]
+    (sts,) = k8s_kind("StatefulSet")
+    (c,) = containers(sts)
+    for argv in (redis_server_argv(as_argv(redis["entrypoint"]) + as_argv(redis["command"])),
+                 redis_server_argv(as_argv(c.get("command")) + as_argv(c["args"]))):
+        assert re.fullmatch(r"\d+(mb|gb)", argv[argv.index("--maxmemory") + 1]), argv
+    assert redis_conf(REDIS_CONF.read_text())["maxmemory-policy"] == "noeviction"
