@@ -152,7 +152,8 @@ class Fanout:
         self.ctx.crash_point("mid_delivery")
         if lines:
             k = self.ctx.keys
-            args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds, day]
+            s = self.ctx.settings
+            args: list[Any] = [self.prefix, self.bid, now, s.record_ttl_seconds, day, s.reply_stream_maxlen]
             for line in lines:
                 args += line
             delivered, retried, failed = self.ctx.scripts.deliver(

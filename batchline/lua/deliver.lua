@@ -13,17 +13,18 @@
 -- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
 -- KEYS[8] zset of undeliverable requests
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
+-- ARGV[6] reply stream MAXLEN (approximate trim; 0: none),
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
 --   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros' or '')
 -- Returns {delivered, retried, {rid, error, ...} of the undeliverable}.
-local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local prefix, bid, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
 local delivered, retried, failed, back, bytes = 0, 0, {}, {}, 0
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
 
 -- include: targets
 
-for i = 6, #ARGV, 11 do
+for i = 7, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
@@ -43,8 +44,8 @@ for i = 6, #ARGV, 11 do
       elseif stream ~= '' then
         err = stream_key_error(stream, KEYS[7])
         if not err then
-          local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
-            'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
+          local added = reply_append(stream, maxlen, {'custom_id', ARGV[i + 5], 'tenant', tenant,
+            'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7]})
           if type(added) == 'table' and added.err then err = 'redis-stream:' .. stream .. ': ' .. added.err end
         end
       end

@@ -21,6 +21,14 @@ local function queue_key_error(queue, streams)
   return nil
 end
 
+-- Append one outcome to a reply stream (trimmed to about `maxlen` entries when > 0); errors are returned.
+local function reply_append(stream, maxlen, fields)
+  if maxlen > 0 then
+    return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  end
+  return redis.pcall('XADD', stream, '*', unpack(fields))
+end
+
 -- The key a reply_to ('redis-stream:NAME' or 'celery:TASK[@QUEUE]') writes, and whether it is a stream.
 local function target_key(rt)
   local stream = string.match(rt, '^redis%-stream:(.+)$')

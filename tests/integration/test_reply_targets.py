@@ -151,3 +151,14 @@ def test_celery_sends_are_bounded_per_request(settings, redis_client):
         failed = send_all(ctx, lambda task, queue, payload: sent.append(task), [(0, "rid-1", target, {"x": 1})])
     assert len(sent) == MAX_CELERY_SENDS
     assert failed == [(0, f"celery:svc.handle: sent {MAX_CELERY_SENDS} times without being settled")]
+
+
+def test_reply_stream_maxlen_bounds_a_stream(pipeline_settings, redis_client):
+    s = pipeline_settings.replace(s3_bucket=None, reply_stream_maxlen=100)
+    stream = unique("bounded")
+    Producer.from_settings(s).submit_many(({"custom_id": f"m-{i}", "params": params(i)} for i in range(1000)),
+                                          reply_to=f"redis-stream:{stream}")
+    drain(Context(s))
+    # approximate trimming (whole stream nodes of 100 entries): bounded near the setting, not 1,000
+    assert 100 <= redis_client.xlen(stream) < 300
+    assert int(redis_client.hget(Context(s).keys.counters, "delivered:default:succeeded")) == 1000
