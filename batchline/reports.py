@@ -91,7 +91,9 @@ class CostRow:
 
 
 def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
-    days = sorted(d.decode() for d in client.smembers(keys.cost_days))
+    # months first: days older than BATCHLINE_COST_DAYS_KEPT are rolled into them (day = 'YYYY-MM')
+    days = sorted(m.decode() for m in client.smembers(keys.cost_months))
+    days += sorted(d.decode() for d in client.smembers(keys.cost_days))
     rows = []
     for day in days:
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)

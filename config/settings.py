@@ -116,6 +116,7 @@ class Settings:
     # BATCHLINE_TENANT_LIMITS: JSON {"tenant": {"requests": N, "bytes": N}}, either key optional
     tenant_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     metrics_max_tenants: int = 50  # BATCHLINE_METRICS_MAX_TENANTS (the rest are labelled `other`)
+    cost_days_kept: int = 90  # BATCHLINE_COST_DAYS_KEPT (older per-day cost hashes roll into months)
     reply_stream_maxlen: int = 0  # BATCHLINE_REPLY_STREAM_MAXLEN (trim reply streams to ~N entries; 0: never)
     flower_basic_auth: str | None = field(default=None, repr=False)  # FLOWER_BASIC_AUTH ("user:password")
     prices_file: str | None = None  # BATCHLINE_PRICES_FILE (JSON merged over config/prices.json)
@@ -203,6 +204,7 @@ class Settings:
             ),
             tenant_max_queued_bytes=_int(env, "BATCHLINE_TENANT_MAX_QUEUED_BYTES", d.tenant_max_queued_bytes, 0),
             tenant_limits=_tenant_limits(env, d.tenant_max_queued_requests, d.tenant_max_queued_bytes),
+            cost_days_kept=_int(env, "BATCHLINE_COST_DAYS_KEPT", d.cost_days_kept, 1),
             reply_stream_maxlen=_int(env, "BATCHLINE_REPLY_STREAM_MAXLEN", d.reply_stream_maxlen, 0),
             metrics_max_tenants=_int(env, "BATCHLINE_METRICS_MAX_TENANTS", d.metrics_max_tenants, 1, 10_000),
             prices_file=_str(env, "BATCHLINE_PRICES_FILE", None),

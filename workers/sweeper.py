@@ -18,6 +18,7 @@ from anthropic.types.messages import MessageBatch
 from batchline import log
 from batchline.clock import now_ms
 from batchline.redis_client import text_map
+from batchline.workers import retention
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
@@ -149,6 +150,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
         else:
             ctx.redis.zrem(k.leases, bid)
     watchdogs(ctx, now)
+    retention.trim(ctx, now)
     # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
     # a collect lease: a busy results queue must not fill up with copies of the same task.
     stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)
