@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from batchline.config.settings import Settings
@@ -18,7 +18,7 @@ from batchline.reports import cost_rows, snapshot
 OTHER = "other"  # the label of every tenant beyond the largest `max_tenants`
 
 
-def fold(values: dict[tuple[str, ...], float], keep: set[str]) -> dict[tuple[str, ...], float]:
+def fold(values: Mapping[tuple[str, ...], float], keep: set[str]) -> dict[tuple[str, ...], float]:
     """Sum series whose first label (the tenant) is not in `keep` into one labelled `other`."""
     out: dict[tuple[str, ...], float] = {}
     for labels, n in values.items():

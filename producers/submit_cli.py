@@ -58,7 +58,8 @@ def submit_file(producer: Producer, stream: Any, tenant: str | None, reply_to: s
         report = producer.submit_many(read_lines(stream, numbers, bad), tenant=tenant, reply_to=reply_to,
                                       on_progress=progress)
     except Backpressure as exc:
-        report = exc.report  # type: ignore[assignment]
+        assert isinstance(exc.report, SubmitReport)
+        report = exc.report
         exc.index = numbers[exc.index or 0]
         bad = [r for r in bad if r.index < exc.index]
     by_line = [Rejection(numbers[r.index], r.custom_id, r.field, r.reason) for r in report.rejected]

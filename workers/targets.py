@@ -61,7 +61,7 @@ def send_all(
             error = f"celery:{target.name}: sent {MAX_CELERY_SENDS} times without being settled"
         if error is None and celery_send is None:
             error = "celery: reply targets need the Celery app (Context.celery_app)"
-        if error is None:
+        if error is None and celery_send is not None:
             try:
                 celery_send(target.name, target.queue, payload)
             except Exception as exc:
