@@ -34,6 +34,12 @@ class Keys:
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
+        self.cost_months = f"{prefix}:cost:months"  # set of the months older days were rolled into
+        # Names reply targets write, by kind: a name used as a stream is never accepted as a Celery
+        # queue and back (bounded by the number of distinct targets callers name)
+        self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
+        self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
+        self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"
