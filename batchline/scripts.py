@@ -1,30 +1,130 @@
-"""The Lua scripts in `batchline/lua/`, loaded once per Redis client."""
+"""The Lua scripts in `batchline/lua/`, one typed Python function each.
+
+Each method owns its script's key order and argument encoding, so no call site builds KEYS/ARGV
+by hand. Every script is loaded into Redis when `Scripts` is built (`SCRIPT LOAD`): a missing file
+or a script that does not compile fails there, at start, not on first use. The record's hash
+fields come from `batchline.fields`, prepended to every script as the Lua tables `R` and `B`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
 
+from batchline.fields import lua_prelude
+from batchline.keys import Keys
+from batchline.redis_client import text
+from batchline.requests import EncodedRequest
+
+NAMES = ("intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish")
+
 
 @cache
 def source(name: str) -> str:
-    return resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
+    """The script as Redis runs it: the field tables, then the file."""
+    return lua_prelude() + resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRow:
+    """One result line for deliver.lua: a final delivery ('D') or a re-drive ('R')."""
+
+    rid: str
+    action: str  # 'D' or 'R'
+    outcome: str  # for 'R': the reason of the re-drive
+    s3_key: str
+    stream: str  # '' for none
+    custom_id: str
+    tenant: str
+    result_json: bytes | str
+    history_entry: bytes | str
+    model: str
+    cost: str  # 'batch_micros:standard_micros' or ''
+
+    @classmethod
+    def redrive(cls, rid: str, reason: str, custom_id: str, tenant: str, entry: bytes) -> DeliverRow:
+        return cls(rid, "R", reason, "", "", custom_id, tenant, "", entry, "", "")
+
+    def encode(self) -> tuple[Any, ...]:
+        return (self.rid, self.action, self.outcome, self.s3_key, self.stream, self.custom_id, self.tenant,
+                self.result_json, self.history_entry, self.model, self.cost)
 
 
 class Scripts:
-    """Registered scripts for one client; attribute access by file name (`scripts.intake`)."""
+    """The scripts, registered and loaded for one client and one key prefix."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._loaded: dict[str, Any] = {}
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._keys = keys
+        self._run = {name: client.register_script(source(name)) for name in NAMES}
+        for name in NAMES:  # compile each now: a broken script fails here, naming itself
+            try:
+                client.script_load(source(name))
+            except redis.ResponseError as exc:
+                raise RuntimeError(f"batchline/lua/{name}.lua: {exc}") from exc
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        script = self._loaded.get(name)
-        if script is None:
-            script = self._loaded[name] = self._client.register_script(source(name))
-        return script
+    def intake(self, rows: Sequence[EncodedRequest], now: int) -> list[int]:
+        """Store validated requests; one code each: 1 accepted, 0 duplicate, 2 conflict."""
+        k = self._keys
+        args: list[Any] = [k.request(""), now]
+        for r in rows:
+            args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
+        return [int(c) for c in self._run["intake"](keys=[k.pending, k.stats, k.counters], args=args)]
+
+    def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
+        """One code per id: 'removed', 'requested', 'final' or 'unknown'."""
+        k = self._keys
+        codes = self._run["cancel"](keys=[k.pending, k.stats, k.counters],
+                                    args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
+        return [text(c) or "" for c in codes]
+
+    def claim(self, bid: str, max_requests: int, max_bytes: int, now: int, lease_until: int) -> list[bytes]:
+        """Move pending requests into a new claimed batch; the flat [rid, params, ...] claimed."""
+        k = self._keys
+        return list(self._run["claim"](
+            keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until]))
+
+    def intent(self, bid: str, now: int, lease_until: int) -> bool:
+        """claimed -> creating, the lease extended over the create call."""
+        k = self._keys
+        return bool(self._run["intent"](keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until]))
+
+    def submitted(self, bid: str, provider_id: str, now: int, adopted: bool) -> bool:
+        """creating -> submitted with the provider's id (saved after a create, or adopted by the sweeper)."""
+        k = self._keys
+        return bool(self._run["submitted"](
+            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, provider_id, now, int(adopted)]))
+
+    def ended(self, bid: str, now: int, counts_json: str, provider_ended_at: str) -> bool:
+        """submitted -> ended, once; only the caller that gets True hands the batch off."""
+        k = self._keys
+        return bool(self._run["ended"](keys=[k.open, k.ended, k.stats, k.batch(bid)],
+                                       args=[bid, now, counts_json, provider_ended_at]))
+
+    def release(self, bid: str, now: int, reason: str) -> int:
+        """claimed/creating -> released, its requests back to the head of pending; how many went back."""
+        k = self._keys
+        return int(self._run["release"](keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
+                                        args=[k.request(""), bid, now, reason]))
+
+    def finish(self, bid: str, now: int, lines: int, record_ttl: int) -> bool:
+        """ended -> delivered once every line is settled."""
+        k = self._keys
+        return bool(self._run["finish"](keys=[k.ended, k.batch(bid), k.batch_members(bid)],
+                                        args=[bid, now, lines, record_ttl]))
+
+    def deliver(self, bid: str, now: int, record_ttl: int, day: str, rows: Sequence[DeliverRow]) -> tuple[int, int]:
+        """Settle result lines of one batch; (delivered, re-driven)."""
+        k = self._keys
+        args: list[Any] = [k.request(""), bid, now, record_ttl, day]
+        for row in rows:
+            args += row.encode()
+        delivered, retried = self._run["deliver"](
+            keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days], args=args)
+        return int(delivered), int(retried)

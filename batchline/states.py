@@ -20,8 +20,10 @@ class RequestState(StrEnum):
 
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.QUEUED: frozenset({RequestState.BATCHED, RequestState.CANCELED}),
-    # back to queued: nothing was created; delivered: the API refused it at create (final failure)
-    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED}),
+    # back to queued: nothing was created (canceled instead when its caller canceled it meanwhile);
+    # delivered: the API refused it at create (final failure)
+    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED,
+                                     RequestState.CANCELED}),
     # back to queued: a re-drive (transient error, expired, no result line) within the attempt budget
     RequestState.SUBMITTED: frozenset({RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED}),
     RequestState.ENDED: frozenset({RequestState.DELIVERED, RequestState.QUEUED}),

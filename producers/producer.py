@@ -57,7 +57,7 @@ class Producer:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, self.keys)
         self._record_prefix = self.keys.request("")
 
     @classmethod
@@ -83,10 +83,7 @@ class Producer:
         )
 
     def _store(self, chunk: list[EncodedRequest]) -> list[int]:
-        args: list[Any] = [self._record_prefix, now_ms()]
-        for r in chunk:
-            args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
-        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats, self.keys.counters], args=args))
+        return self._scripts.intake(chunk, now_ms())
 
     def submit(
         self,
@@ -203,13 +200,9 @@ class Producer:
         return counts
 
     def cancel_ids(self, rids: list[str]) -> list[str]:
-        k = self.keys
-        entry = json.dumps({"event": "cancel_requested", "at": iso(now_ms())}, separators=(",", ":"))
-        codes = self._scripts.cancel(
-            keys=[k.pending, k.stats, k.counters],
-            args=[k.request(""), k.batch(""), now_ms(), self.settings.record_ttl_seconds, entry, *rids],
-        )
-        return [text(c) or "" for c in codes]
+        now = now_ms()
+        entry = json.dumps({"event": "cancel_requested", "at": iso(now)}, separators=(",", ":"))
+        return self._scripts.cancel(rids, now, self.settings.record_ttl_seconds, entry)
 
     def status(self, custom_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The request's current state and details, or None if batchline does not know it."""

@@ -19,6 +19,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
+from batchline.fields import B, R
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, classify
@@ -58,19 +59,16 @@ def queue_view(ctx: Context) -> QueueView:
     pending, (pbytes, in_flight), head = pipe.execute()
     oldest = 0
     if head is not None:
-        queued_at = ctx.redis.hget(k.request(head.decode()), "q")
+        queued_at = ctx.redis.hget(k.request(head.decode()), R.QUEUED_AT)
         oldest = max(0, now_ms() - int(queued_at)) if queued_at else 0
     return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
 
 
 def claim(ctx: Context, take: Take) -> tuple[str, list[bytes]]:
     """Atomically move requests into a new batch; returns its id and the flat [rid, params, ...]."""
-    k, bid, now = ctx.keys, new_batch_id(), now_ms()
-    flat = ctx.scripts.claim(
-        keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, take.max_requests, take.max_bytes, now,
-              now + int(ctx.settings.claim_lease_seconds * 1000)],
-    )
+    _k, bid, now = ctx.keys, new_batch_id(), now_ms()
+    flat = ctx.scripts.claim(bid, take.max_requests, take.max_bytes, now,
+                             now + int(ctx.settings.claim_lease_seconds * 1000))
     return bid, flat
 
 
@@ -103,7 +101,7 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
     k, s = ctx.keys, ctx.settings
     now = now_ms()
-    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + int(s.claim_lease_seconds * 1000)]):
+    if not ctx.scripts.intent(bid, now, now + int(s.claim_lease_seconds * 1000)):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
@@ -119,10 +117,7 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             return _create_failed(ctx, bid, n, len(body), exc)
         ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(
-            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, batch.id, now_ms(), 0],
-        )
+        saved = ctx.scripts.submitted(bid, batch.id, now_ms(), adopted=False)
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -135,7 +130,7 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
     """The create succeeded but this batch was settled meanwhile. If the sweeper adopted this very
     batch, all is well; if it released the requests (they will go out again), cancel this one now so
     that as little as possible of it is paid."""
-    state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), "state", "provider_id")
+    state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), B.STATE, B.PROVIDER_ID)
     if adopted is not None and adopted.decode() == pid:
         return Created(bid, pid, n, size, "submitted")
     try:
@@ -193,7 +188,7 @@ def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
 
     rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
-    fan = Fanout(ctx, bid, {"state": "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
+    fan = Fanout(ctx, bid, {B.STATE: "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
                  force_final=True)
     try:
         fan.settle([{"custom_id": rid, "result": line} for rid in rids])
@@ -230,11 +225,7 @@ def probe_pause(ctx: Context) -> bool:
 
 
 def release(ctx: Context, bid: str, reason: str) -> int:
-    k = ctx.keys
-    return int(ctx.scripts.release(
-        keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, now_ms(), reason],
-    ))
+    return ctx.scripts.release(bid, now_ms(), reason)
 
 
 def pack_once(ctx: Context) -> Created | None:

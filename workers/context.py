@@ -36,7 +36,10 @@ class Context:
 
     @cached_property
     def scripts(self) -> Scripts:
-        return Scripts(self.redis)
+        return Scripts(self.redis, self.keys)
+
+    def __post_init__(self) -> None:
+        self.scripts  # noqa: B018 - load every script now: a broken one fails at start, not mid-batch
 
     @cached_property
     def anthropic(self) -> anthropic.Anthropic:

@@ -13,6 +13,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
+from batchline.fields import B
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
 
@@ -37,7 +38,7 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
     bids = [b.decode() for b in ctx.redis.zrange(k.open, 0, -1)]
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in bids:
-        pipe.hmget(k.batch(bid), "provider_id", "submitted_at", "n", "cancels", "cancel_sent")
+        pipe.hmget(k.batch(bid), B.PROVIDER_ID, B.SUBMITTED_AT, B.N, B.CANCELS, B.CANCEL_SENT)
     out, to_cancel = {}, []
     for bid, (pid, submitted_at, n, cancels, sent) in zip(bids, pipe.execute(), strict=True):
         if pid:
@@ -49,13 +50,13 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
 
 def cancel_provider_batches(ctx: Context, to_cancel: list[tuple[str, str]], report: PollReport) -> None:
     for bid, pid in to_cancel:
-        if not ctx.redis.hsetnx(ctx.keys.batch(bid), "cancel_sent", now_ms()):
+        if not ctx.redis.hsetnx(ctx.keys.batch(bid), B.CANCEL_SENT, now_ms()):
             continue
         report.api_calls += 1
         try:
             ctx.anthropic.messages.batches.cancel(pid)
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            ctx.redis.hdel(ctx.keys.batch(bid), "cancel_sent")  # try again next round
+            ctx.redis.hdel(ctx.keys.batch(bid), B.CANCEL_SENT)  # try again next round
             logger.warning("batch.cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
             continue
         logger.info("batch.canceled", batch_id=bid, provider_batch_id=pid)
@@ -82,7 +83,7 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
             bid = want[pid][0]
             if age < grace_ms:
                 logger.info("batch.not_found", provider_batch_id=pid, age_ms=age, batch_id=bid)
-            elif ctx.redis.hincrby(ctx.keys.batch(bid), "not_found", 1) >= GONE_AFTER_MISSES:
+            elif ctx.redis.hincrby(ctx.keys.batch(bid), B.NOT_FOUND, 1) >= GONE_AFTER_MISSES:
                 mark_gone(ctx, bid, pid, report)
     return seen
 
@@ -94,18 +95,16 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     """A batch the provider keeps answering 404 for (deleted in the Console, say): it ends with no
     results; the result worker re-drives its requests, and its in-flight budget is released."""
     k = ctx.keys
-    ctx.redis.hset(k.batch(bid), "gone", 1)
-    if ctx.scripts.ended(keys=[k.open, k.ended, k.stats, k.batch(bid)], args=[bid, now_ms(), "{}", ""]):
+    ctx.redis.hset(k.batch(bid), B.GONE, 1)
+    if ctx.scripts.ended(bid, now_ms(), "{}", ""):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
 
 def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
-    k = ctx.keys
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
-    return bool(ctx.scripts.ended(keys=[k.open, k.ended, k.stats, k.batch(bid)],
-                                  args=[bid, now_ms(), counts, ended_at]))
+    return ctx.scripts.ended(bid, now_ms(), counts, ended_at)
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:

@@ -19,14 +19,17 @@ import orjson
 from batchline import log
 from batchline.clock import iso, now_ms
 from batchline.errors import RetryableError
+from batchline.fields import B, R
 from batchline.redis_client import text, text_map
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
+from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
 
 logger = log.get("batchline.results")
+SETTLE_FIELDS = (R.STATE, R.BATCH, R.TENANT, R.CUSTOM_ID, R.REPLY_TO, R.QUEUED_AT, R.ATTEMPTS, R.CANCEL)
 
 
 @dataclass
@@ -85,10 +88,10 @@ class Fanout:
     def settle(self, parsed: list[dict[str, Any]]) -> None:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for obj in parsed:
-            pipe.hmget(self.prefix + obj["custom_id"], "s", "b", "t", "c", "rt", "q", "a", "x")
+            pipe.hmget(self.prefix + obj["custom_id"], *SETTLE_FIELDS)
         now = now_ms()
         day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))  # the cost ledger's day
-        args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds, day]
+        rows: list[DeliverRow] = []
         objects: list[tuple[str, bytes]] = []
         sends: list[tuple[str, str | None, dict[str, Any]]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
@@ -105,7 +108,7 @@ class Fanout:
             rtype, etype = str(result.get("type")), error_type(result)
             entry = self._entry(rtype, etype, error_message(result), now)
             if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
-                args += (pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", "")
+                rows.append(DeliverRow.redrive(pcid, etype or rtype, custom_id, tenant, entry))
                 logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
                              reason=etype or rtype, attempt=int(attempts or 0) + 1)
                 continue
@@ -123,10 +126,10 @@ class Fanout:
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
-                    {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+                    {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get(B.PROVIDER_ID),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
                      "cost_usd": int(cost.split(":")[0]) / 1e6 if cost else 0.0,
-                     "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
+                     "submitted_at": iso(self.batch.get(B.SUBMITTED_AT)), "ended_at": iso(self.batch.get(B.ENDED_AT)),
                      "delivered_at": iso(now)},
                     result, pcid)))
             target = check_reply_to(reply_to, self.ctx.settings.key_prefix) if reply_to else None
@@ -135,7 +138,8 @@ class Fanout:
                 sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}:{queued_at}"}))
             stream = target.name if target and target.kind == "redis-stream" else ""
-            args += (pcid, "D", outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model, cost)
+            rows.append(DeliverRow(pcid, "D", outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry,
+                                   model, cost))
         if objects and self.s3:
             self.s3.put_many(objects)
         if sends and self.celery_send is None:
@@ -143,18 +147,16 @@ class Fanout:
         for task, queue, payload in sends:
             self.celery_send(task, queue, payload)  # type: ignore[misc]
         self.ctx.crash_point("mid_delivery")
-        if len(args) > 5:
-            k = self.ctx.keys
-            delivered, retried = self.ctx.scripts.deliver(
-                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid), k.cost_days],
-                args=args)
-            self.report.delivered += int(delivered)
-            self.report.retried += int(retried)
+        if rows:
+            delivered, retried = self.ctx.scripts.deliver(self.bid, now, self.ctx.settings.record_ttl_seconds, day,
+                                                          rows)
+            self.report.delivered += delivered
+            self.report.retried += retried
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
     def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:
         """The history entry of this attempt (one JSON line in the record's `h` field)."""
-        return orjson.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+        return orjson.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get(B.PROVIDER_ID),
                              "result": rtype, "error_type": etype or None, "error_message": message, "at": iso(now)})
 
     def close(self) -> None:
@@ -176,7 +178,7 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
         part = rids[i : i + 1000]
         pipe = ctx.redis.pipeline(transaction=False)
         for rid in part:
-            pipe.hmget(k.request(rid), "s", "b")
+            pipe.hmget(k.request(rid), R.STATE, R.BATCH)
         missing = [rid for rid, (state, owner) in zip(part, pipe.execute(), strict=True)
                    if owner == bid.encode() and state in (b"submitted", b"ended")]
         if missing:
@@ -192,7 +194,7 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
         return CollectReport(bid, status="busy")
     try:
         batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-        if batch.get("state") != "ended":
+        if batch.get(B.STATE) != "ended":
             ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
             return CollectReport(bid, status=f"not ended ({batch.get('state')})")
         return _stream(ctx, bid, batch, celery_send, lock)
@@ -203,7 +205,7 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
 
 def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
     settings = ctx.settings
-    with ctx.anthropic.messages.batches.with_streaming_response.results(batch["provider_id"]) as resp:
+    with ctx.anthropic.messages.batches.with_streaming_response.results(batch[B.PROVIDER_ID]) as resp:
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
             chunk.append(line)
@@ -222,15 +224,15 @@ def _stream(
 ) -> CollectReport:
     settings, k = ctx.settings, ctx.keys
     fan = Fanout(ctx, bid, batch, celery_send)
-    gone = batch.get("gone") == "1"  # the provider lost it: no file to read, every request re-driven
+    gone = batch.get(B.GONE) == "1"  # the provider lost it: no file to read, every request re-driven
     raw = None
     if settings.s3_bucket and not gone:
         raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid))
-    expected = int(batch.get("n", 0))
+    expected = int(batch.get(B.N, 0))
     try:
         if not gone:
             _read(ctx, bid, batch, fan, raw, lock)
-            tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
+            tries = ctx.redis.hincrby(k.batch(bid), B.COLLECT_TRIES, 1)
             if fan.report.lines < expected and tries < MAX_SHORT_READS:
                 raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
         lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # still ours before settling the rest
@@ -251,13 +253,6 @@ def _stream(
     return fan.report
 
 
-def finish(ctx: Context, bid: str, lines: int) -> None:
-    """The batch is settled: mark it, drop it from the hand-off set and its member list, keep its
-    record (costs, ids) as long as its requests' records."""
-    k = ctx.keys
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(k.batch(bid), mapping={"state": "delivered", "delivered_at": now_ms(), "lines": lines})
-    pipe.zrem(k.ended, bid)
-    pipe.delete(k.batch_members(bid))
-    pipe.expire(k.batch(bid), ctx.settings.record_ttl_seconds)
-    pipe.execute()
+def finish(ctx: Context, bid: str, lines: int) -> bool:
+    """The batch is settled: ended -> delivered by compare-and-set (`finish.lua`)."""
+    return ctx.scripts.finish(bid, now_ms(), lines, ctx.settings.record_ttl_seconds)

@@ -17,6 +17,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
+from batchline.fields import B, R
 from batchline.redis_client import text_map
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
@@ -42,7 +43,7 @@ def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
     """Read the first result line of an ended provider batch: does its id name a request of `bid`?"""
     with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
         for line in iter_lines(resp.iter_bytes(16 * 1024)):
-            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), "b")
+            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), R.BATCH)
             return owner is not None and owner.decode() == bid
     return False
 
@@ -53,7 +54,7 @@ def _rivals(ctx: Context, bid: str, n: int) -> int:
     for raw in ctx.redis.zrange(ctx.keys.leases, 0, -1):
         other = raw.decode()
         if other != bid:
-            state, size = ctx.redis.hmget(ctx.keys.batch(other), "state", "n")
+            state, size = ctx.redis.hmget(ctx.keys.batch(other), B.STATE, B.N)
             count += state == b"creating" and size is not None and int(size) == n
     return count
 
@@ -65,10 +66,10 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
     with nothing there; otherwise wait for the next sweep."""
     k, s = ctx.keys, ctx.settings
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-    if batch.get("state") != "creating":
+    if batch.get(B.STATE) != "creating":
         ctx.redis.zrem(k.leases, bid)
         return
-    n, intent_at = int(batch["n"]), int(batch["intent_at"])
+    n, intent_at = int(batch[B.N]), int(batch[B.INTENT_AT])
     skew = int(s.clock_skew_seconds * 1000)
     window_end = intent_at + int(s.create_timeout_seconds * 1000) + skew
     try:
@@ -88,10 +89,7 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
         return
     if chosen is not None:
-        if ctx.scripts.submitted(
-            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, chosen.id, now_ms(), 1],
-        ):
+        if ctx.scripts.submitted(bid, chosen.id, now_ms(), adopted=True):
             logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
             report.adopted.append(bid)
         return
@@ -113,7 +111,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
         hours = (now - submitted) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
     for raw in ctx.redis.zrange(k.ended, 0, -1):
-        submitted = ctx.redis.hget(k.batch(raw.decode()), "submitted_at")
+        submitted = ctx.redis.hget(k.batch(raw.decode()), B.SUBMITTED_AT)
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
             alerts[f"expiring:{raw.decode()}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
@@ -132,7 +130,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     report = SweepReport()
     for raw in ctx.redis.zrangebyscore(k.leases, "-inf", now):
         bid = raw.decode()
-        state = (ctx.redis.hget(k.batch(bid), "state") or b"").decode()
+        state = (ctx.redis.hget(k.batch(bid), B.STATE) or b"").decode()
         if state == "claimed":
             if release(ctx, bid, "claim_lease_expired"):
                 logger.warning("batch.released", batch_id=bid, reason="claim_lease_expired")

@@ -9,13 +9,13 @@ local ids = redis.call('LRANGE', KEYS[1], 0, max_n - 1)
 local out, taken, bytes, consumed = {}, {}, 0, 0
 for i, rid in ipairs(ids) do
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, 's', 'z', 'p')
+  local rec = redis.call('HMGET', key, R.state, R.size, R.params)
   if rec[1] == 'queued' then
     local z = tonumber(rec[2])
     if #taken > 0 and bytes + z > max_bytes then break end
     taken[#taken + 1] = rid
     bytes = bytes + z
-    redis.call('HSET', key, 's', 'batched', 'b', bid)
+    redis.call('HSET', key, R.state, 'batched', R.batch, bid)
     out[#out + 1] = rid
     out[#out + 1] = rec[3]
   end
@@ -27,7 +27,7 @@ if #taken == 0 then return out end
 for i = 1, #taken, 5000 do
   redis.call('RPUSH', KEYS[6], unpack(taken, i, math.min(i + 4999, #taken)))
 end
-redis.call('HSET', KEYS[5], 'state', 'claimed', 'n', #taken, 'bytes', bytes, 'claimed_at', ARGV[5])
+redis.call('HSET', KEYS[5], B.state, 'claimed', B.n, #taken, B.bytes, bytes, B.claimed_at, ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'in_flight', #taken)
 redis.call('HINCRBY', KEYS[2], 'pending_bytes', -bytes)
 redis.call('ZADD', KEYS[3], ARGV[6], bid)

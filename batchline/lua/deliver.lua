@@ -18,12 +18,12 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 for i = 6, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
+  local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts)
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
     local tenant = ARGV[i + 6]
     if ARGV[i + 1] == 'R' then
-      redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history, 'a', (tonumber(rec[5]) or 0) + 1)
+      redis.call('HSET', key, R.state, 'queued', R.batch, '', R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
       back[#back + 1] = rid
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
@@ -35,18 +35,18 @@ for i = 6, #ARGV, 11 do
         local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
           'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
         if type(added) == 'table' and added.err then
-          redis.call('HSET', key, 'dx', added.err)
+          redis.call('HSET', key, R.delivery_error, added.err)
           add(counts, 'stream_error:' .. tenant, 1)
         end
       end
-      redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
-        'a', (tonumber(rec[5]) or 0) + 1)
-      redis.call('HDEL', key, 'p')
+      redis.call('HSET', key, R.state, 'delivered', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
+        R.delivered_at, now, R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
+      redis.call('HDEL', key, R.params)
       local cost = ARGV[i + 10]
       if cost ~= '' then
         local sep = string.find(cost, ':', 1, true)
         local batch_cost, standard = tonumber(string.sub(cost, 1, sep - 1)), tonumber(string.sub(cost, sep + 1))
-        redis.call('HSET', key, 'cu', batch_cost, 'cs', standard)
+        redis.call('HSET', key, R.cost, batch_cost, R.standard_cost, standard)
         local group = tenant .. '|' .. ARGV[i + 9]
         add(costs, group .. '|batch', batch_cost)
         add(costs, group .. '|standard', standard)
@@ -69,8 +69,8 @@ end
 for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end
 if next(costs) then redis.call('SADD', KEYS[6], ARGV[5]) end
 for k, n in pairs(costs) do
-  if k == '@batch' then redis.call('HINCRBY', KEYS[5], 'cost_micros', n)
-  elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], 'standard_micros', n)
+  if k == '@batch' then redis.call('HINCRBY', KEYS[5], B.cost, n)
+  elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], B.standard_cost, n)
   else redis.call('HINCRBY', KEYS[4], k, n) end
 end
 return {delivered, retried}

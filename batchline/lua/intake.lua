@@ -8,14 +8,14 @@ local codes, accepted, bytes, tenants = {}, {}, 0, {}
 for i = 3, #ARGV, 8 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local existing = redis.call('HGET', key, 'd')
+  local existing = redis.call('HGET', key, R.digest)
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
-    redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'd', ARGV[i + 6],
-      'z', ARGV[i + 7], 's', 'queued', 'q', now)
-    if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'rt', ARGV[i + 4]) end
-    if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
+    redis.call('HSET', key, R.tenant, ARGV[i + 1], R.custom_id, ARGV[i + 2], R.params, ARGV[i + 3],
+      R.digest, ARGV[i + 6], R.size, ARGV[i + 7], R.state, 'queued', R.queued_at, now)
+    if ARGV[i + 4] ~= '' then redis.call('HSET', key, R.reply_to, ARGV[i + 4]) end
+    if ARGV[i + 5] ~= '' then redis.call('HSET', key, R.metadata, ARGV[i + 5]) end
     accepted[#accepted + 1] = rid
     bytes = bytes + tonumber(ARGV[i + 7])
     tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1

@@ -12,7 +12,7 @@ from batchline.config.settings import Settings
 from batchline.costs import PriceTable
 from batchline.errors import ConfigError
 from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
-from batchline.states import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RequestState, can_move, sources
+from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
 from batchline.workers.lines import iter_lines
 from batchline.workers.packing import Limits, QueueView, next_batch
 
@@ -99,27 +99,3 @@ def test_settings_from_env_name_the_variable_and_rule():
         Settings.from_env({"BATCHLINE_POLL_INTERVAL_SECONDS": "soon"})
     with pytest.raises(ConfigError, match="max_batch_bytes"):
         Settings(max_batch_bytes=300_000_000)
-
-
-def test_lua_compare_and_set_matches_the_transition_table():
-    """The states each script accepts are the ones states.py allows (one table, applied in Redis)."""
-    import re
-
-    from batchline.scripts import source
-
-    def accepted(script: str, variable: str) -> set[str]:
-        text = source(script)
-        return set(re.findall(rf"{re.escape(variable)} == '([a-z]+)'", text))
-
-    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "delivered"))
-    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "queued"))  # re-drive
-    assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
-    assert {"queued"} == set(sources(REQUEST_TRANSITIONS, "canceled"))
-    assert "rec[1] == 'queued'" in source("cancel")
-    # batch states: each script's compare-and-set guard is the table's source states for its move
-    guards = {"intent": "creating", "submitted": "submitted", "ended": "ended", "release": "released"}
-    for script, target in guards.items():
-        text = source(script)
-        checked = set(re.findall(r"state ~= '([a-z]+)'", text)) | set(
-            re.findall(r"HGET', KEYS\[\d\], 'state'\) ~= '([a-z]+)'", text))
-        assert checked == set(sources(BATCH_TRANSITIONS, target)), (script, checked)
