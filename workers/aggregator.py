@@ -18,7 +18,6 @@ import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
 from batchline.fields import B, R
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
@@ -36,8 +35,8 @@ class Created:
     outcome: str  # "submitted" | "released" | "ambiguous" | "failed"
 
 
-def new_batch_id() -> str:
-    return f"blb_{now_ms():012x}{secrets.token_hex(5)}"
+def new_batch_id(now: int) -> str:
+    return f"blb_{now:012x}{secrets.token_hex(5)}"
 
 
 def limits(ctx: Context) -> Limits:
@@ -60,13 +59,14 @@ def queue_view(ctx: Context) -> QueueView:
     oldest = 0
     if head is not None:
         queued_at = ctx.redis.hget(k.request(head.decode()), R.QUEUED_AT)
-        oldest = max(0, now_ms() - int(queued_at)) if queued_at else 0
+        oldest = max(0, ctx.clock.now_ms() - int(queued_at)) if queued_at else 0
     return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
 
 
 def claim(ctx: Context, take: Take) -> tuple[str, list[bytes]]:
     """Atomically move requests into a new batch; returns its id and the flat [rid, params, ...]."""
-    _k, bid, now = ctx.keys, new_batch_id(), now_ms()
+    now = ctx.clock.now_ms()
+    bid = new_batch_id(now)
     flat = ctx.scripts.claim(bid, take.max_requests, take.max_bytes, now,
                              now + int(ctx.settings.claim_lease_seconds * 1000))
     return bid, flat
@@ -87,7 +87,7 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 
     def renew() -> None:
         while not stop.wait(lease_ms / 3000):
-            ctx.redis.zadd(ctx.keys.leases, {bid: now_ms() + lease_ms}, xx=True)  # never re-add a lease
+            ctx.redis.zadd(ctx.keys.leases, {bid: ctx.clock.now_ms() + lease_ms}, xx=True)  # never re-add a lease
 
     thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
     thread.start()
@@ -100,7 +100,7 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 
 def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
     k, s = ctx.keys, ctx.settings
-    now = now_ms()
+    now = ctx.clock.now_ms()
     if not ctx.scripts.intent(bid, now, now + int(s.claim_lease_seconds * 1000)):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
@@ -117,7 +117,7 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             return _create_failed(ctx, bid, n, len(body), exc)
         ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(bid, batch.id, now_ms(), adopted=False)
+        saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), adopted=False)
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -199,9 +199,10 @@ def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
 
 def pause(ctx: Context, reason: str, message: str) -> None:
     """Stop all submission: requests stay queued; a probe resumes it (see `probe_pause`)."""
-    if ctx.redis.hsetnx(ctx.keys.paused, "since", now_ms()):
+    now = ctx.clock.now_ms()
+    if ctx.redis.hsetnx(ctx.keys.paused, "since", now):
         logger.error("submission.paused", reason=reason, error=message)
-    ctx.redis.hset(ctx.keys.paused, mapping={"reason": reason, "message": message[:300], "probed_at": now_ms()})
+    ctx.redis.hset(ctx.keys.paused, mapping={"reason": reason, "message": message[:300], "probed_at": now})
 
 
 def probe_pause(ctx: Context) -> bool:
@@ -211,9 +212,10 @@ def probe_pause(ctx: Context) -> bool:
     probed_at = ctx.redis.hget(k.paused, "probed_at")
     if probed_at is None:
         return False
-    if now_ms() - int(probed_at) < ctx.settings.pause_probe_seconds * 1000:
+    now = ctx.clock.now_ms()
+    if now - int(probed_at) < ctx.settings.pause_probe_seconds * 1000:
         return True
-    ctx.redis.hset(k.paused, "probed_at", now_ms())
+    ctx.redis.hset(k.paused, "probed_at", now)
     try:
         ctx.anthropic.messages.batches.list(limit=1)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
@@ -225,7 +227,7 @@ def probe_pause(ctx: Context) -> bool:
 
 
 def release(ctx: Context, bid: str, reason: str) -> int:
-    return ctx.scripts.release(bid, now_ms(), reason)
+    return ctx.scripts.release(bid, ctx.clock.now_ms(), reason)
 
 
 def pack_once(ctx: Context) -> Created | None:

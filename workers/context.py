@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import anthropic
 import redis
 
+from batchline.clock import Clock, RedisClock
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable
 from batchline.hooks import crash_point
@@ -18,13 +18,16 @@ from batchline.redis_client import connect
 from batchline.scripts import Scripts
 
 
-@dataclass
 class Context:
-    """Everything a task needs, for one process. Tests build one directly from settings."""
+    """Everything a task needs, for one process. Tests build one directly from settings (and a
+    `FakeClock` when they need to move time). Building one loads every Lua script."""
 
-    settings: Settings
-    celery_app: Any = None
-    pid: int = field(default_factory=os.getpid)
+    def __init__(self, settings: Settings, celery_app: Any = None, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.celery_app = celery_app
+        self.pid = os.getpid()
+        self.clock: Clock = clock if clock is not None else RedisClock(self.redis)
+        self.scripts = Scripts(self.redis, self.keys)
 
     @cached_property
     def keys(self) -> Keys:
@@ -34,12 +37,6 @@ class Context:
     def redis(self) -> redis.Redis:
         return connect(self.settings.redis_url)
 
-    @cached_property
-    def scripts(self) -> Scripts:
-        return Scripts(self.redis, self.keys)
-
-    def __post_init__(self) -> None:
-        self.scripts  # noqa: B018 - load every script now: a broken one fails at start, not mid-batch
 
     @cached_property
     def anthropic(self) -> anthropic.Anthropic:

@@ -12,7 +12,6 @@ import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
 from batchline.fields import B
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
@@ -50,7 +49,7 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
 
 def cancel_provider_batches(ctx: Context, to_cancel: list[tuple[str, str]], report: PollReport) -> None:
     for bid, pid in to_cancel:
-        if not ctx.redis.hsetnx(ctx.keys.batch(bid), B.CANCEL_SENT, now_ms()):
+        if not ctx.redis.hsetnx(ctx.keys.batch(bid), B.CANCEL_SENT, ctx.clock.now_ms()):
             continue
         report.api_calls += 1
         try:
@@ -79,7 +78,7 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
             seen[pid] = ctx.anthropic.messages.batches.retrieve(pid)
         except anthropic.NotFoundError:
             # A 404 right after create is a known transient (docs/batches-api.md); later it is not.
-            age = now_ms() - want[pid][1]
+            age = ctx.clock.now_ms() - want[pid][1]
             bid = want[pid][0]
             if age < grace_ms:
                 logger.info("batch.not_found", provider_batch_id=pid, age_ms=age, batch_id=bid)
@@ -96,7 +95,7 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     results; the result worker re-drives its requests, and its in-flight budget is released."""
     k = ctx.keys
     ctx.redis.hset(k.batch(bid), B.GONE, 1)
-    if ctx.scripts.ended(bid, now_ms(), "{}", ""):
+    if ctx.scripts.ended(bid, ctx.clock.now_ms(), "{}", ""):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
@@ -104,7 +103,7 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
 def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
-    return ctx.scripts.ended(bid, now_ms(), counts, ended_at)
+    return ctx.scripts.ended(bid, ctx.clock.now_ms(), counts, ended_at)
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:

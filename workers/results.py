@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from batchline import log
-from batchline.clock import iso, now_ms
+from batchline.clock import iso
 from batchline.errors import RetryableError
 from batchline.fields import B, R
 from batchline.redis_client import text, text_map
@@ -89,7 +89,7 @@ class Fanout:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for obj in parsed:
             pipe.hmget(self.prefix + obj["custom_id"], *SETTLE_FIELDS)
-        now = now_ms()
+        now = self.ctx.clock.now_ms()
         day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))  # the cost ledger's day
         rows: list[DeliverRow] = []
         objects: list[tuple[str, bytes]] = []
@@ -255,4 +255,4 @@ def _stream(
 
 def finish(ctx: Context, bid: str, lines: int) -> bool:
     """The batch is settled: ended -> delivered by compare-and-set (`finish.lua`)."""
-    return ctx.scripts.finish(bid, now_ms(), lines, ctx.settings.record_ttl_seconds)
+    return ctx.scripts.finish(bid, ctx.clock.now_ms(), lines, ctx.settings.record_ttl_seconds)

@@ -16,7 +16,6 @@ import orjson
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
 from batchline.fields import B, R
 from batchline.redis_client import text_map
 from batchline.workers.aggregator import release
@@ -89,11 +88,11 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
         return
     if chosen is not None:
-        if ctx.scripts.submitted(bid, chosen.id, now_ms(), adopted=True):
+        if ctx.scripts.submitted(bid, chosen.id, ctx.clock.now_ms(), adopted=True):
             logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
             report.adopted.append(bid)
         return
-    if candidates or now_ms() < window_end:
+    if candidates or ctx.clock.now_ms() < window_end:
         logger.info("reconcile.waiting", batch_id=bid, candidates=len(candidates))
         return
     if release(ctx, bid, "reconciled_not_created"):
@@ -126,7 +125,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 
 
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
-    k, now = ctx.keys, now_ms()
+    k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
     for raw in ctx.redis.zrangebyscore(k.leases, "-inf", now):
         bid = raw.decode()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from batchline.clock import FakeClock
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, sweeper
 from batchline.workers.context import Context
@@ -98,7 +97,8 @@ def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, 
     s = fast
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(30)), reply_to="redis-stream:cap")
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     emulator.set_faults(spend_limit_reached=True)
     created = aggregator.pack(ctx)
     assert [c.outcome for c in created] == ["released"]
@@ -110,7 +110,7 @@ def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, 
     assert producer.status("r-3")["state"] == "queued"
     assert sum(emulator.books()["operations"].values()) - sum(calls_before.values()) <= 2  # probes only
     emulator.set_faults(spend_limit_reached=False)
-    time.sleep(0.3)
+    clock.advance(0.3)  # past the probe interval
     drain(ctx)
     assert not redis_client.exists(ctx.keys.paused)
     assert len(entries(redis_client, "cap")) == 30
@@ -158,7 +158,8 @@ def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_cli
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(8)), reply_to="redis-stream:all400")
     emulator.set_faults(http_400_rate=1.0, fault_operations=("create",))  # every create: 400, whatever it holds
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     for _ in range(10):
         aggregator.pack(ctx)
         if redis_client.exists(ctx.keys.paused):
@@ -168,7 +169,7 @@ def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_cli
     assert {producer.status(f"r-{i}")["state"] for i in range(8)} == {"queued"}
     emulator.set_faults(http_400_rate=0.0)
     redis_client.delete(ctx.keys.limit_override)
-    time.sleep(0.3)
+    clock.advance(0.3)  # past the probe interval
     drain(ctx)
     assert len(entries(redis_client, "all400")) == 8
 
@@ -179,28 +180,29 @@ def test_reconcile_adopts_only_the_batch_that_proves_to_be_ours(fast, redis_clie
     import anthropic
     from anthropic.types.messages import MessageBatch
 
-    from batchline.clock import now_ms
     from batchline.workers.packing import Take
 
     s = fast.replace(claim_lease_seconds=1.0, create_timeout_seconds=1.0)
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)), reply_to="redis-stream:rc")
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     k = ctx.keys
     take = Take(10, s.max_batch_bytes, "full")
     (b_a, _), (b_b, flat_b) = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
-    now = now_ms()
+    now = clock.now_ms()
     for bid in (b_a, b_b):
         assert ctx.scripts.intent(bid, now, now + 1000)
     client = anthropic.Anthropic(base_url=s.anthropic_base_url, api_key="x", max_retries=0)
     created = client.post("/v1/messages/batches", cast_to=MessageBatch, content=aggregator.build_body(flat_b),
                           options={"headers": {"Content-Type": "application/json"}})
-    time.sleep(1.2)  # leases run out; the created batch has ended meanwhile
+    clock.advance(1.2)  # the leases run out ...
+    emulator.advance(1.2)  # ... and the created batch ends meanwhile
     report = sweeper.sweep(ctx, lambda b: None)
     assert report.adopted == [b_b] and report.released == []
     assert redis_client.hget(k.batch(b_b), "provider_id").decode() == created.id
     assert redis_client.hget(k.batch(b_a), "state") == b"creating"  # not adopted by the wrong intent
-    time.sleep(1.5)  # the create window of A passes with nothing else created
+    clock.advance(1.5)  # the create window of A passes with nothing else created
     assert sweeper.sweep(ctx, lambda b: None).released == [b_a]
     drain(ctx)
     got = entries(redis_client, "rc")
