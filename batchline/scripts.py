@@ -18,16 +18,22 @@ import redis
 
 from batchline.fields import lua_prelude
 from batchline.keys import Keys
+from batchline.leases import HANDOFF, new_owner
 from batchline.redis_client import text
 from batchline.requests import EncodedRequest
 
-NAMES = ("intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish")
+NAMES = ("intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease")
+LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 
 
 @cache
 def source(name: str) -> str:
-    """The script as Redis runs it: the field tables, then the file."""
-    return lua_prelude() + resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
+    """The script as Redis runs it: the field tables, the lease functions, then the file."""
+    return lua_prelude() + _file(LIBRARY) + _file(name)
+
+
+def _file(name: str) -> str:
+    return resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,42 +88,52 @@ class Scripts:
                                     args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
         return [text(c) or "" for c in codes]
 
-    def claim(self, bid: str, max_requests: int, max_bytes: int, now: int, lease_until: int) -> list[bytes]:
-        """Move pending requests into a new claimed batch; the flat [rid, params, ...] claimed."""
+    def claim(self, bid: str, owner: str, max_requests: int, max_bytes: int, now: int,
+              lease_until: int) -> list[bytes]:
+        """Move pending requests into a new claimed batch leased to `owner`; the flat [rid, params, ...]."""
         k = self._keys
         return list(self._run["claim"](
             keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until]))
+            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until, owner]))
 
-    def intent(self, bid: str, now: int, lease_until: int) -> bool:
-        """claimed -> creating, the lease extended over the create call."""
+    def intent(self, bid: str, owner: str, now: int, lease_until: int) -> bool:
+        """claimed -> creating by the lease's holder, the lease extended over the create call."""
         k = self._keys
-        return bool(self._run["intent"](keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until]))
+        return bool(self._run["intent"](keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until, owner]))
 
-    def submitted(self, bid: str, provider_id: str, now: int, adopted: bool) -> bool:
-        """creating -> submitted with the provider's id (saved after a create, or adopted by the sweeper)."""
+    def submitted(self, bid: str, provider_id: str, now: int, owner: str) -> bool:
+        """creating -> submitted with the provider's id: saved by the lease's holder after its create, or
+        adopted by the sweeper (`owner` '') once the lease expired."""
         k = self._keys
         return bool(self._run["submitted"](
             keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, provider_id, now, int(adopted)]))
+            args=[k.request(""), bid, provider_id, now, int(not owner), owner]))
 
-    def ended(self, bid: str, now: int, counts_json: str, provider_ended_at: str) -> bool:
-        """submitted -> ended, once; only the caller that gets True hands the batch off."""
+    def ended(self, bid: str, now: int, counts_json: str, provider_ended_at: str, handoff_until: int) -> bool:
+        """submitted -> ended, once, with a hand-off lease; only the caller that gets True hands it off."""
         k = self._keys
         return bool(self._run["ended"](keys=[k.open, k.ended, k.stats, k.batch(bid)],
-                                       args=[bid, now, counts_json, provider_ended_at]))
+                                       args=[bid, now, counts_json, provider_ended_at, new_owner(HANDOFF),
+                                             handoff_until]))
 
-    def release(self, bid: str, now: int, reason: str) -> int:
-        """claimed/creating -> released, its requests back to the head of pending; how many went back."""
+    def release(self, bid: str, now: int, reason: str, owner: str) -> int:
+        """claimed/creating -> released by the lease's holder (or anyone, `owner` '', once it expired),
+        its requests back to the head of pending; how many went back."""
         k = self._keys
         return int(self._run["release"](keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-                                        args=[k.request(""), bid, now, reason]))
+                                        args=[k.request(""), bid, now, reason, owner]))
 
-    def finish(self, bid: str, now: int, lines: int, record_ttl: int) -> bool:
-        """ended -> delivered once every line is settled."""
+    def finish(self, bid: str, owner: str, now: int, lines: int, record_ttl: int) -> bool:
+        """ended -> delivered by the collect lease's holder, once every line is settled."""
         k = self._keys
         return bool(self._run["finish"](keys=[k.ended, k.batch(bid), k.batch_members(bid)],
-                                        args=[bid, now, lines, record_ttl]))
+                                        args=[bid, now, lines, record_ttl, owner]))
+
+    def lease(self, key: str, owner: str, now: int, until: int, *, state: str = "", take_over: str = "",
+              index: str = "", expire: bool = False) -> bool:
+        """Take or renew the lease in hash `key` (see `lease.lua`); True when `owner` holds it now."""
+        return bool(self._run["lease"](keys=[key, self._keys.leases],
+                                       args=[owner, now, until, state, take_over, index, int(expire)]))
 
     def deliver(self, bid: str, now: int, record_ttl: int, day: str, rows: Sequence[DeliverRow]) -> tuple[int, int]:
         """Settle result lines of one batch; (delivered, re-driven)."""

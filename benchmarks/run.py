@@ -318,11 +318,11 @@ def bench_packing(report: Report, r: redis.Redis, url: str, base_url: str, sz: S
 
         def ours(take: Take = take) -> None:
             t0 = time.perf_counter()
-            bid, flat = aggregator.claim(ctx, take)
+            bid, owner, flat = aggregator.claim(ctx, take)
             t1 = time.perf_counter()
             body = aggregator.build_body(flat)
             t2 = time.perf_counter()
-            created = aggregator.create(ctx, bid, body, len(flat) // 2)
+            created = aggregator.create(ctx, bid, body, len(flat) // 2, owner)
             t3 = time.perf_counter()
             assert created.outcome == "submitted" and created.requests == n, created
             ours_t.append(t3 - t0)

@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.fields import B, R
+from batchline.leases import new_owner
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, classify
@@ -63,13 +65,19 @@ def queue_view(ctx: Context) -> QueueView:
     return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
 
 
-def claim(ctx: Context, take: Take) -> tuple[str, list[bytes]]:
-    """Atomically move requests into a new batch; returns its id and the flat [rid, params, ...]."""
+class Claim(NamedTuple):
+    batch_id: str
+    owner: str  # the lease's token: only its holder moves the batch on while the lease lasts
+    flat: list[bytes]  # [rid, params, rid, params, ...]
+
+
+def claim(ctx: Context, take: Take) -> Claim:
+    """Atomically move requests into a new batch, leased to this caller."""
     now = ctx.clock.now_ms()
-    bid = new_batch_id(now)
-    flat = ctx.scripts.claim(bid, take.max_requests, take.max_bytes, now,
+    bid, owner = new_batch_id(now), new_owner()
+    flat = ctx.scripts.claim(bid, owner, take.max_requests, take.max_bytes, now,
                              now + int(ctx.settings.claim_lease_seconds * 1000))
-    return bid, flat
+    return Claim(bid, owner, flat)
 
 
 def build_body(flat: list[bytes]) -> bytes:
@@ -79,7 +87,7 @@ def build_body(flat: list[bytes]) -> bytes:
 
 
 @contextmanager
-def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
+def lease_renewed(ctx: Context, bid: str, owner: str) -> Iterator[None]:
     """Keep the batch's lease alive while this process works on it (a slow upload of a large body
     can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over."""
     lease_ms = int(ctx.settings.claim_lease_seconds * 1000)
@@ -87,7 +95,8 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 
     def renew() -> None:
         while not stop.wait(lease_ms / 3000):
-            ctx.redis.zadd(ctx.keys.leases, {bid: ctx.clock.now_ms() + lease_ms}, xx=True)  # never re-add a lease
+            now = ctx.clock.now_ms()  # only while `creating` and ours: a saved or released batch is left alone
+            ctx.scripts.lease(ctx.keys.batch(bid), owner, now, now + lease_ms, state="creating", index=bid)
 
     thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
     thread.start()
@@ -98,14 +107,14 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
         thread.join()
 
 
-def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
+def create(ctx: Context, bid: str, body: bytes, n: int, owner: str) -> Created:
     k, s = ctx.keys, ctx.settings
     now = ctx.clock.now_ms()
-    if not ctx.scripts.intent(bid, now, now + int(s.claim_lease_seconds * 1000)):
+    if not ctx.scripts.intent(bid, owner, now, now + int(s.claim_lease_seconds * 1000)):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
-    with lease_renewed(ctx, bid):
+    with lease_renewed(ctx, bid, owner):
         try:
             batch = ctx.anthropic.post(
                 "/v1/messages/batches",
@@ -115,9 +124,9 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
                          "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            return _create_failed(ctx, bid, n, len(body), exc)
+            return _create_failed(ctx, bid, owner, n, len(body), exc)
         ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), adopted=False)
+        saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), owner)
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -144,7 +153,7 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
 OVERRIDE_SECONDS = 120
 
 
-def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException) -> Created:
+def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: BaseException) -> Created:
     c = classify(exc)
     k = ctx.keys
     if c.kind is Kind.AMBIGUOUS:
@@ -154,15 +163,15 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
         if c.kind is Kind.INVALID and not ctx.redis.hexists(k.limit_override, "bisect_ok"):
             # Every create fails, a lone request's too: the fault is not in the requests. Pause.
-            release(ctx, bid, "create_rejected")
+            release(ctx, bid, "create_rejected", owner)
             pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
             return Created(bid, None, n, size, "released")
         # Bisected down to the one request the API refuses (other halves went through): it alone fails.
         fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
                      c.message or f"create refused with HTTP {c.status}")
-        release(ctx, bid, f"create_{c.kind}")
+        release(ctx, bid, f"create_{c.kind}", owner)
         return Created(bid, None, n, size, "failed")
-    release(ctx, bid, f"create_{c.kind}")
+    release(ctx, bid, f"create_{c.kind}", owner)
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID):
         # Split and resubmit the halves: the next claims are half as big (by bytes for a 413, by count
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
@@ -226,8 +235,10 @@ def probe_pause(ctx: Context) -> bool:
     return False
 
 
-def release(ctx: Context, bid: str, reason: str) -> int:
-    return ctx.scripts.release(bid, ctx.clock.now_ms(), reason)
+def release(ctx: Context, bid: str, reason: str, owner: str = "") -> int:
+    """Return a claimed/creating batch's requests to pending: by its lease's holder, or by anyone
+    (`owner` '') once the lease expired."""
+    return ctx.scripts.release(bid, ctx.clock.now_ms(), reason, owner)
 
 
 def pack_once(ctx: Context) -> Created | None:
@@ -237,12 +248,13 @@ def pack_once(ctx: Context) -> Created | None:
     take = next_batch(queue_view(ctx), limits(ctx))
     if take is None:
         return None
-    bid, flat = claim(ctx, take)
-    if not flat:
+    claimed = claim(ctx, take)
+    if not claimed.flat:
         return None
     ctx.crash_point("after_claim")
-    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason)
-    return create(ctx, bid, build_body(flat), len(flat) // 2)
+    n = len(claimed.flat) // 2
+    logger.info("batch.claimed", batch_id=claimed.batch_id, requests=n, reason=take.reason)
+    return create(ctx, claimed.batch_id, build_body(claimed.flat), n, claimed.owner)
 
 
 def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:

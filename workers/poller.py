@@ -4,7 +4,6 @@ each ended batch to the result workers exactly once (compare-and-set in `ended.l
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.fields import B
+from batchline.leases import new_owner
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
 
@@ -90,12 +90,20 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
 GONE_AFTER_MISSES = 3
 
 
+def handoff_until(ctx: Context, now: int) -> int:
+    """A hand-off lease lasts a collect lease (at least a sweep): a busy results queue must not fill up
+    with copies of the same task."""
+    s = ctx.settings
+    return now + int(max(s.sweep_interval_seconds, s.collect_lease_seconds) * 1000)
+
+
 def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     """A batch the provider keeps answering 404 for (deleted in the Console, say): it ends with no
     results; the result worker re-drives its requests, and its in-flight budget is released."""
     k = ctx.keys
     ctx.redis.hset(k.batch(bid), B.GONE, 1)
-    if ctx.scripts.ended(bid, ctx.clock.now_ms(), "{}", ""):
+    now = ctx.clock.now_ms()
+    if ctx.scripts.ended(bid, now, "{}", "", handoff_until(ctx, now)):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
@@ -103,16 +111,17 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
 def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
-    return ctx.scripts.ended(bid, ctx.clock.now_ms(), counts, ended_at)
+    now = ctx.clock.now_ms()
+    return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx, now))
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
     """One polling round. Safe when two run at once: the lock saves API calls, the CAS decides."""
     report = PollReport()
     k = ctx.keys
-    lock_ms = max(1000, int(ctx.settings.poll_interval_seconds * 800))
-    if ctx.redis.exists(k.poll_backoff) or not ctx.redis.set(k.poll_lock(), secrets.token_hex(8), nx=True,
-                                                                px=lock_ms):
+    lease_ms, now = max(1000, int(ctx.settings.poll_interval_seconds * 800)), ctx.clock.now_ms()
+    if ctx.redis.exists(k.poll_backoff) or not ctx.scripts.lease(k.poll_lock(), new_owner(), now, now + lease_ms,
+                                                                 expire=True):
         report.skipped = "backoff or another poller"
         return report
     want, to_cancel = open_batches(ctx)

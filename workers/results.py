@@ -20,6 +20,7 @@ from batchline import log
 from batchline.clock import iso
 from batchline.errors import RetryableError
 from batchline.fields import B, R
+from batchline.leases import HANDOFF, LeaseLost, new_owner
 from batchline.redis_client import text, text_map
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
@@ -186,24 +187,43 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
             fan.settle([{"custom_id": rid, "result": NO_RESULT} for rid in missing])
 
 
+class CollectLease:
+    """This collector's lease on one ended batch: taken over from its hand-off, renewed per chunk."""
+
+    def __init__(self, ctx: Context, bid: str) -> None:
+        self.ctx, self.bid, self.owner = ctx, bid, new_owner()
+
+    def _take(self, take_over: str) -> bool:
+        now = self.ctx.clock.now_ms()
+        until = now + int(self.ctx.settings.collect_lease_seconds * 1000)
+        return self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), self.owner, now, until, state="ended",
+                                      take_over=take_over)
+
+    def acquire(self) -> bool:
+        return self._take(HANDOFF)
+
+    def renew(self) -> None:
+        """Raises `LeaseLost` once another collector took the batch over (ours had expired)."""
+        if not self._take(""):
+            raise LeaseLost(f"collect lease on {self.bid} taken over")
+
+
 def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectReport:
-    """Deliver every result of an ended batch. One collector per batch at a time (a leased lock)."""
-    settings, k = ctx.settings, ctx.keys
-    lock = ctx.redis.lock(k.collect_lock(bid), timeout=settings.collect_lease_seconds, blocking=False)
-    if not lock.acquire(blocking=False):
-        return CollectReport(bid, status="busy")
-    try:
-        batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-        if batch.get(B.STATE) != "ended":
-            ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
-            return CollectReport(bid, status=f"not ended ({batch.get('state')})")
-        return _stream(ctx, bid, batch, celery_send, lock)
-    finally:
-        if lock.owned():
-            lock.release()
+    """Deliver every result of an ended batch. One collector per batch at a time (a lease)."""
+    k = ctx.keys
+    lease = CollectLease(ctx, bid)
+    if not lease.acquire():
+        state = text(ctx.redis.hget(k.batch(bid), B.STATE))
+        if state == "ended":
+            return CollectReport(bid, status="busy")
+        ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
+        return CollectReport(bid, status=f"not ended ({state})")
+    batch = text_map(ctx.redis.hgetall(k.batch(bid)))
+    return _stream(ctx, bid, batch, celery_send, lease)
 
 
-def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
+def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None,
+          lease: CollectLease) -> None:
     settings = ctx.settings
     with ctx.anthropic.messages.batches.with_streaming_response.results(batch[B.PROVIDER_ID]) as resp:
         chunk: list[bytes] = []
@@ -213,14 +233,14 @@ def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUp
             if len(chunk) >= settings.results_chunk_lines:
                 fan.deliver(chunk)
                 chunk = []
-                lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # raises once not ours
+                lease.renew()  # raises once not ours
                 ctx.crash_point("mid_stream")
         if chunk:
             fan.deliver(chunk)
 
 
 def _stream(
-    ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None, lock: Any
+    ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None, lease: CollectLease
 ) -> CollectReport:
     settings, k = ctx.settings, ctx.keys
     fan = Fanout(ctx, bid, batch, celery_send)
@@ -231,11 +251,11 @@ def _stream(
     expected = int(batch.get(B.N, 0))
     try:
         if not gone:
-            _read(ctx, bid, batch, fan, raw, lock)
+            _read(ctx, bid, batch, fan, raw, lease)
             tries = ctx.redis.hincrby(k.batch(bid), B.COLLECT_TRIES, 1)
             if fan.report.lines < expected and tries < MAX_SHORT_READS:
                 raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
-        lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # still ours before settling the rest
+        lease.renew()  # still ours before settling the rest
         r = fan.report
         if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
             settle_missing(ctx, bid, fan)
@@ -246,13 +266,13 @@ def _stream(
         fan.close()
         if raw is not None:
             raw.abort()
-    lock.extend(settings.collect_lease_seconds, replace_ttl=True)
-    finish(ctx, bid, fan.report.lines)
+    if not finish(ctx, bid, lease.owner, fan.report.lines):
+        raise LeaseLost(f"collect lease on {bid} taken over before the finish")
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
                 skipped=fan.report.skipped, stale=fan.report.stale, retried=fan.report.retried)
     return fan.report
 
 
-def finish(ctx: Context, bid: str, lines: int) -> bool:
-    """The batch is settled: ended -> delivered by compare-and-set (`finish.lua`)."""
-    return ctx.scripts.finish(bid, ctx.clock.now_ms(), lines, ctx.settings.record_ttl_seconds)
+def finish(ctx: Context, bid: str, owner: str, lines: int) -> bool:
+    """The batch is settled: ended -> delivered by compare-and-set (`finish.lua`), by the lease's holder."""
+    return ctx.scripts.finish(bid, owner, ctx.clock.now_ms(), lines, ctx.settings.record_ttl_seconds)

@@ -1,15 +1,18 @@
-"""The sweeper: every step that holds work has a lease, and this returns it when its holder is gone.
+"""The sweeper: every step that holds work has a lease (`batchline.leases`), and this returns the
+work when its holder is gone. What it does is one table of (batch state, lease state) -> action:
 
 - a claim whose lease ran out before the intent: its requests go back to pending;
 - an intent (`creating`) whose lease ran out: reconcile with the provider's batch list, adopt the
   batch that was created, or release the requests when nothing was;
-- an ended batch that no result worker finished: handed off again.
+- an ended batch whose hand-off or collect lease ran out (no result worker finished it): handed off again;
+- anything else in the lease index (saved, released, delivered): dropped from the index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import anthropic
 import orjson
@@ -17,13 +20,37 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.fields import B, R
-from batchline.redis_client import text_map
+from batchline.leases import HANDOFF, LeaseState, lease_state, new_owner
+from batchline.redis_client import text, text_map
+from batchline.states import BatchState
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
+from batchline.workers.poller import handoff_until
 from batchline.workers.provider import classify
 
 logger = log.get("batchline.sweeper")
+
+
+class Action(StrEnum):
+    WAIT = "wait"
+    RELEASE = "release"
+    RECONCILE = "reconcile"
+    HAND_OFF = "hand_off"
+    FORGET = "forget"
+
+
+_GONE = {LeaseState.EXPIRED, LeaseState.NONE}
+_ON_EXPIRY: dict[str, Action] = {BatchState.CLAIMED: Action.RELEASE, BatchState.CREATING: Action.RECONCILE,
+              BatchState.ENDED: Action.HAND_OFF}
+
+
+def action(state: str, lease: LeaseState) -> Action:
+    """What the sweeper does with a batch in `state` whose lease is `lease`."""
+    on_expiry = _ON_EXPIRY.get(state)
+    if on_expiry is None:
+        return Action.FORGET
+    return on_expiry if lease in _GONE else Action.WAIT
 
 
 @dataclass
@@ -88,7 +115,7 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
         return
     if chosen is not None:
-        if ctx.scripts.submitted(bid, chosen.id, ctx.clock.now_ms(), adopted=True):
+        if ctx.scripts.submitted(bid, chosen.id, ctx.clock.now_ms(), owner=""):
             logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
             report.adopted.append(bid)
         return
@@ -127,25 +154,25 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
-    for raw in ctx.redis.zrangebyscore(k.leases, "-inf", now):
-        bid = raw.decode()
-        state = (ctx.redis.hget(k.batch(bid), B.STATE) or b"").decode()
-        if state == "claimed":
+    # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
+    bids = dict.fromkeys(b.decode() for b in ctx.redis.zrangebyscore(k.leases, "-inf", now))
+    bids.update(dict.fromkeys(b.decode() for b in ctx.redis.zrange(k.ended, 0, -1)))
+    pipe = ctx.redis.pipeline(transaction=False)
+    for bid in bids:
+        pipe.hmget(k.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
+    for bid, (state, owner, until) in zip(bids, pipe.execute(), strict=True):
+        todo = action(text(state) or "", lease_state(text(owner), text(until), now))
+        if todo is Action.RELEASE:
             if release(ctx, bid, "claim_lease_expired"):
                 logger.warning("batch.released", batch_id=bid, reason="claim_lease_expired")
                 report.released.append(bid)
-        elif state == "creating":
+        elif todo is Action.RECONCILE:
             reconcile(ctx, bid, report)
-        else:
-            ctx.redis.zrem(k.leases, bid)
+        elif todo is Action.HAND_OFF:
+            if ctx.scripts.lease(k.batch(bid), new_owner(HANDOFF), now, handoff_until(ctx, now), state="ended"):
+                hand_off(bid)
+                report.handed_off.append(bid)
+        elif todo is Action.FORGET:
+            ctx.redis.pipeline().zrem(k.leases, bid).zrem(k.ended, bid).execute()
     watchdogs(ctx, now)
-    # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
-    # a collect lease: a busy results queue must not fill up with copies of the same task.
-    stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)
-    for raw in ctx.redis.zrangebyscore(k.ended, "-inf", stale):
-        bid = raw.decode()
-        if not ctx.redis.exists(k.collect_lock(bid)):
-            ctx.redis.zadd(k.ended, {bid: now})
-            hand_off(bid)
-            report.handed_off.append(bid)
     return report

@@ -1,7 +1,7 @@
 -- Atomically move up to N pending requests (cut at a byte budget) into a new claimed batch.
 -- KEYS[1] pending, KEYS[2] stats, KEYS[3] leases, KEYS[4] batches, KEYS[5] batch hash, KEYS[6] batch members
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] max requests, ARGV[4] max bytes,
--- ARGV[5] now (ms), ARGV[6] lease expiry (ms)
+-- ARGV[5] now (ms), ARGV[6] lease expiry (ms), ARGV[7] lease owner
 -- Returns {rid1, params1, rid2, params2, ...} of the claimed requests (empty when none).
 local prefix, bid = ARGV[1], ARGV[2]
 local max_n, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -28,6 +28,7 @@ for i = 1, #taken, 5000 do
   redis.call('RPUSH', KEYS[6], unpack(taken, i, math.min(i + 4999, #taken)))
 end
 redis.call('HSET', KEYS[5], B.state, 'claimed', B.n, #taken, B.bytes, bytes, B.claimed_at, ARGV[5])
+lease_set(KEYS[5], ARGV[7], ARGV[6])
 redis.call('HINCRBY', KEYS[2], 'in_flight', #taken)
 redis.call('HINCRBY', KEYS[2], 'pending_bytes', -bytes)
 redis.call('ZADD', KEYS[3], ARGV[6], bid)

@@ -189,10 +189,11 @@ def test_reconcile_adopts_only_the_batch_that_proves_to_be_ours(fast, redis_clie
     ctx = Context(s, clock=clock)
     k = ctx.keys
     take = Take(10, s.max_batch_bytes, "full")
-    (b_a, _), (b_b, flat_b) = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
+    claims = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
+    (b_a, _, _), (b_b, _, flat_b) = claims
     now = clock.now_ms()
-    for bid in (b_a, b_b):
-        assert ctx.scripts.intent(bid, now, now + 1000)
+    for bid, owner, _ in claims:
+        assert ctx.scripts.intent(bid, owner, now, now + 1000)
     client = anthropic.Anthropic(base_url=s.anthropic_base_url, api_key="x", max_retries=0)
     created = client.post("/v1/messages/batches", cast_to=MessageBatch, content=aggregator.build_body(flat_b),
                           options={"headers": {"Content-Type": "application/json"}})

@@ -91,7 +91,7 @@ def test_sweeper_releases_expired_claim(pipeline_settings, redis_client):
     clock = FakeClock()
     ctx = Context(s, clock=clock)
     take = aggregator.next_batch(aggregator.queue_view(ctx), aggregator.limits(ctx))
-    bid, flat = aggregator.claim(ctx, take)
+    bid, _, flat = aggregator.claim(ctx, take)
     assert len(flat) == 100 and redis_client.llen(ctx.keys.pending) == 0
     sweeper.sweep(ctx, lambda b: None)
     assert redis_client.llen(ctx.keys.pending) == 0  # the lease still holds

@@ -99,3 +99,29 @@ def test_settings_from_env_name_the_variable_and_rule():
         Settings.from_env({"BATCHLINE_POLL_INTERVAL_SECONDS": "soon"})
     with pytest.raises(ConfigError, match="max_batch_bytes"):
         Settings(max_batch_bytes=300_000_000)
+
+
+SWEEP_TABLE = [  # (batch state, lease state) -> what the sweeper does
+    ("claimed", "held", "wait"), ("claimed", "expired", "release"), ("claimed", "none", "release"),
+    ("creating", "held", "wait"), ("creating", "expired", "reconcile"), ("creating", "none", "reconcile"),
+    ("ended", "held", "wait"), ("ended", "expired", "hand_off"), ("ended", "none", "hand_off"),
+    ("submitted", "held", "forget"), ("submitted", "expired", "forget"), ("delivered", "none", "forget"),
+    ("released", "expired", "forget"), ("", "none", "forget"),
+]
+
+
+@pytest.mark.parametrize(("state", "lease", "expected"), SWEEP_TABLE)
+def test_sweeper_action_by_batch_and_lease_state(state, lease, expected):
+    from batchline.leases import LeaseState
+    from batchline.workers.sweeper import action
+
+    assert action(state, LeaseState(lease)) == expected
+
+
+def test_lease_state_from_owner_and_expiry():
+    from batchline.leases import LeaseState, lease_state
+
+    assert lease_state(None, None, 100) is LeaseState.NONE
+    assert lease_state("a", "101", 100) is LeaseState.HELD
+    assert lease_state("a", "100", 100) is LeaseState.EXPIRED
+
