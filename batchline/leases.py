@@ -15,6 +15,7 @@ from __future__ import annotations
 import secrets
 from enum import StrEnum
 
+from batchline.config.settings import Settings
 from batchline.errors import BatchlineError
 
 HANDOFF = "handoff:"  # owner prefix of a hand-off waiting for its collector
@@ -24,6 +25,12 @@ class LeaseState(StrEnum):
     HELD = "held"
     EXPIRED = "expired"
     NONE = "none"
+
+
+def handoff_until(settings: Settings, now: int) -> int:
+    """A hand-off lease lasts a collect lease (at least a sweep): a busy results queue must not fill up
+    with copies of the same task."""
+    return now + int(max(settings.sweep_interval_seconds, settings.collect_lease_seconds) * 1000)
 
 
 def new_owner(prefix: str = "") -> str:

@@ -21,6 +21,7 @@ from anthropic.types.messages import MessageBatch
 from batchline import log
 from batchline.fields import B, R
 from batchline.leases import new_owner
+from batchline.retry import RetryPolicy
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, classify
@@ -198,7 +199,7 @@ def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
     fan = Fanout(ctx, bid, {B.STATE: "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
-                 force_final=True)
+                 policy=RetryPolicy.final_only())
     try:
         fan.settle([{"custom_id": rid, "result": line} for rid in rids])
     finally:

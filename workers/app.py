@@ -14,8 +14,12 @@ from kombu import Queue
 
 from batchline import log
 from batchline.config.settings import Settings
+from batchline.errors import RetryableError
+from batchline.leases import LeaseLost
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import current
+
+logger = log.get("batchline.app")
 
 QUEUES = {
     "aggregator": "batchline.aggregator",
@@ -86,28 +90,34 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     celery_send = celery_sender(app)
 
-    @app.task(name=PACK, bind=True)
+    @app.task(name=PACK, bind=True, shared=False)
     def pack(self: Any) -> int:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
         return len(aggregator.pack(ctx()))
 
-    @app.task(name=POLL, bind=True)
+    @app.task(name=POLL, bind=True, shared=False)
     def poll(self: Any) -> int:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
         return len(poller.poll(ctx(), hand_off).ended)
 
-    @app.task(name=SWEEP, bind=True)
+    @app.task(name=SWEEP, bind=True, shared=False)
     def sweep(self: Any) -> int:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
         report = sweeper.sweep(ctx(), hand_off)
         return len(report.released) + len(report.adopted) + len(report.handed_off)
 
-    @app.task(name=PING, bind=True)
+    @app.task(name=PING, bind=True, shared=False)
     def ping(self: Any, key: str) -> None:
         # Liveness that means "work still moves": this ran because the worker consumed a message.
         ctx().redis.set(key, self.request.hostname or "", ex=300)
 
-    @app.task(name=COLLECT, bind=True)
+    @app.task(name=COLLECT, bind=True, shared=False)
     def collect(self: Any, batch_id: str) -> int:
         structlog.contextvars.bind_contextvars(task_id=self.request.id, batch_id=batch_id)
-        return results.collect(ctx(), batch_id, celery_send).delivered
+        try:
+            return results.collect(ctx(), batch_id, celery_send).delivered
+        except RetryableError as exc:  # e.g. a results stream cut short: read it again later
+            raise self.retry(exc=exc, countdown=exc.retry_after) from exc
+        except LeaseLost:  # another collector took the batch over and carries on
+            logger.warning("batch.lease_lost", batch_id=batch_id)
+            return 0

@@ -12,7 +12,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.fields import B
-from batchline.leases import new_owner
+from batchline.leases import handoff_until, new_owner
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
 
@@ -90,20 +90,13 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
 GONE_AFTER_MISSES = 3
 
 
-def handoff_until(ctx: Context, now: int) -> int:
-    """A hand-off lease lasts a collect lease (at least a sweep): a busy results queue must not fill up
-    with copies of the same task."""
-    s = ctx.settings
-    return now + int(max(s.sweep_interval_seconds, s.collect_lease_seconds) * 1000)
-
-
 def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     """A batch the provider keeps answering 404 for (deleted in the Console, say): it ends with no
     results; the result worker re-drives its requests, and its in-flight budget is released."""
     k = ctx.keys
     ctx.redis.hset(k.batch(bid), B.GONE, 1)
     now = ctx.clock.now_ms()
-    if ctx.scripts.ended(bid, now, "{}", "", handoff_until(ctx, now)):
+    if ctx.scripts.ended(bid, now, "{}", "", handoff_until(ctx.settings, now)):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
@@ -112,7 +105,7 @@ def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
     now = ctx.clock.now_ms()
-    return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx, now))
+    return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx.settings, now))
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:

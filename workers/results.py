@@ -20,10 +20,10 @@ from batchline import log
 from batchline.clock import iso
 from batchline.errors import RetryableError
 from batchline.fields import B, R
-from batchline.leases import HANDOFF, LeaseLost, new_owner
+from batchline.leases import HANDOFF, LeaseLost, handoff_until, new_owner
 from batchline.redis_client import text, text_map
 from batchline.requests import check_reply_to
-from batchline.retry import RETRY, RetryPolicy, final_outcome
+from batchline.retry import RETRY, RetryPolicy
 from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
@@ -74,13 +74,12 @@ class Fanout:
 
     def __init__(
         self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None,
-        force_final: bool = False
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
-        self.force_final = force_final  # no re-drive (a request the API refuses at create)
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
-        self.policy = RetryPolicy(ctx.settings.max_attempts)
+        self.policy = policy or RetryPolicy(ctx.settings.max_attempts)
         self.report = CollectReport(bid)
 
     def deliver(self, lines: list[bytes]) -> None:
@@ -108,12 +107,13 @@ class Fanout:
             assert tenant is not None and custom_id is not None
             rtype, etype = str(result.get("type")), error_type(result)
             entry = self._entry(rtype, etype, error_message(result), now)
-            if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
-                rows.append(DeliverRow.redrive(pcid, etype or rtype, custom_id, tenant, entry))
+            decision = self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel))
+            if decision.action is RETRY:
+                rows.append(DeliverRow.redrive(pcid, decision.reason, custom_id, tenant, entry))
                 logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
-                             reason=etype or rtype, attempt=int(attempts or 0) + 1)
+                             reason=decision.reason, attempt=int(attempts or 0) + 1)
                 continue
-            outcome = final_outcome(rtype, bool(cancel))
+            outcome = decision.outcome
             if outcome in ("errored", "expired"):  # a final failure: the only per-request ERROR line
                 logger.error("request.failed", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
                              outcome=outcome, error_type=etype or None, attempts=int(attempts or 0) + 1)
@@ -166,6 +166,7 @@ class Fanout:
 
 
 MAX_SHORT_READS = 3
+SHORT_READ_RETRY_SECONDS = 5.0  # a cut stream is read again this much later (the collect task's retry)
 NO_RESULT = {"type": "errored", "error": {"type": "error", "error": {
     "type": "api_error", "message": "batchline: no result line for this request in the batch's results"}}}
 
@@ -201,6 +202,12 @@ class CollectLease:
 
     def acquire(self) -> bool:
         return self._take(HANDOFF)
+
+    def hand_back(self) -> None:
+        """Turn this collect lease into a hand-off again: a retry of the task takes it over."""
+        now = self.ctx.clock.now_ms()
+        self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), new_owner(HANDOFF), now,
+                               handoff_until(self.ctx.settings, now), state="ended", take_over=self.owner)
 
     def renew(self) -> None:
         """Raises `LeaseLost` once another collector took the batch over (ours had expired)."""
@@ -254,7 +261,9 @@ def _stream(
             _read(ctx, bid, batch, fan, raw, lease)
             tries = ctx.redis.hincrby(k.batch(bid), B.COLLECT_TRIES, 1)
             if fan.report.lines < expected and tries < MAX_SHORT_READS:
-                raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
+                lease.hand_back()
+                raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines",
+                                     retry_after=SHORT_READ_RETRY_SECONDS)
         lease.renew()  # still ours before settling the rest
         r = fan.report
         if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which

@@ -20,13 +20,12 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.fields import B, R
-from batchline.leases import HANDOFF, LeaseState, lease_state, new_owner
+from batchline.leases import HANDOFF, LeaseState, handoff_until, lease_state, new_owner
 from batchline.redis_client import text, text_map
 from batchline.states import BatchState
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
-from batchline.workers.poller import handoff_until
 from batchline.workers.provider import classify
 
 logger = log.get("batchline.sweeper")
@@ -169,7 +168,8 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
         elif todo is Action.RECONCILE:
             reconcile(ctx, bid, report)
         elif todo is Action.HAND_OFF:
-            if ctx.scripts.lease(k.batch(bid), new_owner(HANDOFF), now, handoff_until(ctx, now), state="ended"):
+            until = handoff_until(ctx.settings, now)
+            if ctx.scripts.lease(k.batch(bid), new_owner(HANDOFF), now, until, state="ended"):
                 hand_off(bid)
                 report.handed_off.append(bid)
         elif todo is Action.FORGET:

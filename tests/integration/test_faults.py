@@ -210,3 +210,55 @@ def test_reconcile_adopts_only_the_batch_that_proves_to_be_ours(fast, redis_clie
     assert len(got) == 20
     books = emulator.books()
     assert books["batches_created"] == 2 and books["requests_in_multiple_batches"] == 0
+
+
+def test_a_short_results_file_is_retried_after_retry_after_by_whoever_takes_the_hand_off(fast, redis_client, emulator):
+    from batchline.errors import RetryableError
+    from batchline.fields import B
+    from batchline.leases import HANDOFF
+    from batchline.workers import poller, results
+
+    s = fast
+    Producer.from_settings(s).submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)),
+                                          reply_to="redis-stream:cut")
+    ctx = Context(s)
+    bid = aggregator.pack(ctx)[0].batch_id
+    emulator.advance(5)
+    assert poller.poll(ctx, lambda b: None).ended == [bid]
+    ctx.redis.hset(ctx.keys.batch(bid), B.N, 25)  # the file ends cleanly after 20 of 25 lines: a short read
+    for _ in range(results.MAX_SHORT_READS - 1):
+        with pytest.raises(RetryableError) as short:
+            results.collect(ctx, bid, lambda *a: None)
+        assert short.value.retry_after == results.SHORT_READ_RETRY_SECONDS
+        # the collect lease went back to a hand-off: the task's retry takes it over, a sweep waits
+        assert redis_client.hget(ctx.keys.batch(bid), B.LEASE_OWNER).decode().startswith(HANDOFF)
+        assert sweeper.sweep(ctx, lambda b: None).handed_off == []
+    last = results.collect(ctx, bid, lambda *a: None)  # the last try settles what it has
+    assert last.status == "done" and last.skipped == 20
+    assert redis_client.hget(ctx.keys.batch(bid), B.STATE) == b"delivered"
+    assert len(entries(redis_client, "cut")) == 20
+
+
+def test_the_collect_task_retries_with_the_errors_retry_after(fast, monkeypatch):
+    from celery.exceptions import Retry
+
+    from batchline.errors import RetryableError
+    from batchline.workers import results
+    from batchline.workers.app import COLLECT, create_app
+
+    task = create_app(fast).tasks[COLLECT]
+
+    def cut(*args):
+        raise RetryableError("cut short", retry_after=7.0)
+
+    asked = {}
+
+    def retry(**kwargs):
+        asked.update(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(results, "collect", cut)
+    monkeypatch.setattr(task, "retry", retry)
+    with pytest.raises(Retry):
+        task("blb_1")
+    assert asked["countdown"] == 7.0

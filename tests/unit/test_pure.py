@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable
 from batchline.errors import ConfigError
-from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
+from batchline.retry import DELIVER, RETRY, Decision, RetryPolicy, final_outcome
 from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
 from batchline.workers.lines import iter_lines
 from batchline.workers.packing import Limits, QueueView, next_batch
@@ -44,15 +44,21 @@ def test_packing_respects_the_in_flight_budget():
 
 def test_retry_policy_by_error_class_and_budget():
     p = RetryPolicy(max_attempts=3)
-    assert p.decide("succeeded", "", 0, False) == DELIVER
-    assert p.decide("errored", "invalid_request_error", 0, False) == DELIVER
+    assert p.decide("succeeded", "", 0, False) == Decision(DELIVER, "succeeded", "succeeded")
+    assert p.decide("errored", "invalid_request_error", 0, False) == Decision(DELIVER, "invalid_request_error",
+                                                                              "errored")
     for transient in ("overloaded_error", "api_error", "timeout_error", "rate_limit_error"):
-        assert p.decide("errored", transient, 0, False) == RETRY
-        assert p.decide("errored", transient, 2, False) == DELIVER  # third attempt was the last
-    assert p.decide("expired", "", 1, False) == RETRY
-    assert p.decide("canceled", "", 0, False) == RETRY  # canceled by the provider, not the caller
-    assert p.decide("canceled", "", 0, True) == DELIVER
+        assert p.decide("errored", transient, 0, False) == Decision(RETRY, transient, "errored")
+        assert p.decide("errored", transient, 2, False).action == DELIVER  # third attempt was the last
+    assert p.decide("expired", "", 1, False) == Decision(RETRY, "expired", "expired")
+    assert p.decide("canceled", "", 0, False).action == RETRY  # canceled by the provider, not the caller
+    assert p.decide("canceled", "", 0, True) == Decision(DELIVER, "canceled", "canceled")
+    assert p.decide("succeeded", "", 0, True).outcome == "canceled"  # its caller canceled it meanwhile
     assert final_outcome("succeeded", True) == "canceled"
+    # the policy holds the transient set and the budget; final_only re-drives nothing
+    assert RetryPolicy(transient=frozenset({"api_error"})).decide("errored", "overloaded_error", 0, False).action == DELIVER
+    assert RetryPolicy.final_only().decide("errored", "overloaded_error", 0, False).action == DELIVER
+    assert RetryPolicy.final_only().decide("expired", "", 0, False).action == DELIVER
 
 
 def test_state_transitions_in_one_place():
