@@ -25,6 +25,7 @@ from batchline.retry import RetryPolicy
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, classify
+from batchline.workers.results import Fanout
 
 logger = log.get("batchline.aggregator")
 
@@ -193,13 +194,9 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
 
 def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
-    from batchline.workers.app import celery_sender
-    from batchline.workers.results import Fanout
-
     rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
-    fan = Fanout(ctx, bid, {B.STATE: "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
-                 policy=RetryPolicy.final_only())
+    fan = Fanout(ctx, bid, {B.STATE: "claimed"}, policy=RetryPolicy.final_only())
     try:
         fan.settle([{"custom_id": rid, "result": line} for rid in rids])
     finally:

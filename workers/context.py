@@ -16,15 +16,19 @@ from batchline.hooks import crash_point
 from batchline.keys import Keys
 from batchline.redis_client import connect
 from batchline.scripts import Scripts
+from batchline.workers.sinks import CelerySend, celery_sender
 
 
 class Context:
     """Everything a task needs, for one process. Tests build one directly from settings (and a
     `FakeClock` when they need to move time). Building one loads every Lua script."""
 
-    def __init__(self, settings: Settings, celery_app: Any = None, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, celery_app: Any = None, clock: Clock | None = None,
+                 reply_sender: CelerySend | None = None) -> None:
         self.settings = settings
         self.celery_app = celery_app
+        # the one path to `celery:` reply targets: this app's broker (None without an app)
+        self.reply_sender = reply_sender or (celery_sender(celery_app) if celery_app is not None else None)
         self.pid = os.getpid()
         self.clock: Clock = clock if clock is not None else RedisClock(self.redis)
         self.scripts = Scripts(self.redis, self.keys)

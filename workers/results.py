@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
 
 from batchline import log
 from batchline.clock import iso
@@ -27,7 +28,7 @@ from batchline.retry import RETRY, RetryPolicy
 from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
-from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
+from batchline.workers.sinks import RawUpload, S3Results, raw_key, result_key, result_object
 
 logger = log.get("batchline.results")
 SETTLE_FIELDS = (R.STATE, R.BATCH, R.TENANT, R.CUSTOM_ID, R.REPLY_TO, R.QUEUED_AT, R.ATTEMPTS, R.CANCEL)
@@ -72,11 +73,8 @@ def error_message(result: dict[str, Any]) -> str | None:
 class Fanout:
     """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
-    def __init__(
-        self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
+    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], policy: RetryPolicy | None = None) -> None:
+        self.ctx, self.bid, self.batch = ctx, bid, batch
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
         self.policy = policy or RetryPolicy(ctx.settings.max_attempts)
@@ -143,10 +141,12 @@ class Fanout:
                                    model, cost))
         if objects and self.s3:
             self.s3.put_many(objects)
-        if sends and self.celery_send is None:
-            raise RuntimeError("celery: reply targets need the Celery app (Context.celery_app)")
-        for task, queue, payload in sends:
-            self.celery_send(task, queue, payload)  # type: ignore[misc]
+        if sends:
+            send = self.ctx.reply_sender
+            if send is None:
+                raise RuntimeError("celery: reply targets need the Celery app (Context.celery_app)")
+            for task, queue, payload in sends:
+                send(task, queue, payload)
         self.ctx.crash_point("mid_delivery")
         if rows:
             delivered, retried = self.ctx.scripts.deliver(self.bid, now, self.ctx.settings.record_ttl_seconds, day,
@@ -209,13 +209,21 @@ class CollectLease:
         self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), new_owner(HANDOFF), now,
                                handoff_until(self.ctx.settings, now), state="ended", take_over=self.owner)
 
+    def drop(self) -> None:
+        """Let go at once (this collector failed): the next sweep hands the batch off again."""
+        try:
+            now = self.ctx.clock.now_ms()
+            self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), self.owner, now, now, state="ended")
+        except redis.RedisError:
+            pass  # Redis is gone too: the lease runs out by itself
+
     def renew(self) -> None:
         """Raises `LeaseLost` once another collector took the batch over (ours had expired)."""
         if not self._take(""):
             raise LeaseLost(f"collect lease on {self.bid} taken over")
 
 
-def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectReport:
+def collect(ctx: Context, bid: str) -> CollectReport:
     """Deliver every result of an ended batch. One collector per batch at a time (a lease)."""
     k = ctx.keys
     lease = CollectLease(ctx, bid)
@@ -226,7 +234,13 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
         ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
         return CollectReport(bid, status=f"not ended ({state})")
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-    return _stream(ctx, bid, batch, celery_send, lease)
+    try:
+        return _stream(ctx, bid, batch, lease)
+    except (RetryableError, LeaseLost):
+        raise  # handed back for the retry / no longer ours
+    except Exception:
+        lease.drop()
+        raise
 
 
 def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None,
@@ -247,10 +261,10 @@ def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUp
 
 
 def _stream(
-    ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None, lease: CollectLease
+    ctx: Context, bid: str, batch: dict[str, str], lease: CollectLease
 ) -> CollectReport:
     settings, k = ctx.settings, ctx.keys
-    fan = Fanout(ctx, bid, batch, celery_send)
+    fan = Fanout(ctx, bid, batch)
     gone = batch.get(B.GONE) == "1"  # the provider lost it: no file to read, every request re-driven
     raw = None
     if settings.s3_bucket and not gone:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchline.clock import FakeClock
+from batchline.errors import RetryableError
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, sweeper
 from batchline.workers.context import Context
@@ -228,15 +229,36 @@ def test_a_short_results_file_is_retried_after_retry_after_by_whoever_takes_the_
     ctx.redis.hset(ctx.keys.batch(bid), B.N, 25)  # the file ends cleanly after 20 of 25 lines: a short read
     for _ in range(results.MAX_SHORT_READS - 1):
         with pytest.raises(RetryableError) as short:
-            results.collect(ctx, bid, lambda *a: None)
+            results.collect(ctx, bid)
         assert short.value.retry_after == results.SHORT_READ_RETRY_SECONDS
         # the collect lease went back to a hand-off: the task's retry takes it over, a sweep waits
         assert redis_client.hget(ctx.keys.batch(bid), B.LEASE_OWNER).decode().startswith(HANDOFF)
         assert sweeper.sweep(ctx, lambda b: None).handed_off == []
-    last = results.collect(ctx, bid, lambda *a: None)  # the last try settles what it has
+    last = results.collect(ctx, bid)  # the last try settles what it has
     assert last.status == "done" and last.skipped == 20
     assert redis_client.hget(ctx.keys.batch(bid), B.STATE) == b"delivered"
     assert len(entries(redis_client, "cut")) == 20
+
+
+def test_a_collector_that_fails_lets_go_and_the_next_sweep_hands_the_batch_off(fast, redis_client, emulator):
+    from batchline.workers import poller, results
+
+    Producer.from_settings(fast).submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)),
+                                             reply_to="redis-stream:drop")
+    ctx = Context(fast)
+    bid = aggregator.pack(ctx)[0].batch_id
+    emulator.advance(5)
+    handed: list[str] = []
+    assert poller.poll(ctx, handed.append).ended == [bid]
+    assert sweeper.sweep(ctx, handed.append).handed_off == []  # the poller's hand-off is fresh
+    emulator.set_faults(results_cut_after=7)  # the connection drops mid-file
+    with pytest.raises(Exception) as cut:
+        results.collect(ctx, bid)
+    assert not isinstance(cut.value, RetryableError)
+    assert sweeper.sweep(ctx, handed.append).handed_off == [bid]  # at once, not after the collect lease
+    emulator.set_faults(results_cut_after=None)
+    assert results.collect(ctx, bid).status == "done"
+    assert len(entries(redis_client, "drop")) == 20
 
 
 def test_the_collect_task_retries_with_the_errors_retry_after(fast, monkeypatch):

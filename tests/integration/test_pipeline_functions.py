@@ -76,10 +76,10 @@ def test_collect_twice_delivers_once(pipeline_settings, redis_client):
     ctx.redis.delete(ctx.keys.poll_lock())
     assert poller.poll(ctx, ended.append).ended == []
     # simulate a collector that died after delivering part: mark the batch ended again and replay
-    first = results.collect(ctx, bid, lambda *a: None)
+    first = results.collect(ctx, bid)
     assert first.delivered == 300
     ctx.redis.hset(ctx.keys.batch(bid), "state", "ended")
-    second = results.collect(ctx, bid, lambda *a: None)
+    second = results.collect(ctx, bid)
     assert second.delivered == 0 and second.skipped == 300
     assert redis_client.xlen("once") == 300
 
