@@ -21,6 +21,7 @@ from anthropic.types.messages import MessageBatch
 from batchline import log
 from batchline.fields import B, R
 from batchline.leases import new_owner
+from batchline.redis_client import text, texts
 from batchline.retry import RetryPolicy
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
@@ -58,7 +59,9 @@ def limits(ctx: Context) -> Limits:
 def queue_view(ctx: Context) -> QueueView:
     k = ctx.keys
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.llen(k.pending).hmget(k.stats, "pending_bytes", "in_flight").lindex(k.pending, 0)
+    pipe.llen(k.pending)
+    pipe.hmget(k.stats, "pending_bytes", "in_flight")
+    pipe.lindex(k.pending, 0)
     pending, (pbytes, in_flight), head = pipe.execute()
     oldest = 0
     if head is not None:
@@ -142,13 +145,13 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
     batch, all is well; if it released the requests (they will go out again), cancel this one now so
     that as little as possible of it is paid."""
     state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), B.STATE, B.PROVIDER_ID)
-    if adopted is not None and adopted.decode() == pid:
+    if text(adopted) == pid:
         return Created(bid, pid, n, size, "submitted")
     try:
         ctx.anthropic.messages.batches.cancel(pid)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
         logger.error("batch.orphan_cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
-    logger.error("batch.orphan_canceled", batch_id=bid, provider_batch_id=pid, state=state and state.decode())
+    logger.error("batch.orphan_canceled", batch_id=bid, provider_batch_id=pid, state=text(state))
     return Created(bid, None, n, size, "released")
 
 
@@ -179,7 +182,10 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
         too_large = c.kind is Kind.TOO_LARGE
         field, value = ("max_bytes", max(1024, size // 2)) if too_large else ("max_requests", (n + 1) // 2)
-        ctx.redis.pipeline().hset(k.limit_override, field, value).expire(k.limit_override, OVERRIDE_SECONDS).execute()
+        pipe = ctx.redis.pipeline()
+        pipe.hset(k.limit_override, field, value)
+        pipe.expire(k.limit_override, OVERRIDE_SECONDS)
+        pipe.execute()
         logger.warning("batch.split", batch_id=bid, status=c.status, **{field: value})
         return Created(bid, None, n, size, "released")
     if c.kind is Kind.ACCOUNT:
@@ -194,7 +200,7 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
 
 def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
-    rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
+    rids = texts(ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1))
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
     fan = Fanout(ctx, bid, {B.STATE: "claimed"}, policy=RetryPolicy.final_only())
     try:

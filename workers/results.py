@@ -22,7 +22,7 @@ from batchline.clock import iso
 from batchline.errors import RetryableError
 from batchline.fields import B, R
 from batchline.leases import HANDOFF, LeaseLost, handoff_until, new_owner
-from batchline.redis_client import text, text_map
+from batchline.redis_client import text, text_map, texts
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy
 from batchline.scripts import DeliverRow
@@ -175,7 +175,7 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
     """Requests of the batch that got no result line (a file read short, or an adopted batch that
     proved not to hold them) are re-driven like a transient error, within the attempt budget."""
     k = ctx.keys
-    rids = [r.decode() for r in ctx.redis.lrange(k.batch_members(bid), 0, -1)]
+    rids = texts(ctx.redis.lrange(k.batch_members(bid), 0, -1))
     for i in range(0, len(rids), 1000):
         part = rids[i : i + 1000]
         pipe = ctx.redis.pipeline(transaction=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import anthropic
 import orjson
@@ -21,7 +22,7 @@ from anthropic.types.messages import MessageBatch
 from batchline import log
 from batchline.fields import B, R
 from batchline.leases import HANDOFF, LeaseState, handoff_until, lease_state, new_owner
-from batchline.redis_client import text, text_map
+from batchline.redis_client import text, text_map, texts
 from batchline.states import BatchState
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
@@ -69,15 +70,14 @@ def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
     with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
         for line in iter_lines(resp.iter_bytes(16 * 1024)):
             owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), R.BATCH)
-            return owner is not None and owner.decode() == bid
+            return text(owner) == bid
     return False
 
 
 def _rivals(ctx: Context, bid: str, n: int) -> int:
     """Other unsaved creates of the same size: a batch of that size could be theirs."""
     count = 0
-    for raw in ctx.redis.zrange(ctx.keys.leases, 0, -1):
-        other = raw.decode()
+    for other in texts(ctx.redis.zrange(ctx.keys.leases, 0, -1)):
         if other != bid:
             state, size = ctx.redis.hmget(ctx.keys.batch(other), B.STATE, B.N)
             count += state == b"creating" and size is not None and int(size) == n
@@ -131,19 +131,22 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
     Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
     k, s = ctx.keys, ctx.settings
     alerts: dict[str, str] = {}
-    for raw, submitted in ctx.redis.zrangebyscore(k.open, "-inf", now - s.stuck_batch_seconds * 1000,
-                                                  withscores=True):
-        hours = (now - submitted) / 3_600_000
+    stuck: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]
+        k.open, "-inf", now - s.stuck_batch_seconds * 1000, withscores=True
+    )
+    for raw, opened_at in stuck:
+        hours = (now - opened_at) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
-    for raw in ctx.redis.zrange(k.ended, 0, -1):
-        submitted = ctx.redis.hget(k.batch(raw.decode()), B.SUBMITTED_AT)
+    for bid in texts(ctx.redis.zrange(k.ended, 0, -1)):
+        submitted = text(ctx.redis.hget(k.batch(bid), B.SUBMITTED_AT))
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
-            alerts[f"expiring:{raw.decode()}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
+            alerts[f"expiring:{bid}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
     pipe = ctx.redis.pipeline()
     pipe.delete(k.alerts)
     if alerts:
-        pipe.hset(k.alerts, mapping=alerts)
+        fields: dict[Any, Any] = dict(alerts)  # redis-py's Mapping key type is invariant
+        pipe.hset(k.alerts, mapping=fields)
     pipe.execute()
     for key, message in alerts.items():
         logger.warning("watchdog.alert", alert=key, message=message)
@@ -154,8 +157,8 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
     # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
-    bids = dict.fromkeys(b.decode() for b in ctx.redis.zrangebyscore(k.leases, "-inf", now))
-    bids.update(dict.fromkeys(b.decode() for b in ctx.redis.zrange(k.ended, 0, -1)))
+    bids = dict.fromkeys(texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)))
+    bids.update(dict.fromkeys(texts(ctx.redis.zrange(k.ended, 0, -1))))
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in bids:
         pipe.hmget(k.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
@@ -173,6 +176,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
                 hand_off(bid)
                 report.handed_off.append(bid)
         elif todo is Action.FORGET:
-            ctx.redis.pipeline().zrem(k.leases, bid).zrem(k.ended, bid).execute()
+            ctx.redis.zrem(k.leases, bid)
+            ctx.redis.zrem(k.ended, bid)
     watchdogs(ctx, now)
     return report
