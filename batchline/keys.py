@@ -50,9 +50,6 @@ class Keys:
     def batch_members(self, bid: str) -> str:
         return f"{self.prefix}:b:{bid}:ids"
 
-    def collect_lock(self, bid: str) -> str:
-        return f"{self.prefix}:lock:collect:{bid}"
-
     def cost_day(self, day: str) -> str:
         """hash '{tenant}|{model}|batch|standard|requests' -> micro-dollars / count, for one UTC day"""
         return f"{self.prefix}:cost:{day}"

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from batchline.clock import now_ms
+from batchline.fields import B, R
 from batchline.keys import Keys
 from batchline.redis_client import text, text_map, texts
 
@@ -65,7 +66,7 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
     )
     age = 0.0
     if head is not None:
-        queued_at = client.hget(keys.request(head.decode()), "q")
+        queued_at = client.hget(keys.request(head.decode()), R.QUEUED_AT)
         age = max(0.0, (now_ms() - int(queued_at)) / 1000) if queued_at else 0.0
     snap = Snapshot(
         pending=int(pending), pending_bytes=int(pbytes or 0), oldest_pending_age_s=age,
@@ -80,9 +81,9 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         for raw, submitted in opened:
             bid = raw.decode()
             b = text_map(client.hgetall(keys.batch(bid)))
-            snap.open.append({"batch_id": bid, "provider_batch_id": b.get("provider_id"),
-                              "requests": int(b.get("n", 0)), "age_s": (now - submitted) / 1000,
-                              "adopted": b.get("adopted") == "1"})
+            snap.open.append({"batch_id": bid, "provider_batch_id": b.get(B.PROVIDER_ID),
+                              "requests": int(b.get(B.N, 0)), "age_s": (now - submitted) / 1000,
+                              "adopted": b.get(B.ADOPTED) == "1"})
     return snap
 
 

@@ -1,33 +1,168 @@
-"""The Lua scripts in `batchline/lua/`, loaded once per Redis client."""
+"""The Lua scripts in `batchline/lua/`, one typed Python function each.
+
+Each method owns its script's key order and argument encoding, so no call site builds KEYS/ARGV
+by hand. Every script is loaded into Redis when `Scripts` is built (`SCRIPT LOAD`): a missing file
+or a script that does not compile fails there, at start, not on first use. The record's hash
+fields come from `batchline.fields`, prepended to every script as the Lua tables `R` and `B`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
 
-INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks names them so
+from batchline.fields import lua_prelude
+from batchline.keys import Keys
+from batchline.leases import HANDOFF, new_owner
+from batchline.redis_client import text
+from batchline.requests import EncodedRequest
+
+NAMES = (
+    "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
+    "redeliver",
+)
+LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
+INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks (lua/targets.lua) names them so
 
 
 @cache
 def source(name: str) -> str:
+    """The script as Redis runs it: the field tables, the lease functions, then the file."""
+    return lua_prelude() + _file(LIBRARY) + _file(name)
+
+
+def _file(name: str) -> str:
     text = resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
-    return text.replace(INCLUDE, source("targets")) if INCLUDE in text else text
+    return text.replace(INCLUDE, _file("targets")) if INCLUDE in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRow:
+    """One result line for deliver.lua: a final delivery ('D') or a re-drive ('R')."""
+
+    rid: str
+    action: str  # 'D' deliver, 'R' re-drive, 'U' undeliverable (its Celery send failed)
+    outcome: str  # for 'R': the reason of the re-drive
+    s3_key: str
+    stream: str  # '' for none; for 'U' the error
+    custom_id: str
+    tenant: str
+    result_json: bytes | str
+    history_entry: bytes | str
+    model: str
+    cost: str  # 'batch_micros:standard_micros', 'unpriced' or ''
+
+    @classmethod
+    def redrive(cls, rid: str, reason: str, custom_id: str, tenant: str, entry: bytes) -> DeliverRow:
+        return cls(rid, "R", reason, "", "", custom_id, tenant, "", entry, "", "")
+
+    def encode(self) -> tuple[Any, ...]:
+        return (self.rid, self.action, self.outcome, self.s3_key, self.stream, self.custom_id, self.tenant,
+                self.result_json, self.history_entry, self.model, self.cost)
 
 
 class Scripts:
-    """Registered scripts for one client; attribute access by file name (`scripts.intake`)."""
+    """The scripts, registered and loaded for one client and one key prefix."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._loaded: dict[str, Any] = {}
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._keys = keys
+        self._run = {name: client.register_script(source(name)) for name in NAMES}
+        for name in NAMES:  # compile each now: a broken script fails here, naming itself
+            try:
+                client.script_load(source(name))
+            except redis.ResponseError as exc:
+                raise RuntimeError(f"batchline/lua/{name}.lua: {exc}") from exc
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        script = self._loaded.get(name)
-        if script is None:
-            script = self._loaded[name] = self._client.register_script(source(name))
-        return script
+    def intake(self, rows: Sequence[EncodedRequest], now: int, admission: Sequence[Any]) -> list[int | str]:
+        """Store validated requests. One code each: 1 accepted, 0 duplicate, 2 conflict, or a string: why
+        its reply target is refused, or 'backpressure|LIMIT|CURRENT|MAX|TENANT' (see intake.lua).
+        `admission`: max queued requests, max queued bytes, memory percent, K, then K (tenant, max n, max b)."""
+        k = self._keys
+        args: list[Any] = [k.request(""), now, *admission]
+        for r in rows:
+            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
+        codes = self._run["intake"](keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
+        return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
+
+    def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
+        """One code per id: 'removed', 'requested', 'final' or 'unknown'."""
+        k = self._keys
+        codes = self._run["cancel"](keys=[k.pending, k.stats, k.counters],
+                                    args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
+        return [text(c) or "" for c in codes]
+
+    def claim(self, bid: str, owner: str, max_requests: int, max_bytes: int, now: int,
+              lease_until: int) -> list[bytes]:
+        """Move pending requests into a new claimed batch leased to `owner`; the flat [rid, params, ...]."""
+        k = self._keys
+        return list(self._run["claim"](
+            keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until, owner]))
+
+    def intent(self, bid: str, owner: str, now: int, lease_until: int) -> bool:
+        """claimed -> creating by the lease's holder, the lease extended over the create call."""
+        k = self._keys
+        return bool(self._run["intent"](keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until, owner]))
+
+    def submitted(self, bid: str, provider_id: str, now: int, owner: str) -> bool:
+        """creating -> submitted with the provider's id: saved by the lease's holder after its create, or
+        adopted by the sweeper (`owner` '') once the lease expired."""
+        k = self._keys
+        return bool(self._run["submitted"](
+            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, provider_id, now, int(not owner), owner]))
+
+    def ended(self, bid: str, now: int, counts_json: str, provider_ended_at: str, handoff_until: int) -> bool:
+        """submitted -> ended, once, with a hand-off lease; only the caller that gets True hands it off."""
+        k = self._keys
+        return bool(self._run["ended"](keys=[k.open, k.ended, k.stats, k.batch(bid)],
+                                       args=[bid, now, counts_json, provider_ended_at, new_owner(HANDOFF),
+                                             handoff_until]))
+
+    def release(self, bid: str, now: int, reason: str, owner: str) -> int:
+        """claimed/creating -> released by the lease's holder (or anyone, `owner` '', once it expired),
+        its requests back to the head of pending; how many went back."""
+        k = self._keys
+        return int(self._run["release"](keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
+                                        args=[k.request(""), bid, now, reason, owner]))
+
+    def finish(self, bid: str, owner: str, now: int, lines: int, record_ttl: int) -> bool:
+        """ended -> delivered by the collect lease's holder, once every line is settled."""
+        k = self._keys
+        return bool(self._run["finish"](keys=[k.ended, k.batch(bid), k.batch_members(bid)],
+                                        args=[bid, now, lines, record_ttl, owner]))
+
+    def lease(self, key: str, owner: str, now: int, until: int, *, state: str = "", take_over: str = "",
+              index: str = "", expire: bool = False) -> bool:
+        """Take or renew the lease in hash `key` (see `lease.lua`); True when `owner` holds it now."""
+        return bool(self._run["lease"](keys=[key, self._keys.leases],
+                                       args=[owner, now, until, state, take_over, index, int(expire)]))
+
+    def deliver(self, bid: str, now: int, record_ttl: int, day: str, stream_maxlen: int,
+                rows: Sequence[DeliverRow]) -> tuple[int, int, list[tuple[str, str]]]:
+        """Settle result lines of one batch; (delivered, re-driven, [(rid, error)] of the undeliverable)."""
+        k = self._keys
+        args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen]
+        for row in rows:
+            args += row.encode()
+        delivered, retried, failed = self._run["deliver"](
+            keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
+                  k.undeliverable],
+            args=args)
+        pairs = [(text(r) or "", text(e) or "") for r, e in zip(failed[::2], failed[1::2], strict=True)]
+        return int(delivered), int(retried), pairs
+
+    def redeliver(self, now: int, entry: str, stream_maxlen: int, modes: Sequence[tuple[str, str]]) -> list[str]:
+        """Settle undeliverable requests whose target now takes them; per (rid, mode): 'delivered', 'gone'
+        or the error (modes: 'stream', 'sent', or the send's error)."""
+        k = self._keys
+        args: list[Any] = [k.request(""), now, entry, stream_maxlen]
+        for rid, mode in modes:
+            args += (rid, mode)
+        codes = self._run["redeliver"](keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
+        return [text(c) or "" for c in codes]

@@ -21,10 +21,11 @@ class RequestState(StrEnum):
 
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.QUEUED: frozenset({RequestState.BATCHED, RequestState.CANCELED}),
-    # back to queued: nothing was created; delivered: the API refused it at create (final failure)
-    RequestState.BATCHED: frozenset(
-        {RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED, RequestState.UNDELIVERABLE}
-    ),
+    # back to queued: nothing was created (canceled instead when its caller canceled it meanwhile);
+    # delivered: the API refused it at create (final failure)
+    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED,
+                                     RequestState.CANCELED,
+                                     RequestState.UNDELIVERABLE}),
     # back to queued: a re-drive (transient error, expired, no result line) within the attempt budget
     RequestState.SUBMITTED: frozenset(
         {RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}

@@ -8,11 +8,13 @@ from typing import Any
 import redis
 
 from batchline.clock import iso
+from batchline.fields import B, R
 from batchline.keys import Keys, request_id
 from batchline.redis_client import text, text_map
 
-_FIELDS = {"s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to", "ue": "delivery_error"}
-_TIMES = {"q": "queued_at", "dl": "delivered_at", "ud": "undeliverable_at"}
+_FIELDS = {R.STATE: "state", R.OUTCOME: "outcome", R.BATCH: "batch_id", R.S3_KEY: "s3_key", R.REPLY_TO: "reply_to",
+           R.UNDELIVERABLE_ERROR: "delivery_error"}
+_TIMES = {R.QUEUED_AT: "queued_at", R.DELIVERED_AT: "delivered_at", R.UNDELIVERABLE_AT: "undeliverable_at"}
 
 
 def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) -> dict[str, Any] | None:
@@ -28,23 +30,23 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
     for short, name in _TIMES.items():
         if rec.get(short):
             status[name] = iso(rec[short])
-    status["attempts"] = int(rec.get("a") or 0)
-    if rec.get("cu") == "unpriced":  # succeeded; its model has no price in the table
+    status["attempts"] = int(rec.get(R.ATTEMPTS) or 0)
+    if rec.get(R.COST) == "unpriced":  # succeeded; its model has no price in the table
         status["cost_usd"] = status["standard_cost_usd"] = None
         status["unpriced"] = True
-    elif rec.get("cu"):
-        status["cost_usd"] = int(rec["cu"]) / 1e6
-        status["standard_cost_usd"] = int(rec.get("cs") or 0) / 1e6
-    if rec.get("x"):
+    elif rec.get(R.COST):
+        status["cost_usd"] = int(rec[R.COST]) / 1e6
+        status["standard_cost_usd"] = int(rec.get(R.STANDARD_COST) or 0) / 1e6
+    if rec.get(R.CANCEL):
         status["cancel_requested"] = True
-    history = [json.loads(line) for line in rec.get("h", "").split("\n") if line]
+    history = [json.loads(line) for line in rec.get(R.HISTORY, "").split("\n") if line]
     status["history"] = history
     if status.get("state") in ("delivered", "undeliverable") and history and history[-1].get("error_type"):
         status["error_type"] = history[-1]["error_type"]
         status["error_message"] = history[-1].get("error_message")
-    bid = rec.get("b")
+    bid = rec.get(R.BATCH)
     if bid:
-        batch = client.hmget(keys.batch(bid), "state", "provider_id")
+        batch = client.hmget(keys.batch(bid), B.STATE, B.PROVIDER_ID)
         status["batch_state"] = text(batch[0])
         if status.get("state") == "submitted" and status["batch_state"] == "ended":
             status["state"] = "ended"  # the batch ended; this result is not yet delivered

@@ -34,7 +34,7 @@ def main() -> None:
     before_rss = status_kb("VmRSS")
     before_hwm = status_kb("VmHWM")
     t0 = time.perf_counter()
-    report = results.collect(ctx, bid, lambda *a: None)
+    report = results.collect(ctx, bid)
     elapsed = time.perf_counter() - t0
     print(
         json.dumps(

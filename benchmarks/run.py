@@ -365,11 +365,11 @@ def bench_packing(report: Report, r: redis.Redis, url: str, base_url: str, sz: S
 
         def ours(take: Take = take) -> None:
             t0 = time.perf_counter()
-            bid, flat = aggregator.claim(ctx, take)
+            bid, owner, flat = aggregator.claim(ctx, take)
             t1 = time.perf_counter()
             body = aggregator.build_body(flat)
             t2 = time.perf_counter()
-            created = aggregator.create(ctx, bid, body, len(flat) // 2)
+            created = aggregator.create(ctx, bid, body, len(flat) // 2, owner)
             t3 = time.perf_counter()
             assert created.outcome == "submitted" and created.requests == n, created
             ours_t.append(t3 - t0)
@@ -435,7 +435,7 @@ def bench_fanout(report: Report, r: redis.Redis, url: str, base_url: str, s3_url
     ctx = Context(s)
     bid = submit_and_pack(ctx, items_of(n, prefix="f"), "redis-stream:bench-out")
     t0 = time.perf_counter()
-    rep = results.collect(ctx, bid, lambda *a: None)
+    rep = results.collect(ctx, bid)
     secs = time.perf_counter() - t0
     assert rep.delivered == n and rep.lines == n, rep
     assert r.xlen("bench-out") == n
@@ -463,7 +463,7 @@ def bench_fanout(report: Report, r: redis.Redis, url: str, base_url: str, s3_url
     ctx = Context(s)
     bid = submit_and_pack(ctx, items_of(n, prefix="s"), "redis-stream:bench-out-s3")
     t0 = time.perf_counter()
-    rep = results.collect(ctx, bid, lambda *a: None)
+    rep = results.collect(ctx, bid)
     secs = time.perf_counter() - t0
     assert rep.delivered == n, rep
     assert r.xlen("bench-out-s3") == n
@@ -665,7 +665,7 @@ METHOD = [
     "on a client warmed the same way. The order alternates per repeat; the overhead is the median of "
     "the paired differences.",
     "3. **fan-out**: submit (reply_to `redis-stream:…`), `aggregator.pack` one batch, `poller.poll` until "
-    "it ended (untimed); then time `results.collect(ctx, bid, celery_send)` against the emulator "
+    "it ended (untimed); then time `results.collect(ctx, bid)` against the emulator "
     "(results streamed over HTTP, parsed, `deliver.lua` per 500 lines). (b) adds `s3_bucket` on moto's "
     "server: one PUT per request (16 threads) plus the raw file as a multipart upload. (c) is (b)'s "
     "baseline: the same number of PUTs of an object of the same size from a plain threaded boto3 loop "

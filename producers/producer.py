@@ -78,7 +78,7 @@ class Producer:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, self.keys)
         self._record_prefix = self.keys.request("")
 
     @classmethod
@@ -111,20 +111,14 @@ class Producer:
         """One code per request (ACCEPTED, DUPLICATE, CONFLICT), or why its reply target is refused."""
         st = self.settings
         tenants = sorted({r.tenant for r in chunk})
-        args: list[Any] = [self._record_prefix, now_ms(), st.max_queued_requests, st.max_queued_bytes,
-                           st.intake_memory_percent, len(tenants)]
+        admission: list[Any] = [st.max_queued_requests, st.max_queued_bytes, st.intake_memory_percent, len(tenants)]
         for tenant in tenants:
-            args += (tenant, *st.limits_of(tenant))
-        for r in chunk:
-            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
-        k = self.keys
+            admission += (tenant, *st.limits_of(tenant))
         try:
-            codes = self._scripts.intake(keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues],
-                                         args=args)
+            return self._scripts.intake(chunk, now_ms(), admission)
         except redis.exceptions.OutOfMemoryError:  # past maxmemory already: the same answer, from Redis
             info = self.redis.info("memory")
             raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
-        return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def submit(
         self,
@@ -298,13 +292,9 @@ class Producer:
         return counts
 
     def cancel_ids(self, rids: list[str]) -> list[str]:
-        k = self.keys
-        entry = json.dumps({"event": "cancel_requested", "at": iso(now_ms())}, separators=(",", ":"))
-        codes = self._scripts.cancel(
-            keys=[k.pending, k.stats, k.counters],
-            args=[k.request(""), k.batch(""), now_ms(), self.settings.record_ttl_seconds, entry, *rids],
-        )
-        return [text(c) or "" for c in codes]
+        now = now_ms()
+        entry = json.dumps({"event": "cancel_requested", "at": iso(now)}, separators=(",", ":"))
+        return self._scripts.cancel(rids, now, self.settings.record_ttl_seconds, entry)
 
     def status(self, custom_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The request's current state and details, or None if batchline does not know it."""

@@ -13,16 +13,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
+from batchline.fields import B, R
+from batchline.leases import new_owner
 from batchline.redis_client import text, texts
+from batchline.retry import RetryPolicy
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, beta_header, classify
+from batchline.workers.results import Fanout
 
 logger = log.get("batchline.aggregator")
 
@@ -36,8 +40,8 @@ class Created:
     outcome: str  # "submitted" | "released" | "ambiguous" | "failed"
 
 
-def new_batch_id() -> str:
-    return f"blb_{now_ms():012x}{secrets.token_hex(5)}"
+def new_batch_id(now: int) -> str:
+    return f"blb_{now:012x}{secrets.token_hex(5)}"
 
 
 def limits(ctx: Context, in_flight: int | None = None) -> Limits:
@@ -77,20 +81,24 @@ def queue_view(ctx: Context) -> QueueView:
     pending, (pbytes, in_flight), head = pipe.execute()
     oldest = 0
     if head is not None:
-        queued_at = ctx.redis.hget(k.request(head.decode()), "q")
-        oldest = max(0, now_ms() - int(queued_at)) if queued_at else 0
+        queued_at = ctx.redis.hget(k.request(head.decode()), R.QUEUED_AT)
+        oldest = max(0, ctx.clock.now_ms() - int(queued_at)) if queued_at else 0
     return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
 
 
-def claim(ctx: Context, take: Take) -> tuple[str, list[bytes]]:
-    """Atomically move requests into a new batch; returns its id and the flat [rid, params, ...]."""
-    k, bid, now = ctx.keys, new_batch_id(), now_ms()
-    flat = ctx.scripts.claim(
-        keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, take.max_requests, take.max_bytes, now,
-              now + int(ctx.settings.claim_lease_seconds * 1000)],
-    )
-    return bid, flat
+class Claim(NamedTuple):
+    batch_id: str
+    owner: str  # the lease's token: only its holder moves the batch on while the lease lasts
+    flat: list[bytes]  # [rid, params, rid, params, ...]
+
+
+def claim(ctx: Context, take: Take) -> Claim:
+    """Atomically move requests into a new batch, leased to this caller."""
+    now = ctx.clock.now_ms()
+    bid, owner = new_batch_id(now), new_owner()
+    flat = ctx.scripts.claim(bid, owner, take.max_requests, take.max_bytes, now,
+                             now + int(ctx.settings.claim_lease_seconds * 1000))
+    return Claim(bid, owner, flat)
 
 
 def build_body(flat: list[bytes]) -> bytes:
@@ -100,7 +108,7 @@ def build_body(flat: list[bytes]) -> bytes:
 
 
 @contextmanager
-def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
+def lease_renewed(ctx: Context, bid: str, owner: str) -> Iterator[None]:
     """Keep the batch's lease alive while this process works on it (a slow upload of a large body
     can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over."""
     lease_ms = int(ctx.settings.claim_lease_seconds * 1000)
@@ -108,7 +116,8 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 
     def renew() -> None:
         while not stop.wait(lease_ms / 3000):
-            ctx.redis.zadd(ctx.keys.leases, {bid: now_ms() + lease_ms}, xx=True)  # never re-add a lease
+            now = ctx.clock.now_ms()  # only while `creating` and ours: a saved or released batch is left alone
+            ctx.scripts.lease(ctx.keys.batch(bid), owner, now, now + lease_ms, state="creating", index=bid)
 
     thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
     thread.start()
@@ -119,16 +128,16 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
         thread.join()
 
 
-def create(ctx: Context, bid: str, body: bytes, n: int, betas: str = "") -> Created:
+def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str = "") -> Created:
     """Create the provider batch; `betas` (canonical "a,b") go out as its `anthropic-beta` header, as
     `client.beta.messages.batches.create(betas=[...])` sends them."""
     k, s = ctx.keys, ctx.settings
-    now = now_ms()
-    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + int(s.claim_lease_seconds * 1000)]):
+    now = ctx.clock.now_ms()
+    if not ctx.scripts.intent(bid, owner, now, now + int(s.claim_lease_seconds * 1000)):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
-    with lease_renewed(ctx, bid):
+    with lease_renewed(ctx, bid, owner):
         try:
             batch = ctx.anthropic.post(
                 "/v1/messages/batches",
@@ -138,12 +147,9 @@ def create(ctx: Context, bid: str, body: bytes, n: int, betas: str = "") -> Crea
                          "timeout": s.create_timeout_seconds, "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            return _create_failed(ctx, bid, n, len(body), exc)
+            return _create_failed(ctx, bid, owner, n, len(body), exc)
         ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(
-            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, batch.id, now_ms(), 0],
-        )
+        saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), owner)
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -156,7 +162,7 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
     """The create succeeded but this batch was settled meanwhile. If the sweeper adopted this very
     batch, all is well; if it released the requests (they will go out again), cancel this one now so
     that as little as possible of it is paid."""
-    state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), "state", "provider_id")
+    state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), B.STATE, B.PROVIDER_ID)
     if text(adopted) == pid:
         return Created(bid, pid, n, size, "submitted")
     try:
@@ -171,7 +177,7 @@ OVERRIDE_SECONDS = 120
 CAP_SECONDS = 25 * 3600  # a lowered in-flight limit outlives no batch: they all end within 24 h
 
 
-def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException) -> Created:
+def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: BaseException) -> Created:
     c = classify(exc)
     k = ctx.keys
     if c.kind is Kind.AMBIGUOUS:
@@ -181,15 +187,15 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
         if c.kind is Kind.INVALID and not ctx.redis.hexists(k.limit_override, "bisect_ok"):
             # Every create fails, a lone request's too: the fault is not in the requests. Pause.
-            release(ctx, bid, "create_rejected")
+            release(ctx, bid, "create_rejected", owner)
             pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
             return Created(bid, None, n, size, "released")
         # Bisected down to the one request the API refuses (other halves went through): it alone fails.
         fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
                      c.message or f"create refused with HTTP {c.status}")
-        release(ctx, bid, f"create_{c.kind}")
+        release(ctx, bid, f"create_{c.kind}", owner)
         return Created(bid, None, n, size, "failed")
-    release(ctx, bid, f"create_{c.kind}")
+    release(ctx, bid, f"create_{c.kind}", owner)
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID):
         # Split and resubmit the halves: the next claims are half as big (by bytes for a 413, by count
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
@@ -221,13 +227,9 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
 
 def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
-    from batchline.workers.app import celery_sender
-    from batchline.workers.results import Fanout
-
     rids = texts(ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1))
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
-    fan = Fanout(ctx, bid, {"state": "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
-                 force_final=True)
+    fan = Fanout(ctx, bid, {B.STATE: "claimed"}, policy=RetryPolicy.final_only())
     try:
         fan.settle([{"custom_id": rid, "result": line} for rid in rids])
     finally:
@@ -237,9 +239,10 @@ def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
 
 def pause(ctx: Context, reason: str, message: str) -> None:
     """Stop all submission: requests stay queued; a probe resumes it (see `probe_pause`)."""
-    if ctx.redis.hsetnx(ctx.keys.paused, "since", now_ms()):
+    now = ctx.clock.now_ms()
+    if ctx.redis.hsetnx(ctx.keys.paused, "since", now):
         logger.error("submission.paused", reason=reason, error=message)
-    ctx.redis.hset(ctx.keys.paused, mapping={"reason": reason, "message": message[:300], "probed_at": now_ms()})
+    ctx.redis.hset(ctx.keys.paused, mapping={"reason": reason, "message": message[:300], "probed_at": now})
 
 
 def probe_pause(ctx: Context) -> bool:
@@ -249,9 +252,10 @@ def probe_pause(ctx: Context) -> bool:
     probed_at = ctx.redis.hget(k.paused, "probed_at")
     if probed_at is None:
         return False
-    if now_ms() - int(probed_at) < ctx.settings.pause_probe_seconds * 1000:
+    now = ctx.clock.now_ms()
+    if now - int(probed_at) < ctx.settings.pause_probe_seconds * 1000:
         return True
-    ctx.redis.hset(k.paused, "probed_at", now_ms())
+    ctx.redis.hset(k.paused, "probed_at", now)
     try:
         ctx.anthropic.messages.batches.list(limit=1)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
@@ -262,12 +266,10 @@ def probe_pause(ctx: Context) -> bool:
     return False
 
 
-def release(ctx: Context, bid: str, reason: str) -> int:
-    k = ctx.keys
-    return int(ctx.scripts.release(
-        keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, now_ms(), reason],
-    ))
+def release(ctx: Context, bid: str, reason: str, owner: str = "") -> int:
+    """Return a claimed/creating batch's requests to pending: by its lease's holder, or by anyone
+    (`owner` '') once the lease expired."""
+    return ctx.scripts.release(bid, ctx.clock.now_ms(), reason, owner)
 
 
 def pack_once(ctx: Context) -> Created | None:
@@ -278,13 +280,14 @@ def pack_once(ctx: Context) -> Created | None:
     take = next_batch(view, limits(ctx, view.in_flight))
     if take is None:
         return None
-    bid, flat = claim(ctx, take)
-    if not flat:
+    claimed = claim(ctx, take)
+    if not claimed.flat:
         return None
     ctx.crash_point("after_claim")
-    betas = text(ctx.redis.hget(ctx.keys.batch(bid), "betas")) or ""  # set by the claim: one set per batch
-    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason, betas=betas or None)
-    return create(ctx, bid, build_body(flat), len(flat) // 2, betas)
+    n = len(claimed.flat) // 2
+    betas = text(ctx.redis.hget(ctx.keys.batch(claimed.batch_id), B.BETAS)) or ""  # set by the claim: one per batch
+    logger.info("batch.claimed", batch_id=claimed.batch_id, requests=n, reason=take.reason, betas=betas or None)
+    return create(ctx, claimed.batch_id, build_body(claimed.flat), n, claimed.owner, betas)
 
 
 def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:

@@ -5,6 +5,8 @@ Celery carries batch-level work only (pack, poll, sweep, collect); requests are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,18 +16,72 @@ from kombu import Queue
 
 from batchline import log
 from batchline.config.settings import Settings
+from batchline.errors import RetryableError
+from batchline.leases import LeaseLost
 from batchline.workers import aggregator, poller, results, sweeper
-from batchline.workers.context import current
+from batchline.workers.context import Context, current
 
-QUEUES = {
-    "aggregator": "batchline.aggregator",
-    "poller": "batchline.poller",
-    "results": "batchline.results",
-}
-PACK, POLL, SWEEP, COLLECT = (
-    "batchline.aggregator.pack", "batchline.poller.poll", "batchline.poller.sweep", "batchline.results.collect",
-)
-PING = "batchline.health.ping"
+logger = log.get("batchline.app")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One Celery task: its name, its queue, its beat entry and its adapter, declared once."""
+
+    role: str  # the name's middle part; also the queue's, unless `queued` is False
+    short: str
+    run: Callable[..., int | None]  # (task, ctx, *args): a thin adapter over a plain function
+    every: Callable[[Settings], float] | None = None  # beat: how often (None: not scheduled)
+    queued: bool = True  # False: sent to one worker's own queue (`worker_direct`), not a role's
+
+    @property
+    def name(self) -> str:
+        return f"batchline.{self.role}.{self.short}"
+
+
+def _hand_off(task: Any) -> Callable[[str], None]:
+    spec = TASKS["collect"]
+    return lambda bid: task.app.send_task(spec.name, args=[bid], queue=QUEUES[spec.role])
+
+
+def _pack(task: Any, ctx: Context) -> int:
+    return len(aggregator.pack(ctx))
+
+
+def _poll(task: Any, ctx: Context) -> int:
+    return len(poller.poll(ctx, _hand_off(task)).ended)
+
+
+def _sweep(task: Any, ctx: Context) -> int:
+    report = sweeper.sweep(ctx, _hand_off(task))
+    return len(report.released) + len(report.adopted) + len(report.handed_off)
+
+
+def _collect(task: Any, ctx: Context, batch_id: str) -> int:
+    structlog.contextvars.bind_contextvars(batch_id=batch_id)
+    try:
+        return results.collect(ctx, batch_id).delivered
+    except RetryableError as exc:  # e.g. a results file read short: read it again later
+        raise task.retry(exc=exc, countdown=exc.retry_after) from exc
+    except LeaseLost:  # another collector took the batch over and carries on
+        logger.warning("batch.lease_lost", batch_id=batch_id)
+        return 0
+
+
+def _ping(task: Any, ctx: Context, key: str) -> None:
+    # Liveness that means "work still moves": this ran because the worker consumed a message.
+    ctx.redis.set(key, task.request.hostname or "", ex=300)
+
+
+TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
+    TaskSpec("aggregator", "pack", _pack, every=lambda s: s.pack_interval_seconds),
+    TaskSpec("poller", "poll", _poll, every=lambda s: s.poll_interval_seconds),
+    TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds),
+    TaskSpec("results", "collect", _collect),
+    TaskSpec("health", "ping", _ping, queued=False),
+)}
+QUEUES = {spec.role: f"batchline.{spec.role}" for spec in TASKS.values() if spec.queued}
+PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "sweep", "collect", "ping"))
 
 
 def create_app(settings: Settings) -> Celery:
@@ -47,67 +103,26 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options={"visibility_timeout": 3600},
         task_queues=[Queue(q) for q in QUEUES.values()],
         task_default_queue=QUEUES["results"],
-        task_routes={PACK: {"queue": QUEUES["aggregator"]}, POLL: {"queue": QUEUES["poller"]},
-                     SWEEP: {"queue": QUEUES["poller"]}, COLLECT: {"queue": QUEUES["results"]}},
+        task_routes={spec.name: {"queue": QUEUES[spec.role]} for spec in TASKS.values() if spec.queued},
         beat_scheduler="celery.beat:Scheduler",
         beat_schedule={
-            "pack": {"task": PACK, "schedule": timedelta(seconds=settings.pack_interval_seconds),
-                     "options": {"expires": max(1.0, settings.pack_interval_seconds * 2)}},
-            "poll": {"task": POLL, "schedule": timedelta(seconds=settings.poll_interval_seconds),
-                     "options": {"expires": max(1.0, settings.poll_interval_seconds * 2)}},
-            "sweep": {"task": SWEEP, "schedule": timedelta(seconds=settings.sweep_interval_seconds),
-                      "options": {"expires": max(1.0, settings.sweep_interval_seconds * 2)}},
+            spec.short: {"task": spec.name, "schedule": timedelta(seconds=spec.every(settings)),
+                         "options": {"expires": max(1.0, spec.every(settings) * 2)}}
+            for spec in TASKS.values() if spec.every is not None
         },
     )
     app.conf.batchline_settings = settings
-    register_tasks(app, settings)
+    for spec in TASKS.values():
+        register(app, settings, spec)
     return app
 
 
-def celery_sender(app: Celery) -> Any:
-    """Deliver an outcome to a `celery:TASK[@QUEUE]` reply target through this app's broker."""
+def register(app: Celery, settings: Settings, spec: TaskSpec) -> None:
+    """The Celery task of `spec`: binds the task id to the log context and runs the adapter with this
+    process's context (which owns the clients, the clock and the reply sender)."""
 
-    def send(task: str, queue: str | None, payload: dict[str, Any]) -> None:
-        # The task id is derived from the request: downstream can use it as its idempotency key.
-        # kwargsrepr: task events (Flower, the event bus) must not carry the completion text.
-        redacted = {k: v for k, v in payload.items() if k != "result"}
-        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}",
-                      kwargsrepr=repr({**redacted, "result": "<redacted>"}))
-
-    return send
-
-
-def register_tasks(app: Celery, settings: Settings) -> None:
-    def ctx() -> Any:
-        return current(settings, app)
-
-    def hand_off(bid: str) -> None:
-        app.send_task(COLLECT, args=[bid], queue=QUEUES["results"])
-
-    celery_send = celery_sender(app)
-
-    @app.task(name=PACK, bind=True)
-    def pack(self: Any) -> int:
+    def task(self: Any, *args: Any) -> int | None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
-        return len(aggregator.pack(ctx()))
+        return spec.run(self, current(settings, app), *args)
 
-    @app.task(name=POLL, bind=True)
-    def poll(self: Any) -> int:
-        structlog.contextvars.bind_contextvars(task_id=self.request.id)
-        return len(poller.poll(ctx(), hand_off).ended)
-
-    @app.task(name=SWEEP, bind=True)
-    def sweep(self: Any) -> int:
-        structlog.contextvars.bind_contextvars(task_id=self.request.id)
-        report = sweeper.sweep(ctx(), hand_off)
-        return len(report.released) + len(report.adopted) + len(report.handed_off)
-
-    @app.task(name=PING, bind=True)
-    def ping(self: Any, key: str) -> None:
-        # Liveness that means "work still moves": this ran because the worker consumed a message.
-        ctx().redis.set(key, self.request.hostname or "", ex=300)
-
-    @app.task(name=COLLECT, bind=True)
-    def collect(self: Any, batch_id: str) -> int:
-        structlog.contextvars.bind_contextvars(task_id=self.request.id, batch_id=batch_id)
-        return results.collect(ctx(), batch_id, celery_send).delivered
+    app.task(name=spec.name, bind=True, shared=False)(task)

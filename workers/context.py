@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import anthropic
 import redis
 
+from batchline.clock import Clock, RedisClock
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable
 from batchline.hooks import crash_point
 from batchline.keys import Keys
 from batchline.redis_client import connect
 from batchline.scripts import Scripts
+from batchline.workers.sinks import CelerySend, celery_sender
 
 
-@dataclass
 class Context:
-    """Everything a task needs, for one process. Tests build one directly from settings."""
+    """Everything a task needs, for one process. Tests build one directly from settings (and a
+    `FakeClock` when they need to move time). Building one loads every Lua script."""
 
-    settings: Settings
-    celery_app: Any = None
-    pid: int = field(default_factory=os.getpid)
+    def __init__(self, settings: Settings, celery_app: Any = None, clock: Clock | None = None,
+                 reply_sender: CelerySend | None = None) -> None:
+        self.settings = settings
+        self.celery_app = celery_app
+        # the one path to `celery:` reply targets: this app's broker (None without an app)
+        self.reply_sender = reply_sender or (celery_sender(celery_app) if celery_app is not None else None)
+        self.pid = os.getpid()
+        self.clock: Clock = clock if clock is not None else RedisClock(self.redis)
+        self.scripts = Scripts(self.redis, self.keys)
 
     @cached_property
     def keys(self) -> Keys:
@@ -34,9 +41,6 @@ class Context:
     def redis(self) -> redis.Redis:
         return connect(self.settings.redis_url)
 
-    @cached_property
-    def scripts(self) -> Scripts:
-        return Scripts(self.redis)
 
     @cached_property
     def anthropic(self) -> anthropic.Anthropic:

@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from batchline.workers.context import current
 
     node = expand(args.node)
-    ctx = current(app.conf.batchline_settings, app)
-    key = f"{ctx.keys.prefix}:health:{secrets.token_hex(8)}"
     try:
+        ctx = current(app.conf.batchline_settings, app)  # loads the scripts: Redis must answer
         ctx.redis.ping()
     except Exception as exc:  # any failure to reach Redis is "unhealthy"
         print(f"unhealthy: Redis unreachable ({type(exc).__name__})")
         return 1
+    key = f"{ctx.keys.prefix}:health:{secrets.token_hex(8)}"
     # A kombu Queue (its exchange routes to this one worker), which Celery takes; celery-types says str.
     app.send_task(PING, args=[key], queue=worker_direct(node), expires=args.timeout)  # type: ignore[arg-type]
     deadline = time.monotonic() + args.timeout

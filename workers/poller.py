@@ -4,7 +4,6 @@ each ended batch to the result workers exactly once (compare-and-set in `ended.l
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,7 +11,8 @@ import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
+from batchline.fields import B
+from batchline.leases import handoff_until, new_owner
 from batchline.redis_client import texts
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
@@ -38,7 +38,7 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
     bids = texts(ctx.redis.zrange(k.open, 0, -1))
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in bids:
-        pipe.hmget(k.batch(bid), "provider_id", "submitted_at", "n", "cancels", "cancel_sent")
+        pipe.hmget(k.batch(bid), B.PROVIDER_ID, B.SUBMITTED_AT, B.N, B.CANCELS, B.CANCEL_SENT)
     out, to_cancel = {}, []
     for bid, (pid, submitted_at, n, cancels, sent) in zip(bids, pipe.execute(), strict=True):
         if pid:
@@ -50,13 +50,13 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
 
 def cancel_provider_batches(ctx: Context, to_cancel: list[tuple[str, str]], report: PollReport) -> None:
     for bid, pid in to_cancel:
-        if not ctx.redis.hsetnx(ctx.keys.batch(bid), "cancel_sent", now_ms()):
+        if not ctx.redis.hsetnx(ctx.keys.batch(bid), B.CANCEL_SENT, ctx.clock.now_ms()):
             continue
         report.api_calls += 1
         try:
             ctx.anthropic.messages.batches.cancel(pid)
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            ctx.redis.hdel(ctx.keys.batch(bid), "cancel_sent")  # try again next round
+            ctx.redis.hdel(ctx.keys.batch(bid), B.CANCEL_SENT)  # try again next round
             logger.warning("batch.cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
             continue
         logger.info("batch.canceled", batch_id=bid, provider_batch_id=pid)
@@ -79,11 +79,11 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
             seen[pid] = ctx.anthropic.messages.batches.retrieve(pid)
         except anthropic.NotFoundError:
             # A 404 right after create is a known transient (docs/batches-api.md); later it is not.
-            age = now_ms() - want[pid][1]
+            age = ctx.clock.now_ms() - want[pid][1]
             bid = want[pid][0]
             if age < grace_ms:
                 logger.info("batch.not_found", provider_batch_id=pid, age_ms=age, batch_id=bid)
-            elif ctx.redis.hincrby(ctx.keys.batch(bid), "not_found", 1) >= GONE_AFTER_MISSES:
+            elif ctx.redis.hincrby(ctx.keys.batch(bid), B.NOT_FOUND, 1) >= GONE_AFTER_MISSES:
                 mark_gone(ctx, bid, pid, report)
     return seen
 
@@ -95,27 +95,27 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     """A batch the provider keeps answering 404 for (deleted in the Console, say): it ends with no
     results; the result worker re-drives its requests, and its in-flight budget is released."""
     k = ctx.keys
-    ctx.redis.hset(k.batch(bid), "gone", 1)
-    if ctx.scripts.ended(keys=[k.open, k.ended, k.stats, k.batch(bid)], args=[bid, now_ms(), "{}", ""]):
+    ctx.redis.hset(k.batch(bid), B.GONE, 1)
+    now = ctx.clock.now_ms()
+    if ctx.scripts.ended(bid, now, "{}", "", handoff_until(ctx.settings, now)):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
 
 def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
-    k = ctx.keys
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
-    return bool(ctx.scripts.ended(keys=[k.open, k.ended, k.stats, k.batch(bid)],
-                                  args=[bid, now_ms(), counts, ended_at]))
+    now = ctx.clock.now_ms()
+    return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx.settings, now))
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
     """One polling round. Safe when two run at once: the lock saves API calls, the CAS decides."""
     report = PollReport()
     k = ctx.keys
-    lock_ms = max(1000, int(ctx.settings.poll_interval_seconds * 800))
-    if ctx.redis.exists(k.poll_backoff) or not ctx.redis.set(k.poll_lock(), secrets.token_hex(8), nx=True,
-                                                                px=lock_ms):
+    lease_ms, now = max(1000, int(ctx.settings.poll_interval_seconds * 800)), ctx.clock.now_ms()
+    if ctx.redis.exists(k.poll_backoff) or not ctx.scripts.lease(k.poll_lock(), new_owner(), now, now + lease_ms,
+                                                                 expire=True):
         report.skipped = "backoff or another poller"
         return report
     want, to_cancel = open_batches(ctx)

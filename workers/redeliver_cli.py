@@ -14,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from batchline.config.settings import Settings
-    from batchline.workers.app import celery_sender, create_app
+    from batchline.workers.app import create_app
     from batchline.workers.context import Context
+    from batchline.workers.sinks import celery_sender
     from batchline.workers.targets import redeliver, undeliverable_ids
 
     if not (args.custom_id or args.tenant or args.all):

@@ -8,6 +8,7 @@ is replaced by one that streams again and skips what was delivered (state checke
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Iterable, Iterator
@@ -15,21 +16,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis
 
 from batchline import log
-from batchline.clock import iso, now_ms
+from batchline.clock import iso
 from batchline.errors import InvalidRequest, RetryableError
+from batchline.fields import B, R
+from batchline.leases import HANDOFF, LeaseLost, handoff_until, new_owner
 from batchline.redis_client import text, text_map, texts
 from batchline.requests import ReplyTarget, check_reply_to
-from batchline.retry import RETRY, RetryPolicy, final_outcome
+from batchline.retry import RETRY, RetryPolicy
+from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
 from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
 from batchline.workers.provider import beta_header
-from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
+from batchline.workers.sinks import RawUpload, S3Results, raw_key, result_key, result_object
 from batchline.workers.targets import send_all
 
 logger = log.get("batchline.results")
+SETTLE_FIELDS = (R.STATE, R.BATCH, R.TENANT, R.CUSTOM_ID, R.REPLY_TO, R.QUEUED_AT, R.ATTEMPTS, R.CANCEL)
 
 
 @dataclass
@@ -72,15 +78,11 @@ def error_message(result: dict[str, Any]) -> str | None:
 class Fanout:
     """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
-    def __init__(
-        self, ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None,
-        force_final: bool = False
-    ) -> None:
-        self.ctx, self.bid, self.batch, self.celery_send = ctx, bid, batch, celery_send
-        self.force_final = force_final  # no re-drive (a request the API refuses at create)
+    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], policy: RetryPolicy | None = None) -> None:
+        self.ctx, self.bid, self.batch = ctx, bid, batch
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
-        self.policy = RetryPolicy(ctx.settings.max_attempts)
+        self.policy = policy or RetryPolicy(ctx.settings.max_attempts)
         self.report = CollectReport(bid)
 
     def deliver(self, lines: list[bytes]) -> None:
@@ -89,11 +91,11 @@ class Fanout:
     def settle(self, parsed: list[dict[str, Any]]) -> None:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for obj in parsed:
-            pipe.hmget(self.prefix + obj["custom_id"], "s", "b", "t", "c", "rt", "q", "a", "x")
-        now = now_ms()
+            pipe.hmget(self.prefix + obj["custom_id"], *SETTLE_FIELDS)
+        now = self.ctx.clock.now_ms()
         day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))  # the cost ledger's day
+        rows: list[DeliverRow] = []
         objects: list[tuple[str, bytes]] = []
-        lines: list[list[Any]] = []  # 11 deliver.lua fields per line; a failed send turns its 'D' into 'U'
         sends: list[tuple[int, str, ReplyTarget, dict[str, Any]]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
             pcid, result = obj["custom_id"], obj["result"]
@@ -108,12 +110,13 @@ class Fanout:
             assert tenant is not None and custom_id is not None
             rtype, etype = str(result.get("type")), error_type(result)
             entry = self._entry(rtype, etype, error_message(result), now)
-            if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
-                lines.append([pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", ""])
+            decision = self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel))
+            if decision.action is RETRY:
+                rows.append(DeliverRow.redrive(pcid, decision.reason, custom_id, tenant, entry))
                 logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
-                             reason=etype or rtype, attempt=int(attempts or 0) + 1)
+                             reason=decision.reason, attempt=int(attempts or 0) + 1)
                 continue
-            outcome = final_outcome(rtype, bool(cancel))
+            outcome = decision.outcome
             if outcome in ("errored", "expired"):  # a final failure: the only per-request ERROR line
                 logger.error("request.failed", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
                              outcome=outcome, error_type=etype or None, attempts=int(attempts or 0) + 1)
@@ -126,10 +129,10 @@ class Fanout:
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
-                    {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+                    {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get(B.PROVIDER_ID),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
                      "cost_usd": cost_usd(cost),
-                     "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
+                     "submitted_at": iso(self.batch.get(B.SUBMITTED_AT)), "ended_at": iso(self.batch.get(B.ENDED_AT)),
                      "delivered_at": iso(now)},
                     result, pcid)))
             action, stream = "D", ""
@@ -139,35 +142,29 @@ class Fanout:
                 target, action, stream = None, "U", f"{reply_to}: {exc.rule}"
             if target and target.kind == "celery":
                 # at least once: the key (stable across replays, new for a resubmission) lets downstream dedupe
-                sends.append((len(lines), pcid, target, {**fields, "batch_id": self.bid, "result": result,
+                sends.append((len(rows), pcid, target, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}:{queued_at}"}))
             elif target:
                 stream = target.name
-            lines.append([pcid, action, outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model,
-                          cost])
+            rows.append(DeliverRow(pcid, action, outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry,
+                                   model, cost))
         if objects and self.s3:
             self.s3.put_many(objects)
-        for index, error in send_all(self.ctx, self.celery_send, sends):
-            lines[index][1], lines[index][4] = "U", error
+        for index, error in send_all(self.ctx, self.ctx.reply_sender, sends):
+            rows[index] = dataclasses.replace(rows[index], action="U", stream=error)
         self.ctx.crash_point("mid_delivery")
-        if lines:
-            k = self.ctx.keys
+        if rows:
             s = self.ctx.settings
-            args: list[Any] = [self.prefix, self.bid, now, s.record_ttl_seconds, day, s.reply_stream_maxlen]
-            for line in lines:
-                args += line
-            delivered, retried, failed = self.ctx.scripts.deliver(
-                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid), k.cost_days,
-                      k.reply_queues, k.undeliverable],
-                args=args)
-            self.report.delivered += int(delivered)
-            self.report.retried += int(retried)
-            by_rid = {line[0]: line for line in lines}
-            for rid, error in zip(failed[::2], failed[1::2], strict=True):
-                line = by_rid[text(rid)]
+            delivered, retried, failed = self.ctx.scripts.deliver(self.bid, now, s.record_ttl_seconds, day,
+                                                                  s.reply_stream_maxlen, rows)
+            self.report.delivered += delivered
+            self.report.retried += retried
+            by_rid = {row.rid: row for row in rows}
+            for rid, error in failed:
+                row = by_rid[rid]
                 self.report.undeliverable += 1
-                logger.error("request.undeliverable", custom_id=line[5], tenant=line[6], batch_id=self.bid,
-                             outcome=line[2], error=text(error))
+                logger.error("request.undeliverable", custom_id=row.custom_id, tenant=row.tenant, batch_id=self.bid,
+                             outcome=row.outcome, error=error)
 
     def _first_unpriced(self, model: str) -> bool:
         """Whether this is the deployment's first report of `model` as unpriced today."""
@@ -176,7 +173,7 @@ class Fanout:
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
     def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:
         """The history entry of this attempt (one JSON line in the record's `h` field)."""
-        return orjson.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
+        return orjson.dumps({"batch_id": self.bid, "provider_batch_id": self.batch.get(B.PROVIDER_ID),
                              "result": rtype, "error_type": etype or None, "error_message": message, "at": iso(now)})
 
     def close(self) -> None:
@@ -185,6 +182,7 @@ class Fanout:
 
 
 MAX_SHORT_READS = 3
+SHORT_READ_RETRY_SECONDS = 5.0  # a cut stream is read again this much later (the collect task's retry)
 NO_RESULT = {"type": "errored", "error": {"type": "error", "error": {
     "type": "api_error", "message": "batchline: no result line for this request in the batch's results"}}}
 
@@ -198,7 +196,7 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
         part = rids[i : i + 1000]
         pipe = ctx.redis.pipeline(transaction=False)
         for rid in part:
-            pipe.hmget(k.request(rid), "s", "b")
+            pipe.hmget(k.request(rid), R.STATE, R.BATCH)
         missing = [rid for rid, (state, owner) in zip(part, pipe.execute(), strict=True)
                    if owner == bid.encode() and state in (b"submitted", b"ended")]
         if missing:
@@ -206,27 +204,66 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
             fan.settle([{"custom_id": rid, "result": NO_RESULT} for rid in missing])
 
 
-def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectReport:
-    """Deliver every result of an ended batch. One collector per batch at a time (a leased lock)."""
-    settings, k = ctx.settings, ctx.keys
-    lock = ctx.redis.lock(k.collect_lock(bid), timeout=settings.collect_lease_seconds, blocking=False)
-    if not lock.acquire(blocking=False):
-        return CollectReport(bid, status="busy")
+class CollectLease:
+    """This collector's lease on one ended batch: taken over from its hand-off, renewed per chunk."""
+
+    def __init__(self, ctx: Context, bid: str) -> None:
+        self.ctx, self.bid, self.owner = ctx, bid, new_owner()
+
+    def _take(self, take_over: str) -> bool:
+        now = self.ctx.clock.now_ms()
+        until = now + int(self.ctx.settings.collect_lease_seconds * 1000)
+        return self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), self.owner, now, until, state="ended",
+                                      take_over=take_over)
+
+    def acquire(self) -> bool:
+        return self._take(HANDOFF)
+
+    def hand_back(self) -> None:
+        """Turn this collect lease into a hand-off again: a retry of the task takes it over."""
+        now = self.ctx.clock.now_ms()
+        self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), new_owner(HANDOFF), now,
+                               handoff_until(self.ctx.settings, now), state="ended", take_over=self.owner)
+
+    def drop(self) -> None:
+        """Let go at once (this collector failed): the next sweep hands the batch off again."""
+        try:
+            now = self.ctx.clock.now_ms()
+            self.ctx.scripts.lease(self.ctx.keys.batch(self.bid), self.owner, now, now, state="ended")
+        except redis.RedisError:
+            pass  # Redis is gone too: the lease runs out by itself
+
+    def renew(self) -> None:
+        """Raises `LeaseLost` once another collector took the batch over (ours had expired)."""
+        if not self._take(""):
+            raise LeaseLost(f"collect lease on {self.bid} taken over")
+
+
+def collect(ctx: Context, bid: str) -> CollectReport:
+    """Deliver every result of an ended batch. One collector per batch at a time (a lease)."""
+    k = ctx.keys
+    lease = CollectLease(ctx, bid)
+    if not lease.acquire():
+        state = text(ctx.redis.hget(k.batch(bid), B.STATE))
+        if state == "ended":
+            return CollectReport(bid, status="busy")
+        ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
+        return CollectReport(bid, status=f"not ended ({state})")
+    batch = text_map(ctx.redis.hgetall(k.batch(bid)))
     try:
-        batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-        if batch.get("state") != "ended":
-            ctx.redis.zrem(k.ended, bid)  # a leftover of a collector that died after its last write
-            return CollectReport(bid, status=f"not ended ({batch.get('state')})")
-        return _stream(ctx, bid, batch, celery_send, lock)
-    finally:
-        if lock.owned():
-            lock.release()
+        return _stream(ctx, bid, batch, lease)
+    except (RetryableError, LeaseLost):
+        raise  # handed back for the retry / no longer ours
+    except Exception:
+        lease.drop()
+        raise
 
 
-def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
+def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None,
+          lease: CollectLease) -> None:
     settings = ctx.settings
     with ctx.anthropic.messages.batches.with_streaming_response.results(
-        batch["provider_id"], extra_headers=beta_header(batch.get("betas", ""))  # read as it was created
+        batch[B.PROVIDER_ID], extra_headers=beta_header(batch.get(B.BETAS, ""))  # read as it was created
     ) as resp:
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
@@ -235,29 +272,31 @@ def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUp
             if len(chunk) >= settings.results_chunk_lines:
                 fan.deliver(chunk)
                 chunk = []
-                lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # raises once not ours
+                lease.renew()  # raises once not ours
                 ctx.crash_point("mid_stream")
         if chunk:
             fan.deliver(chunk)
 
 
 def _stream(
-    ctx: Context, bid: str, batch: dict[str, str], celery_send: CelerySend | None, lock: Any
+    ctx: Context, bid: str, batch: dict[str, str], lease: CollectLease
 ) -> CollectReport:
     settings, k = ctx.settings, ctx.keys
-    fan = Fanout(ctx, bid, batch, celery_send)
-    gone = batch.get("gone") == "1"  # the provider lost it: no file to read, every request re-driven
+    fan = Fanout(ctx, bid, batch)
+    gone = batch.get(B.GONE) == "1"  # the provider lost it: no file to read, every request re-driven
     raw = None
     if settings.s3_bucket and not gone:
         raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid))
-    expected = int(batch.get("n", 0))
+    expected = int(batch.get(B.N, 0))
     try:
         if not gone:
-            _read(ctx, bid, batch, fan, raw, lock)
-            tries = ctx.redis.hincrby(k.batch(bid), "collect_tries", 1)
+            _read(ctx, bid, batch, fan, raw, lease)
+            tries = ctx.redis.hincrby(k.batch(bid), B.COLLECT_TRIES, 1)
             if fan.report.lines < expected and tries < MAX_SHORT_READS:
-                raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines")
-        lock.extend(settings.collect_lease_seconds, replace_ttl=True)  # still ours before settling the rest
+                lease.hand_back()
+                raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines",
+                                     retry_after=SHORT_READ_RETRY_SECONDS)
+        lease.renew()  # still ours before settling the rest
         r = fan.report
         if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
             settle_missing(ctx, bid, fan)
@@ -268,20 +307,13 @@ def _stream(
         fan.close()
         if raw is not None:
             raw.abort()
-    lock.extend(settings.collect_lease_seconds, replace_ttl=True)
-    finish(ctx, bid, fan.report.lines)
+    if not finish(ctx, bid, lease.owner, fan.report.lines):
+        raise LeaseLost(f"collect lease on {bid} taken over before the finish")
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
                 skipped=fan.report.skipped, stale=fan.report.stale, retried=fan.report.retried)
     return fan.report
 
 
-def finish(ctx: Context, bid: str, lines: int) -> None:
-    """The batch is settled: mark it, drop it from the hand-off set and its member list, keep its
-    record (costs, ids) as long as its requests' records."""
-    k = ctx.keys
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(k.batch(bid), mapping={"state": "delivered", "delivered_at": now_ms(), "lines": lines})
-    pipe.zrem(k.ended, bid)
-    pipe.delete(k.batch_members(bid))
-    pipe.expire(k.batch(bid), ctx.settings.record_ttl_seconds)
-    pipe.execute()
+def finish(ctx: Context, bid: str, owner: str, lines: int) -> bool:
+    """The batch is settled: ended -> delivered by compare-and-set (`finish.lua`), by the lease's holder."""
+    return ctx.scripts.finish(bid, owner, ctx.clock.now_ms(), lines, ctx.settings.record_ttl_seconds)

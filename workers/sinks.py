@@ -79,3 +79,16 @@ def result_object(fields: dict[str, Any], result: dict[str, Any], provider_custo
 
 
 CelerySend = Callable[[str, str | None, dict[str, Any]], None]
+
+
+def celery_sender(app: Any) -> CelerySend:
+    """Deliver an outcome to a `celery:TASK[@QUEUE]` reply target through this app's broker."""
+
+    def send(task: str, queue: str | None, payload: dict[str, Any]) -> None:
+        # The task id is derived from the request: downstream can use it as its idempotency key.
+        # kwargsrepr: task events (Flower, the event bus) must not carry the completion text.
+        redacted = {k: v for k, v in payload.items() if k != "result"}
+        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}",
+                      kwargsrepr=repr({**redacted, "result": "<redacted>"}))
+
+    return send

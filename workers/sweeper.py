@@ -1,15 +1,18 @@
-"""The sweeper: every step that holds work has a lease, and this returns it when its holder is gone.
+"""The sweeper: every step that holds work has a lease (`batchline.leases`), and this returns the
+work when its holder is gone. What it does is one table of (batch state, lease state) -> action:
 
 - a claim whose lease ran out before the intent: its requests go back to pending;
 - an intent (`creating`) whose lease ran out: reconcile with the provider's batch list, adopt the
   batch that was created, or release the requests when nothing was;
-- an ended batch that no result worker finished: handed off again.
+- an ended batch whose hand-off or collect lease ran out (no result worker finished it): handed off again;
+- anything else in the lease index (saved, released, delivered): dropped from the index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import anthropic
@@ -17,8 +20,10 @@ import orjson
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
-from batchline.clock import now_ms
+from batchline.fields import B, R
+from batchline.leases import HANDOFF, LeaseState, handoff_until, lease_state, new_owner
 from batchline.redis_client import text, text_map, texts
+from batchline.states import BatchState
 from batchline.workers import retention
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
@@ -26,6 +31,27 @@ from batchline.workers.lines import iter_lines
 from batchline.workers.provider import classify
 
 logger = log.get("batchline.sweeper")
+
+
+class Action(StrEnum):
+    WAIT = "wait"
+    RELEASE = "release"
+    RECONCILE = "reconcile"
+    HAND_OFF = "hand_off"
+    FORGET = "forget"
+
+
+_GONE = {LeaseState.EXPIRED, LeaseState.NONE}
+_ON_EXPIRY: dict[str, Action] = {BatchState.CLAIMED: Action.RELEASE, BatchState.CREATING: Action.RECONCILE,
+              BatchState.ENDED: Action.HAND_OFF}
+
+
+def action(state: str, lease: LeaseState) -> Action:
+    """What the sweeper does with a batch in `state` whose lease is `lease`."""
+    on_expiry = _ON_EXPIRY.get(state)
+    if on_expiry is None:
+        return Action.FORGET
+    return on_expiry if lease in _GONE else Action.WAIT
 
 
 @dataclass
@@ -44,7 +70,7 @@ def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
     """Read the first result line of an ended provider batch: does its id name a request of `bid`?"""
     with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
         for line in iter_lines(resp.iter_bytes(16 * 1024)):
-            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), "b")
+            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), R.BATCH)
             return text(owner) == bid
     return False
 
@@ -54,7 +80,7 @@ def _rivals(ctx: Context, bid: str, n: int) -> int:
     count = 0
     for other in texts(ctx.redis.zrange(ctx.keys.leases, 0, -1)):
         if other != bid:
-            state, size = ctx.redis.hmget(ctx.keys.batch(other), "state", "n")
+            state, size = ctx.redis.hmget(ctx.keys.batch(other), B.STATE, B.N)
             count += state == b"creating" and size is not None and int(size) == n
     return count
 
@@ -66,10 +92,10 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
     with nothing there; otherwise wait for the next sweep."""
     k, s = ctx.keys, ctx.settings
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
-    if batch.get("state") != "creating":
+    if batch.get(B.STATE) != "creating":
         ctx.redis.zrem(k.leases, bid)
         return
-    n, intent_at = int(batch["n"]), int(batch["intent_at"])
+    n, intent_at = int(batch[B.N]), int(batch[B.INTENT_AT])
     skew = int(s.clock_skew_seconds * 1000)
     window_end = intent_at + int(s.create_timeout_seconds * 1000) + skew
     try:
@@ -89,14 +115,11 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
         return
     if chosen is not None:
-        if ctx.scripts.submitted(
-            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, chosen.id, now_ms(), 1],
-        ):
+        if ctx.scripts.submitted(bid, chosen.id, ctx.clock.now_ms(), owner=""):
             logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
             report.adopted.append(bid)
         return
-    if candidates or now_ms() < window_end:
+    if candidates or ctx.clock.now_ms() < window_end:
         logger.info("reconcile.waiting", batch_id=bid, candidates=len(candidates))
         return
     if release(ctx, bid, "reconciled_not_created"):
@@ -117,7 +140,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
         hours = (now - opened_at) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
     for bid in texts(ctx.redis.zrange(k.ended, 0, -1)):
-        submitted = text(ctx.redis.hget(k.batch(bid), "submitted_at"))
+        submitted = text(ctx.redis.hget(k.batch(bid), B.SUBMITTED_AT))
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
             alerts[f"expiring:{bid}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
@@ -139,26 +162,30 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 
 
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
-    k, now = ctx.keys, now_ms()
+    k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
-    for bid in texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)):
-        state = text(ctx.redis.hget(k.batch(bid), "state")) or ""
-        if state == "claimed":
+    # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
+    bids = dict.fromkeys(texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)))
+    bids.update(dict.fromkeys(texts(ctx.redis.zrange(k.ended, 0, -1))))
+    pipe = ctx.redis.pipeline(transaction=False)
+    for bid in bids:
+        pipe.hmget(k.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
+    for bid, (state, owner, until) in zip(bids, pipe.execute(), strict=True):
+        todo = action(text(state) or "", lease_state(text(owner), text(until), now))
+        if todo is Action.RELEASE:
             if release(ctx, bid, "claim_lease_expired"):
                 logger.warning("batch.released", batch_id=bid, reason="claim_lease_expired")
                 report.released.append(bid)
-        elif state == "creating":
+        elif todo is Action.RECONCILE:
             reconcile(ctx, bid, report)
-        else:
+        elif todo is Action.HAND_OFF:
+            until = handoff_until(ctx.settings, now)
+            if ctx.scripts.lease(k.batch(bid), new_owner(HANDOFF), now, until, state="ended"):
+                hand_off(bid)
+                report.handed_off.append(bid)
+        elif todo is Action.FORGET:
             ctx.redis.zrem(k.leases, bid)
+            ctx.redis.zrem(k.ended, bid)
     watchdogs(ctx, now)
     retention.trim(ctx, now)
-    # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
-    # a collect lease: a busy results queue must not fill up with copies of the same task.
-    stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)
-    for bid in texts(ctx.redis.zrangebyscore(k.ended, "-inf", stale)):
-        if not ctx.redis.exists(k.collect_lock(bid)):
-            ctx.redis.zadd(k.ended, {bid: now})
-            hand_off(bid)
-            report.handed_off.append(bid)
     return report

@@ -131,11 +131,9 @@ def redeliver(ctx: Context, celery_send: CelerySend | None, rids: Sequence[str])
             sends.append((index, rid, target, payload))
         for index, error in send_all(ctx, celery_send, sends):
             modes[part[index]] = error
-        args: list[Any] = [k.request(""), now_ms(), entry, ctx.settings.reply_stream_maxlen]
-        for rid in part:
-            args += (rid, modes[rid])
-        codes = ctx.scripts.redeliver(keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
-        for rid, code in zip(part, (text(c) or "" for c in codes), strict=True):
+        codes = ctx.scripts.redeliver(ctx.clock.now_ms(), entry, ctx.settings.reply_stream_maxlen,
+                                      [(rid, modes[rid]) for rid in part])
+        for rid, code in zip(part, codes, strict=True):
             if code == "delivered":
                 report.delivered += 1
             elif code == "gone":

@@ -9,21 +9,21 @@ local prefix, bprefix, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
 for i = 6, #ARGV do
   local key = prefix .. ARGV[i]
-  local rec = redis.call('HMGET', key, 's', 'b', 'z', 'x', 'h', 't')
+  local rec = redis.call('HMGET', key, R.state, R.batch, R.size, R.cancel, R.history, R.tenant)
   local history = rec[5] and (rec[5] .. '\n' .. ARGV[5]) or ARGV[5]
   if not rec[1] then
     out[#out + 1] = 'unknown'
   elseif rec[1] == 'queued' then
     -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
     redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
-    redis.call('HSET', key, 's', 'canceled', 'o', 'canceled', 'dl', now, 'h', history)
-    redis.call('HDEL', key, 'p')
+    redis.call('HSET', key, R.state, 'canceled', R.outcome, 'canceled', R.delivered_at, now, R.history, history)
+    redis.call('HDEL', key, R.params)
     redis.call('EXPIRE', key, ttl)
     redis.call('HINCRBY', KEYS[3], 'canceled:' .. rec[6], 1)
     redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))  -- admission control
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
-    redis.call('HSET', key, 'x', '1', 'h', history)
+    redis.call('HSET', key, R.cancel, '1', R.history, history)
     redis.call('HINCRBY', bprefix .. rec[2], 'cancels', 1)
     out[#out + 1] = 'requested'
   elseif rec[4] then

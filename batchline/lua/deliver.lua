@@ -27,12 +27,12 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 for i = 7, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
+  local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts)
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
     local tenant = ARGV[i + 6]
     if ARGV[i + 1] == 'R' then
-      redis.call('HSET', key, 's', 'queued', 'b', '', 'h', history, 'a', (tonumber(rec[5]) or 0) + 1)
+      redis.call('HSET', key, R.state, 'queued', R.batch, '', R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
       back[#back + 1] = rid
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
@@ -50,28 +50,29 @@ for i = 7, #ARGV, 11 do
         end
       end
       if err then
-        redis.call('HSET', key, 's', 'undeliverable', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'ud', now, 'h', history,
-          'a', (tonumber(rec[5]) or 0) + 1, 'ue', err, 'res', ARGV[i + 7])
+        redis.call('HSET', key, R.state, 'undeliverable', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
+          R.undeliverable_at, now, R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1,
+          R.undeliverable_error, err, R.result, ARGV[i + 7])
         redis.call('ZADD', KEYS[8], now, rid)
         failed[#failed + 1] = rid
         failed[#failed + 1] = err
         add(counts, 'undeliverable:' .. tenant, 1)
       else
-        redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
-          'a', (tonumber(rec[5]) or 0) + 1)
+        redis.call('HSET', key, R.state, 'delivered', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
+          R.delivered_at, now, R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
         delivered = delivered + 1
         add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
       end
-      redis.call('HDEL', key, 'p')
+      redis.call('HDEL', key, R.params)
       add(counts, 'settled_bytes:' .. tenant, tonumber(rec[4] or '0'))  -- admission control: no longer held
       local cost = ARGV[i + 10]
       if cost == 'unpriced' then  -- succeeded, but its model has no price: counted apart, never guessed
-        redis.call('HSET', key, 'cu', 'unpriced')
+        redis.call('HSET', key, R.cost, 'unpriced')
         add(costs, tenant .. '|' .. ARGV[i + 9] .. '|unpriced', 1)
       elseif cost ~= '' then
         local sep = string.find(cost, ':', 1, true)
         local batch_cost, standard = tonumber(string.sub(cost, 1, sep - 1)), tonumber(string.sub(cost, sep + 1))
-        redis.call('HSET', key, 'cu', batch_cost, 'cs', standard)
+        redis.call('HSET', key, R.cost, batch_cost, R.standard_cost, standard)
         local group = tenant .. '|' .. ARGV[i + 9]
         add(costs, group .. '|batch', batch_cost)
         add(costs, group .. '|standard', standard)
@@ -92,8 +93,8 @@ end
 for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end
 if next(costs) then redis.call('SADD', KEYS[6], ARGV[5]) end
 for k, n in pairs(costs) do
-  if k == '@batch' then redis.call('HINCRBY', KEYS[5], 'cost_micros', n)
-  elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], 'standard_micros', n)
+  if k == '@batch' then redis.call('HINCRBY', KEYS[5], B.cost, n)
+  elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], B.standard_cost, n)
   else redis.call('HINCRBY', KEYS[4], k, n) end
 end
 return {delivered, retried, failed}

@@ -83,7 +83,7 @@ end
 for i = first, #ARGV, 9 do
   local rid, rt = ARGV[i], ARGV[i + 4]
   local key = prefix .. rid
-  local existing = redis.call('HGET', key, 'd')
+  local existing = redis.call('HGET', key, R.digest)
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
@@ -99,11 +99,11 @@ for i = first, #ARGV, 9 do
     if refused then
       codes[#codes + 1] = refused
     else
-      redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'd', ARGV[i + 6],
-        'z', ARGV[i + 7], 's', 'queued', 'q', now)
-      if rt ~= '' then redis.call('HSET', key, 'rt', rt) end
-      if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
-      if ARGV[i + 8] ~= '' then redis.call('HSET', key, 'bt', ARGV[i + 8]) end
+      redis.call('HSET', key, R.tenant, ARGV[i + 1], R.custom_id, ARGV[i + 2], R.params, ARGV[i + 3],
+        R.digest, ARGV[i + 6], R.size, ARGV[i + 7], R.state, 'queued', R.queued_at, now)
+      if rt ~= '' then redis.call('HSET', key, R.reply_to, rt) end
+      if ARGV[i + 5] ~= '' then redis.call('HSET', key, R.metadata, ARGV[i + 5]) end
+      if ARGV[i + 8] ~= '' then redis.call('HSET', key, R.betas, ARGV[i + 8]) end
       accepted[#accepted + 1] = rid
       local size, tenant = tonumber(ARGV[i + 7]), ARGV[i + 1]
       bytes = bytes + size

@@ -8,7 +8,7 @@ from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
 
 
-def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1, celery_send=lambda *a: None) -> None:
+def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
     """Run pack / poll / collect / sweep rounds until nothing is pending, open or awaiting delivery."""
     handed: list[str] = []
     deadline = time.monotonic() + timeout
@@ -18,7 +18,7 @@ def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1, celery_send=l
         ctx.redis.delete(k.poll_lock())
         poller.poll(ctx, handed.append)
         while handed:
-            results.collect(ctx, handed.pop(), celery_send)
+            results.collect(ctx, handed.pop())
         sweeper.sweep(ctx, handed.append)
         busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
         if busy == 0:

@@ -6,7 +6,7 @@ import base64
 import json
 
 from batchline.producers.producer import Producer
-from batchline.workers.app import celery_sender, create_app
+from batchline.workers.app import create_app
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain
 
@@ -18,7 +18,7 @@ def test_celery_target_gets_task_with_idempotency_key(pipeline_settings, redis_c
         "model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": f"n{i}"}]}}
         for i in range(25)), tenant="svc", reply_to="celery:downstream.handle_result@downstream")
     app = create_app(s)
-    drain(Context(s, app), celery_send=celery_sender(app))  # the workers' own sender, the real broker
+    drain(Context(s, app))  # the workers' own sender (through the context), the real broker
     messages = [json.loads(m) for m in redis_client.lrange("downstream", 0, -1)]
     assert len(messages) == 25
     assert sorted(json.loads(base64.b64decode(m["body"]))[1]["custom_id"] for m in messages) == sorted(

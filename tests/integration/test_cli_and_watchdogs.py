@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
+from batchline.clock import FakeClock
 from batchline.producers.producer import Producer
 from batchline.producers.submit_cli import submit_file
 from batchline.reports import snapshot
@@ -44,11 +44,12 @@ def test_watchdog_flags_a_batch_in_progress_too_long(pipeline_settings, redis_cl
     s = pipeline_settings.replace(stuck_batch_seconds=1.0, s3_bucket=None)
     Producer.from_settings(s).submit_many({"custom_id": f"w-{i}", "params": json.loads(line(f"w-{i}"))["params"]}
                                           for i in range(5))
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     created = aggregator.pack(ctx)
     sweeper.sweep(ctx, lambda b: None)
     assert not redis_client.hgetall(ctx.keys.alerts)
-    time.sleep(1.1)
+    clock.advance(1.1)
     sweeper.sweep(ctx, lambda b: None)
     alerts = snapshot(redis_client, ctx.keys).alerts
     assert list(alerts) == [f"stuck:{created[0].batch_id}"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from batchline.clock import FakeClock
+from batchline.errors import RetryableError
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, sweeper
 from batchline.workers.context import Context
@@ -98,7 +98,8 @@ def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, 
     s = fast
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(30)), reply_to="redis-stream:cap")
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     emulator.set_faults(spend_limit_reached=True)
     created = aggregator.pack(ctx)
     assert [c.outcome for c in created] == ["released"]
@@ -110,7 +111,7 @@ def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, 
     assert producer.status("r-3")["state"] == "queued"
     assert sum(emulator.books()["operations"].values()) - sum(calls_before.values()) <= 2  # probes only
     emulator.set_faults(spend_limit_reached=False)
-    time.sleep(0.3)
+    clock.advance(0.3)  # past the probe interval
     drain(ctx)
     assert not redis_client.exists(ctx.keys.paused)
     assert len(entries(redis_client, "cap")) == 30
@@ -158,7 +159,8 @@ def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_cli
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(8)), reply_to="redis-stream:all400")
     emulator.set_faults(http_400_rate=1.0, fault_operations=("create",))  # every create: 400, whatever it holds
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     for _ in range(10):
         aggregator.pack(ctx)
         if redis_client.exists(ctx.keys.paused):
@@ -168,7 +170,7 @@ def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_cli
     assert {producer.status(f"r-{i}")["state"] for i in range(8)} == {"queued"}
     emulator.set_faults(http_400_rate=0.0)
     redis_client.delete(ctx.keys.limit_override)
-    time.sleep(0.3)
+    clock.advance(0.3)  # past the probe interval
     drain(ctx)
     assert len(entries(redis_client, "all400")) == 8
 
@@ -179,31 +181,106 @@ def test_reconcile_adopts_only_the_batch_that_proves_to_be_ours(fast, redis_clie
     import anthropic
     from anthropic.types.messages import MessageBatch
 
-    from batchline.clock import now_ms
     from batchline.workers.packing import Take
 
     s = fast.replace(claim_lease_seconds=1.0, create_timeout_seconds=1.0)
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)), reply_to="redis-stream:rc")
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     k = ctx.keys
     take = Take(10, s.max_batch_bytes, "full")
-    (b_a, _), (b_b, flat_b) = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
-    now = now_ms()
-    for bid in (b_a, b_b):
-        assert ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + 1000])
+    claims = aggregator.claim(ctx, take), aggregator.claim(ctx, take)
+    (b_a, _, _), (b_b, _, flat_b) = claims
+    now = clock.now_ms()
+    for bid, owner, _ in claims:
+        assert ctx.scripts.intent(bid, owner, now, now + 1000)
     client = anthropic.Anthropic(base_url=s.anthropic_base_url, api_key="x", max_retries=0)
     created = client.post("/v1/messages/batches", cast_to=MessageBatch, content=aggregator.build_body(flat_b),
                           options={"headers": {"Content-Type": "application/json"}})
-    time.sleep(1.2)  # leases run out; the created batch has ended meanwhile
+    clock.advance(1.2)  # the leases run out ...
+    emulator.advance(1.2)  # ... and the created batch ends meanwhile
     report = sweeper.sweep(ctx, lambda b: None)
     assert report.adopted == [b_b] and report.released == []
     assert redis_client.hget(k.batch(b_b), "provider_id").decode() == created.id
     assert redis_client.hget(k.batch(b_a), "state") == b"creating"  # not adopted by the wrong intent
-    time.sleep(1.5)  # the create window of A passes with nothing else created
+    clock.advance(1.5)  # the create window of A passes with nothing else created
     assert sweeper.sweep(ctx, lambda b: None).released == [b_a]
     drain(ctx)
     got = entries(redis_client, "rc")
     assert len(got) == 20
     books = emulator.books()
     assert books["batches_created"] == 2 and books["requests_in_multiple_batches"] == 0
+
+
+def test_a_short_results_file_is_retried_after_retry_after_by_whoever_takes_the_hand_off(fast, redis_client, emulator):
+    from batchline.errors import RetryableError
+    from batchline.fields import B
+    from batchline.leases import HANDOFF
+    from batchline.workers import poller, results
+
+    s = fast
+    Producer.from_settings(s).submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)),
+                                          reply_to="redis-stream:cut")
+    ctx = Context(s)
+    bid = aggregator.pack(ctx)[0].batch_id
+    emulator.advance(5)
+    assert poller.poll(ctx, lambda b: None).ended == [bid]
+    ctx.redis.hset(ctx.keys.batch(bid), B.N, 25)  # the file ends cleanly after 20 of 25 lines: a short read
+    for _ in range(results.MAX_SHORT_READS - 1):
+        with pytest.raises(RetryableError) as short:
+            results.collect(ctx, bid)
+        assert short.value.retry_after == results.SHORT_READ_RETRY_SECONDS
+        # the collect lease went back to a hand-off: the task's retry takes it over, a sweep waits
+        assert redis_client.hget(ctx.keys.batch(bid), B.LEASE_OWNER).decode().startswith(HANDOFF)
+        assert sweeper.sweep(ctx, lambda b: None).handed_off == []
+    last = results.collect(ctx, bid)  # the last try settles what it has
+    assert last.status == "done" and last.skipped == 20
+    assert redis_client.hget(ctx.keys.batch(bid), B.STATE) == b"delivered"
+    assert len(entries(redis_client, "cut")) == 20
+
+
+def test_a_collector_that_fails_lets_go_and_the_next_sweep_hands_the_batch_off(fast, redis_client, emulator):
+    from batchline.workers import poller, results
+
+    Producer.from_settings(fast).submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)),
+                                             reply_to="redis-stream:drop")
+    ctx = Context(fast)
+    bid = aggregator.pack(ctx)[0].batch_id
+    emulator.advance(5)
+    handed: list[str] = []
+    assert poller.poll(ctx, handed.append).ended == [bid]
+    assert sweeper.sweep(ctx, handed.append).handed_off == []  # the poller's hand-off is fresh
+    emulator.set_faults(results_cut_after=7)  # the connection drops mid-file
+    with pytest.raises(Exception) as cut:
+        results.collect(ctx, bid)
+    assert not isinstance(cut.value, RetryableError)
+    assert sweeper.sweep(ctx, handed.append).handed_off == [bid]  # at once, not after the collect lease
+    emulator.set_faults(results_cut_after=None)
+    assert results.collect(ctx, bid).status == "done"
+    assert len(entries(redis_client, "drop")) == 20
+
+
+def test_the_collect_task_retries_with_the_errors_retry_after(fast, monkeypatch):
+    from celery.exceptions import Retry
+
+    from batchline.errors import RetryableError
+    from batchline.workers import results
+    from batchline.workers.app import COLLECT, create_app
+
+    task = create_app(fast).tasks[COLLECT]
+
+    def cut(*args):
+        raise RetryableError("cut short", retry_after=7.0)
+
+    asked = {}
+
+    def retry(**kwargs):
+        asked.update(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(results, "collect", cut)
+    monkeypatch.setattr(task, "retry", retry)
+    with pytest.raises(Retry):
+        task("blb_1")
+    assert asked["countdown"] == 7.0

@@ -7,6 +7,7 @@ import time
 
 import boto3
 
+from batchline.clock import FakeClock
 from batchline.emulator import reply_text
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, poller, results, sweeper
@@ -75,10 +76,10 @@ def test_collect_twice_delivers_once(pipeline_settings, redis_client):
     ctx.redis.delete(ctx.keys.poll_lock())
     assert poller.poll(ctx, ended.append).ended == []
     # simulate a collector that died after delivering part: mark the batch ended again and replay
-    first = results.collect(ctx, bid, lambda *a: None)
+    first = results.collect(ctx, bid)
     assert first.delivered == 300
     ctx.redis.hset(ctx.keys.batch(bid), "state", "ended")
-    second = results.collect(ctx, bid, lambda *a: None)
+    second = results.collect(ctx, bid)
     assert second.delivered == 0 and second.skipped == 300
     assert redis_client.xlen("once") == 300
 
@@ -87,11 +88,14 @@ def test_sweeper_releases_expired_claim(pipeline_settings, redis_client):
     s = pipeline_settings.replace(claim_lease_seconds=1.0)
     Producer.from_settings(s).submit_many(
         {"custom_id": f"s-{i}", "params": params(i, "t")} for i in range(50))
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     take = aggregator.next_batch(aggregator.queue_view(ctx), aggregator.limits(ctx))
-    bid, flat = aggregator.claim(ctx, take)
+    bid, _, flat = aggregator.claim(ctx, take)
     assert len(flat) == 100 and redis_client.llen(ctx.keys.pending) == 0
-    time.sleep(1.1)
+    sweeper.sweep(ctx, lambda b: None)
+    assert redis_client.llen(ctx.keys.pending) == 0  # the lease still holds
+    clock.advance(1.1)
     report = sweeper.sweep(ctx, lambda b: None)
     assert report.released == [bid]
     assert redis_client.llen(ctx.keys.pending) == 50

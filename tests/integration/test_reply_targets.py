@@ -14,8 +14,9 @@ from batchline.metrics import PipelineCollector
 from batchline.producers.producer import Producer
 from batchline.requests import ReplyTarget
 from batchline.workers import sweeper
-from batchline.workers.app import celery_sender, create_app
+from batchline.workers.app import create_app
 from batchline.workers.context import Context
+from batchline.workers.sinks import celery_sender
 from batchline.workers.targets import MAX_CELERY_SENDS, redeliver, send_all, undeliverable_ids
 from tests.integration.pipeline import drain, entries
 
@@ -111,8 +112,8 @@ def test_one_bad_target_is_that_request_alone_then_redeliver(pipeline_settings, 
             raise ConnectionError("broker refused")
         real_send(task, queue, payload)
 
-    ctx = Context(s, app)
-    drain(ctx, celery_send=send)
+    ctx = Context(s, app, reply_sender=send)
+    drain(ctx)
     assert sorted(entries(redis_client, good)) == sorted(f"g-{i}" for i in range(30))  # the chunk settled
     for cid, why in [("s-0", "holds a list, not a stream"), ("c-1", "holds a stream, not a Celery queue"),
                      ("b-1", "ConnectionError: broker refused")]:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from batchline.config.settings import Settings
 from batchline.errors import ConfigError
-from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
-from batchline.states import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RequestState, can_move, sources
+from batchline.retry import DELIVER, RETRY, Decision, RetryPolicy, final_outcome
+from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
 from batchline.workers.lines import iter_lines
 from batchline.workers.packing import Limits, QueueView, next_batch
 
@@ -43,15 +43,21 @@ def test_packing_respects_the_in_flight_budget():
 
 def test_retry_policy_by_error_class_and_budget():
     p = RetryPolicy(max_attempts=3)
-    assert p.decide("succeeded", "", 0, False) == DELIVER
-    assert p.decide("errored", "invalid_request_error", 0, False) == DELIVER
+    assert p.decide("succeeded", "", 0, False) == Decision(DELIVER, "succeeded", "succeeded")
+    assert p.decide("errored", "invalid_request_error", 0, False) == Decision(DELIVER, "invalid_request_error",
+                                                                              "errored")
     for transient in ("overloaded_error", "api_error", "timeout_error", "rate_limit_error"):
-        assert p.decide("errored", transient, 0, False) == RETRY
-        assert p.decide("errored", transient, 2, False) == DELIVER  # third attempt was the last
-    assert p.decide("expired", "", 1, False) == RETRY
-    assert p.decide("canceled", "", 0, False) == RETRY  # canceled by the provider, not the caller
-    assert p.decide("canceled", "", 0, True) == DELIVER
+        assert p.decide("errored", transient, 0, False) == Decision(RETRY, transient, "errored")
+        assert p.decide("errored", transient, 2, False).action == DELIVER  # third attempt was the last
+    assert p.decide("expired", "", 1, False) == Decision(RETRY, "expired", "expired")
+    assert p.decide("canceled", "", 0, False).action == RETRY  # canceled by the provider, not the caller
+    assert p.decide("canceled", "", 0, True) == Decision(DELIVER, "canceled", "canceled")
+    assert p.decide("succeeded", "", 0, True).outcome == "canceled"  # its caller canceled it meanwhile
     assert final_outcome("succeeded", True) == "canceled"
+    # the policy holds the transient set and the budget; final_only re-drives nothing
+    assert RetryPolicy(transient=frozenset({"api_error"})).decide("errored", "overloaded_error", 0, False).action == DELIVER
+    assert RetryPolicy.final_only().decide("errored", "overloaded_error", 0, False).action == DELIVER
+    assert RetryPolicy.final_only().decide("expired", "", 0, False).action == DELIVER
 
 
 def test_state_transitions_in_one_place():
@@ -90,27 +96,27 @@ def test_settings_from_env_name_the_variable_and_rule():
         Settings(max_batch_bytes=300_000_000)
 
 
-def test_lua_compare_and_set_matches_the_transition_table():
-    """The states each script accepts are the ones states.py allows (one table, applied in Redis)."""
-    import re
+SWEEP_TABLE = [  # (batch state, lease state) -> what the sweeper does
+    ("claimed", "held", "wait"), ("claimed", "expired", "release"), ("claimed", "none", "release"),
+    ("creating", "held", "wait"), ("creating", "expired", "reconcile"), ("creating", "none", "reconcile"),
+    ("ended", "held", "wait"), ("ended", "expired", "hand_off"), ("ended", "none", "hand_off"),
+    ("submitted", "held", "forget"), ("submitted", "expired", "forget"), ("delivered", "none", "forget"),
+    ("released", "expired", "forget"), ("", "none", "forget"),
+]
 
-    from batchline.scripts import source
 
-    def accepted(script: str, variable: str) -> set[str]:
-        text = source(script)
-        return set(re.findall(rf"{re.escape(variable)} == '([a-z]+)'", text))
+@pytest.mark.parametrize(("state", "lease", "expected"), SWEEP_TABLE)
+def test_sweeper_action_by_batch_and_lease_state(state, lease, expected):
+    from batchline.leases import LeaseState
+    from batchline.workers.sweeper import action
 
-    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "undeliverable"))
-    assert accepted("deliver", "rec[1]") | {"undeliverable"} == set(sources(REQUEST_TRANSITIONS, "delivered"))
-    assert re.findall(r"rec\[1\] ~= '([a-z]+)'", source("redeliver")) == ["undeliverable"]  # `batchline redeliver`
-    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "queued"))  # re-drive
-    assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
-    assert {"queued"} == set(sources(REQUEST_TRANSITIONS, "canceled"))
-    assert "rec[1] == 'queued'" in source("cancel")
-    # batch states: each script's compare-and-set guard is the table's source states for its move
-    guards = {"intent": "creating", "submitted": "submitted", "ended": "ended", "release": "released"}
-    for script, target in guards.items():
-        text = source(script)
-        checked = set(re.findall(r"state ~= '([a-z]+)'", text)) | set(
-            re.findall(r"HGET', KEYS\[\d\], 'state'\) ~= '([a-z]+)'", text))
-        assert checked == set(sources(BATCH_TRANSITIONS, target)), (script, checked)
+    assert action(state, LeaseState(lease)) == expected
+
+
+def test_lease_state_from_owner_and_expiry():
+    from batchline.leases import LeaseState, lease_state
+
+    assert lease_state(None, None, 100) is LeaseState.NONE
+    assert lease_state("a", "101", 100) is LeaseState.HELD
+    assert lease_state("a", "100", 100) is LeaseState.EXPIRED
+
