@@ -20,6 +20,7 @@ for i = 6, #ARGV do
     redis.call('HDEL', key, 'p')
     redis.call('EXPIRE', key, ttl)
     redis.call('HINCRBY', KEYS[3], 'canceled:' .. rec[6], 1)
+    redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
     redis.call('HSET', key, 'x', '1', 'h', history)

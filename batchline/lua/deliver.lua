@@ -57,6 +57,7 @@ for i = 6, #ARGV, 11 do
       redis.call('EXPIRE', key, ttl)
       delivered = delivered + 1
       add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
+      add(counts, 'settled_bytes:' .. tenant, tonumber(rec[4] or '0'))
     end
   end
 end

@@ -4,7 +4,7 @@
 --   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest).
 local prefix, now = ARGV[1], ARGV[2]
-local codes, accepted, bytes, tenants = {}, {}, 0, {}
+local codes, accepted, bytes, tenants, tenant_bytes = {}, {}, 0, {}, {}
 for i = 3, #ARGV, 8 do
   local rid = ARGV[i]
   local key = prefix .. rid
@@ -19,6 +19,7 @@ for i = 3, #ARGV, 8 do
     accepted[#accepted + 1] = rid
     bytes = bytes + tonumber(ARGV[i + 7])
     tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1
+    tenant_bytes[ARGV[i + 1]] = (tenant_bytes[ARGV[i + 1]] or 0) + tonumber(ARGV[i + 7])
     codes[#codes + 1] = 1
   end
 end
@@ -28,5 +29,7 @@ if #accepted > 0 then
   end
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
   for tenant, n in pairs(tenants) do redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n) end
+  -- per-tenant bytes, for the max_queued_bytes quota (settled_bytes is counted by deliver and cancel)
+  for tenant, n in pairs(tenant_bytes) do redis.call('HINCRBY', KEYS[3], 'accepted_bytes:' .. tenant, n) end
 end
 return codes
