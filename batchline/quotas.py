@@ -57,7 +57,7 @@ def check(tenant: str, limits: Limits, usage: Usage, requests: int, size: int) -
             f"${limits.monthly_budget_usd:.2f}")
 
 
-def _int(value: bytes | None) -> int:
+def _int(value: bytes | str | None) -> int:
     return int(value) if value else 0
 
 

@@ -148,16 +148,18 @@ class Batches:
     def list(self, tenant: Tenant, limit: int, after_id: str | None, before_id: str | None) -> tuple[list[str], bool]:
         """The tenant's batch ids newest first, a page after (older than) or before (newer than) an id."""
         key = self.keys.gateway_tenant_batches(tenant.name)
+        rank = 0
         if after_id is not None or before_id is not None:
             anchor = after_id if after_id is not None else before_id
-            rank = self.redis.zrevrank(key, anchor or "")
-            if rank is None:
+            found = self.redis.zrevrank(key, anchor or "")
+            if found is None:
                 raise errors.ApiError(400, f"{'after_id' if after_id else 'before_id'}: {anchor!r} is not a batch here")
+            rank = int(found)
         if before_id is not None:
-            start = max(0, int(rank) - limit)  # type: ignore[arg-type]
-            ids = [text(r) or "" for r in self.redis.zrevrange(key, start, int(rank) - 1)]  # type: ignore[arg-type]
+            start = max(0, rank - limit)
+            ids = [text(r) or "" for r in self.redis.zrevrange(key, start, rank - 1)] if rank else []
             return ids, start > 0
-        start = 0 if after_id is None else int(rank) + 1  # type: ignore[arg-type]
+        start = 0 if after_id is None else rank + 1
         ids = [text(r) or "" for r in self.redis.zrevrange(key, start, start + limit)]
         return ids[:limit], len(ids) > limit
 

@@ -66,7 +66,7 @@ class Requests:
         """State with every attempt, and the provider's result once final (read from S3, where the
         result workers put it)."""
         self._check(custom_id)
-        status = self.producer.status(custom_id, tenant.name)
+        status: dict[str, Any] | None = self.producer.status(custom_id, tenant.name)
         if status is None:
             raise not_found(f"request {custom_id!r}")
         status.pop("reply_to", None)

@@ -80,7 +80,7 @@ def test_body_limit_is_413_and_rate_limit_is_429_with_retry_after(tight):
     assert httpx.get(f"{tight.base_url}/v1/messages/batches", headers=h(tight)).status_code == 200  # the 3rd
     resp = httpx.get(f"{tight.base_url}/v1/messages/batches", headers=h(tight))
     assert resp.status_code == 429 and resp.json()["error"]["type"] == "rate_limit_error"
-    assert 1 <= int(resp.headers["retry-after"]) <= 60
+    assert 1 <= int(resp.headers["retry-after"]) <= 3600
     assert httpx.get(f"{tight.base_url}/v1/messages/batches", headers=h(tight, "beta")).status_code == 200  # per key
     assert tight.store.redis.llen(Keys(tight.settings.key_prefix).pending) == 0
 
