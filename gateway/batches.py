@@ -80,8 +80,7 @@ class Batches:
         pipe.execute()
         items = ({"custom_id": f"{prefix}{i}", "params": params} for i, (_cid, params) in enumerate(requests))
         try:
-            report = self.producer.submit_many(items, tenant=tenant.name, reply_to=f"redis-stream:{stream}",
-                                               chunk_size=5000)
+            report = self.producer.submit_many(items, tenant=tenant.name, reply_to=f"redis-stream:{stream}")
         except BaseException:
             self._abandon(tenant, gid, len(requests))
             raise
