@@ -96,6 +96,8 @@ class Settings:
     gateway_body_timeout_seconds: float = 60.0  # BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS (slow clients: 408)
     gateway_cors_origins: tuple[str, ...] = ()  # BATCHLINE_GATEWAY_CORS_ORIGINS (comma-separated; none: no CORS)
     gateway_public_url: str | None = None  # BATCHLINE_GATEWAY_PUBLIC_URL (base of results_url; default: the Host)
+    gateway_host: str = "127.0.0.1"  # BATCHLINE_GATEWAY_HOST (`batchline gateway --host`)
+    gateway_port: int = 8080  # BATCHLINE_GATEWAY_PORT (`batchline gateway --port`)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
@@ -181,4 +183,6 @@ class Settings:
                 o.strip() for o in (_str(env, "BATCHLINE_GATEWAY_CORS_ORIGINS", "") or "").split(",") if o.strip()
             ),
             gateway_public_url=_str(env, "BATCHLINE_GATEWAY_PUBLIC_URL", None),
+            gateway_host=_str(env, "BATCHLINE_GATEWAY_HOST", d.gateway_host) or d.gateway_host,
+            gateway_port=_int(env, "BATCHLINE_GATEWAY_PORT", d.gateway_port, 1, 65535),
         )

@@ -6,7 +6,6 @@ TLS is the ingress's job (deploy/); the gateway speaks plain HTTP behind it.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import threading
 import time
@@ -24,10 +23,11 @@ KEEP_ALIVE_SECONDS = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=os.environ.get("BATCHLINE_GATEWAY_HOST", "127.0.0.1"),
-                        help="address to listen on (env BATCHLINE_GATEWAY_HOST; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("BATCHLINE_GATEWAY_PORT", "8080")),
-                        help="port (env BATCHLINE_GATEWAY_PORT; default 8080)")
+    d = Settings.from_env()
+    parser.add_argument("--host", default=d.gateway_host,
+                        help=f"address to listen on (default BATCHLINE_GATEWAY_HOST or 127.0.0.1: {d.gateway_host})")
+    parser.add_argument("--port", type=int, default=d.gateway_port,
+                        help=f"port (default BATCHLINE_GATEWAY_PORT or 8080: {d.gateway_port})")
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
 
 
