@@ -45,16 +45,22 @@ def check(tenant: str, limits: Limits, usage: Usage, requests: int, size: int) -
     """Raise `QuotaExceeded` when `requests` more requests of `size` bytes do not fit."""
     if limits.max_queued is not None and usage.queued + requests > limits.max_queued:
         raise QuotaExceeded(
-            "max_queued", f"tenant {tenant!r} has {usage.queued} requests queued; {requests} more would exceed "
-            f"its limit of {limits.max_queued}")
+            "max_queued",
+            f"tenant {tenant!r} has {usage.queued} requests queued; {requests} more would exceed "
+            f"its limit of {limits.max_queued}",
+        )
     if limits.max_queued_bytes is not None and usage.queued_bytes + size > limits.max_queued_bytes:
         raise QuotaExceeded(
-            "max_queued_bytes", f"tenant {tenant!r} has {usage.queued_bytes} bytes queued; {size} more would "
-            f"exceed its limit of {limits.max_queued_bytes}")
+            "max_queued_bytes",
+            f"tenant {tenant!r} has {usage.queued_bytes} bytes queued; {size} more would "
+            f"exceed its limit of {limits.max_queued_bytes}",
+        )
     if limits.monthly_budget_usd is not None and usage.month_usd >= limits.monthly_budget_usd:
         raise QuotaExceeded(
-            "monthly_budget_usd", f"tenant {tenant!r} spent ${usage.month_usd:.2f} this month, its budget is "
-            f"${limits.monthly_budget_usd:.2f}")
+            "monthly_budget_usd",
+            f"tenant {tenant!r} spent ${usage.month_usd:.2f} this month, its budget is "
+            f"${limits.monthly_budget_usd:.2f}",
+        )
 
 
 def _int(value: bytes | str | None) -> int:

@@ -63,8 +63,11 @@ class Tenant:
         """What `tenants list` shows: everything but the key digests (only short fingerprints)."""
         out = asdict(self)
         now = now_ms()
-        out["keys"] = [{"fingerprint": apikeys.fingerprint(d), "expires_at_ms": exp or None}
-                       for d, exp in self.keys.items() if exp == 0 or exp > now]
+        out["keys"] = [
+            {"fingerprint": apikeys.fingerprint(d), "expires_at_ms": exp or None}
+            for d, exp in self.keys.items()
+            if exp == 0 or exp > now
+        ]
         out["reply_to"] = list(self.reply_to)
         return out
 
@@ -121,8 +124,11 @@ class TenantStore:
         now = now_ms()
         key = apikeys.new_key()
         digest = apikeys.key_hash(key)
-        kept = {d: (exp if exp and exp < now + grace else now + grace) for d, exp in tenant.keys.items()
-                if exp == 0 or exp > now}
+        kept = {
+            d: (exp if exp and exp < now + grace else now + grace)
+            for d, exp in tenant.keys.items()
+            if exp == 0 or exp > now
+        }
         if grace == 0:
             kept = {}
         pipe = self.redis.pipeline(transaction=True)

@@ -22,13 +22,26 @@ def _limit_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
     d: Any = None if defaults else argparse.SUPPRESS
     p.add_argument("--max-queued", type=int, default=d, help="requests queued or in flight at most")
     p.add_argument("--max-queued-bytes", type=int, default=d, help="bytes of requests queued or in flight at most")
-    p.add_argument("--monthly-budget-usd", type=float, default=d,
-                   help="refuse new work once this month's spend (cost ledger, UTC) reaches this")
-    p.add_argument("--weight", type=int, default=1 if defaults else argparse.SUPPRESS,
-                   help="share of each batch under contention (fair share); default 1")
-    p.add_argument("--reply-to", action="append", default=[] if defaults else argparse.SUPPRESS, metavar="PATTERN",
-                   help="reply target pattern the tenant may name, e.g. 'redis-stream:extract-*' (repeatable; "
-                   "default none: results are read back through the gateway)")
+    p.add_argument(
+        "--monthly-budget-usd",
+        type=float,
+        default=d,
+        help="refuse new work once this month's spend (cost ledger, UTC) reaches this",
+    )
+    p.add_argument(
+        "--weight",
+        type=int,
+        default=1 if defaults else argparse.SUPPRESS,
+        help="share of each batch under contention (fair share); default 1",
+    )
+    p.add_argument(
+        "--reply-to",
+        action="append",
+        default=[] if defaults else argparse.SUPPRESS,
+        metavar="PATTERN",
+        help="reply target pattern the tenant may name, e.g. 'redis-stream:extract-*' (repeatable; "
+        "default none: results are read back through the gateway)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,15 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst.add_argument("--json", action="store_true")
     rot = sub.add_parser("rotate", help="a new key; the old ones keep working for the grace period")
     rot.add_argument("name")
-    rot.add_argument("--grace-seconds", type=float, default=None,
-                     help="how long the old keys keep working (default BATCHLINE_KEY_GRACE_SECONDS, 86400)")
+    rot.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=None,
+        help="how long the old keys keep working (default BATCHLINE_KEY_GRACE_SECONDS, 86400)",
+    )
     rev = sub.add_parser("revoke", help="every key of the tenant stops working now")
     rev.add_argument("name")
     st = sub.add_parser("set", help="change quotas, weight or reply-to patterns")
     st.add_argument("name")
     _limit_flags(st, defaults=False)
-    st.add_argument("--unlimited", action="append", default=[],
-                    choices=["max-queued", "max-queued-bytes", "monthly-budget-usd"], help="remove a quota")
+    st.add_argument(
+        "--unlimited",
+        action="append",
+        default=[],
+        choices=["max-queued", "max-queued-bytes", "monthly-budget-usd"],
+        help="remove a quota",
+    )
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,9 +89,11 @@ def _describe(t: Tenant) -> str:
     def q(v: object) -> str:
         return "unlimited" if v is None else str(v)
 
-    return (f"tenant {t.name}: max_queued={q(t.max_queued)} max_queued_bytes={q(t.max_queued_bytes)} "
-            f"monthly_budget_usd={q(t.monthly_budget_usd)} weight={t.weight} "
-            f"reply_to={','.join(t.reply_to) or 'none'}{' REVOKED' if t.revoked else ''}")
+    return (
+        f"tenant {t.name}: max_queued={q(t.max_queued)} max_queued_bytes={q(t.max_queued_bytes)} "
+        f"monthly_budget_usd={q(t.monthly_budget_usd)} weight={t.weight} "
+        f"reply_to={','.join(t.reply_to) or 'none'}{' REVOKED' if t.revoked else ''}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

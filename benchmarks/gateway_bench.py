@@ -33,9 +33,13 @@ def status_kb(pid: int, field: str) -> int:
 def gateway_process(url: str, prefix: str) -> Iterator[tuple[str, int]]:
     """`batchline gateway` as its own process (it does not share the client's GIL); yields (base URL, pid)."""
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")},
-           "BATCHLINE_REDIS_URL": url, "BATCHLINE_KEY_PREFIX": prefix, "BATCHLINE_GATEWAY_RATE_LIMIT": "1000000",
-           "BATCHLINE_LOG_LEVEL": "WARNING"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")},
+        "BATCHLINE_REDIS_URL": url,
+        "BATCHLINE_KEY_PREFIX": prefix,
+        "BATCHLINE_GATEWAY_RATE_LIMIT": "1000000",
+        "BATCHLINE_LOG_LEVEL": "WARNING",
+    }
     proc = BatchlineProcess(["gateway", "--port", str(port), "--log-level", "warning"], env, supervise=False).start()
     try:
         assert proc.proc is not None
@@ -75,9 +79,15 @@ def bench_create(report: Any, r: redis.Redis, url: str, n: int, items_of: Any) -
     r.flushdb()
     ratio = gw_s / direct_s
     size = f"{n:,} x ~1 KB"
-    report.add("5 gateway create", "`Producer.submit_many` (baseline)", size, f"{n / direct_s:,.0f} req/s ({direct_s:.2f} s)")
-    report.add("5 gateway create", "SDK `messages.batches.create` through `batchline gateway`", size,
-               f"{n / gw_s:,.0f} req/s ({gw_s:.2f} s)")
+    report.add(
+        "5 gateway create", "`Producer.submit_many` (baseline)", size, f"{n / direct_s:,.0f} req/s ({direct_s:.2f} s)"
+    )
+    report.add(
+        "5 gateway create",
+        "SDK `messages.batches.create` through `batchline gateway`",
+        size,
+        f"{n / gw_s:,.0f} req/s ({gw_s:.2f} s)",
+    )
     report.add("5 gateway create", "gateway ÷ submit_many (time)", "", f"{ratio:.2f}x", "≤ 3x", verdict(ratio <= 3))
 
 
@@ -89,22 +99,44 @@ def fabricate_ended_batch(r: redis.Redis, keys: Keys, tenant: str, n: int) -> st
     stream = keys.gateway_results(gid)
     now = int(time.time() * 1000)
     pipe = r.pipeline(transaction=False)
-    pipe.hset(keys.gateway_batch(gid), mapping={"tenant": tenant, "n": n, "created_at": now, "expires_at": now,
-                                                 "intake": "done"})
+    pipe.hset(
+        keys.gateway_batch(gid),
+        mapping={"tenant": tenant, "n": n, "created_at": now, "expires_at": now, "intake": "done"},
+    )
     pipe.xadd(stream, {"marker": "created"})
     for start in range(0, n, 5000):
-        pipe.hset(keys.gateway_custom_ids(gid), mapping={str(i): f"doc-{i}" for i in range(start, min(n, start + 5000))})
+        pipe.hset(
+            keys.gateway_custom_ids(gid), mapping={str(i): f"doc-{i}" for i in range(start, min(n, start + 5000))}
+        )
     pipe.zadd(keys.gateway_tenant_batches(tenant), {gid: now})
     pipe.execute()
     for start in range(0, n, 2000):
         pipe = r.pipeline(transaction=False)
         for i in range(start, min(n, start + 2000)):
-            result = {"type": "succeeded", "message": {
-                "id": f"msg_{i:024d}", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                "content": [{"type": "text", "text": f"Reply {i:016x}"}], "stop_reason": "end_turn",
-                "stop_sequence": None, "usage": {"input_tokens": 25, "output_tokens": 12}}}
-            pipe.xadd(stream, {"custom_id": f"{prefix}{i}", "tenant": tenant, "outcome": "succeeded", "s3_key": "",
-                               "batch_id": "blb_x", "result": orjson.dumps(result)})
+            result = {
+                "type": "succeeded",
+                "message": {
+                    "id": f"msg_{i:024d}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-haiku-4-5",
+                    "content": [{"type": "text", "text": f"Reply {i:016x}"}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 25, "output_tokens": 12},
+                },
+            }
+            pipe.xadd(
+                stream,
+                {
+                    "custom_id": f"{prefix}{i}",
+                    "tenant": tenant,
+                    "outcome": "succeeded",
+                    "s3_key": "",
+                    "batch_id": "blb_x",
+                    "result": orjson.dumps(result),
+                },
+            )
         pipe.execute()
     return gid
 
@@ -114,8 +146,10 @@ def stream_lines(base: str, key: str, gid: str) -> tuple[int, float]:
 
     t0 = time.perf_counter()
     lines = 0
-    with httpx2.Client(timeout=600) as http, http.stream(
-            "GET", f"{base}/v1/messages/batches/{gid}/results", headers={"x-api-key": key}) as resp:
+    with (
+        httpx2.Client(timeout=600) as http,
+        http.stream("GET", f"{base}/v1/messages/batches/{gid}/results", headers={"x-api-key": key}) as resp,
+    ):
         assert resp.status_code == 200, resp.status_code
         for chunk in resp.iter_bytes(1 << 16):
             lines += chunk.count(b"\n")
@@ -139,12 +173,23 @@ def bench_results(report: Any, r: redis.Redis, url: str, n: int) -> None:
         hwm_big = status_kb(pid, "VmHWM")
     r.flushdb()
     rate = n / seconds
-    report.add("6 gateway results", "`GET /v1/messages/batches/{id}/results` (JSON Lines, raw HTTP client)",
-               f"{n:,} lines", f"{rate:,.0f} lines/s ({seconds:.2f} s)", "≥ 50,000 lines/s", verdict(rate >= 50_000))
+    report.add(
+        "6 gateway results",
+        "`GET /v1/messages/batches/{id}/results` (JSON Lines, raw HTTP client)",
+        f"{n:,} lines",
+        f"{rate:,.0f} lines/s ({seconds:.2f} s)",
+        "≥ 50,000 lines/s",
+        verdict(rate >= 50_000),
+    )
     growth = (hwm_big - hwm_small) / 1024
-    report.add("6 gateway results", f"gateway peak RSS (VmHWM) after {small_n:,} vs after {n:,} lines",
-               f"{small_n:,} → {n:,} lines", f"{hwm_small / 1024:.0f} → {hwm_big / 1024:.0f} MB ({growth:+.0f} MB)",
-               "flat (≤ +20 MB)", verdict(growth <= 20))
+    report.add(
+        "6 gateway results",
+        f"gateway peak RSS (VmHWM) after {small_n:,} vs after {n:,} lines",
+        f"{small_n:,} → {n:,} lines",
+        f"{hwm_small / 1024:.0f} → {hwm_big / 1024:.0f} MB ({growth:+.0f} MB)",
+        "flat (≤ +20 MB)",
+        verdict(growth <= 20),
+    )
 
 
 def verdict(ok: bool) -> str:

@@ -47,8 +47,9 @@ class Gateway:
         self.keys = self.producer.keys
         self.tenants = TenantStore(self.redis, self.keys, settings.key_grace_seconds)
         self.batches = Batches(self.producer)
-        self.limiter = RateLimiter(self.redis, self.keys, settings.gateway_rate_limit,
-                                   settings.gateway_rate_window_seconds)
+        self.limiter = RateLimiter(
+            self.redis, self.keys, settings.gateway_rate_limit, settings.gateway_rate_window_seconds
+        )
         self.single = single.Requests(self.producer)
 
     def caller(self, request: Request) -> Tenant:
@@ -159,8 +160,12 @@ async def list_batches(gw: Gateway, request: Request, tenant: Tenant) -> Respons
                 data.append(gw.batches.view(gid, gw.batches.refresh(tenant, gid), base))
             except ApiError:  # its records expired
                 gw.batches.forget(tenant, gid)
-        return {"data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None}
+        return {
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
 
     return _json(await run_in_threadpool(work))
 
@@ -238,10 +243,18 @@ def build_app(settings: Settings, gateway: Gateway | None = None) -> Starlette:
     ]
     middleware = []
     if settings.gateway_cors_origins:  # no CORS unless configured
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.gateway_cors_origins), allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["x-api-key", "authorization", "content-type", "anthropic-version", "anthropic-beta"]))
-    app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers={HTTPException: on_http_exception, Exception: on_unexpected})
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.gateway_cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["x-api-key", "authorization", "content-type", "anthropic-version", "anthropic-beta"],
+            )
+        )
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: on_http_exception, Exception: on_unexpected},
+    )
     app.state.gateway = gateway or Gateway(settings)
     return app

@@ -55,5 +55,6 @@ class RateLimiter:
         count, _ = pipe.execute()
         if int(count) > self.limit:
             retry = (slot + 1) * self.window - now
-            raise ApiError(429, f"rate limit: at most {self.limit} requests per {self.window} s per API key",
-                           retry_after=retry)
+            raise ApiError(
+                429, f"rate limit: at most {self.limit} requests per {self.window} s per API key", retry_after=retry
+            )

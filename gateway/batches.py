@@ -57,8 +57,13 @@ class Batches:
         total = 0
         for i, (_cid, params) in enumerate(requests):
             try:
-                total += encode(f"g{'0' * 24}_{i}", params, tenant=tenant.name, max_bytes=self.settings.max_batch_bytes,
-                                key_prefix=self.settings.key_prefix).size
+                total += encode(
+                    f"g{'0' * 24}_{i}",
+                    params,
+                    tenant=tenant.name,
+                    max_bytes=self.settings.max_batch_bytes,
+                    key_prefix=self.settings.key_prefix,
+                ).size
             except InvalidRequest as exc:
                 raise InvalidRequest(f"requests.{i}.{exc.field}", exc.rule) from None
         return total
@@ -68,8 +73,13 @@ class Batches:
         k, prefix, now = self.keys, prefix_of(gid), now_ms()
         meta_key, cids_key, stream = k.gateway_batch(gid), k.gateway_custom_ids(gid), k.gateway_results(gid)
         ttl = (self._ttl_ms + self.settings.record_ttl_seconds * 1000) // 1000
-        meta = {"tenant": tenant.name, "n": len(requests), "created_at": now, "expires_at": now + 86400 * 1000,
-                "intake": "open"}
+        meta = {
+            "tenant": tenant.name,
+            "n": len(requests),
+            "created_at": now,
+            "expires_at": now + 86400 * 1000,
+            "intake": "open",
+        }
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(meta_key, mapping=meta)
         pipe.xadd(stream, {"marker": "created"})  # the stream exists from now on, so its TTL holds
@@ -99,8 +109,9 @@ class Batches:
         rids = [request_id(tenant.name, f"{prefix}{i}") for i in range(n)]
         for i in range(0, n, CHUNK):
             self.producer.cancel_ids(rids[i : i + CHUNK])
-        self.redis.delete(self.keys.gateway_batch(gid), self.keys.gateway_custom_ids(gid),
-                          self.keys.gateway_results(gid))
+        self.redis.delete(
+            self.keys.gateway_batch(gid), self.keys.gateway_custom_ids(gid), self.keys.gateway_results(gid)
+        )
 
     # -- read -----------------------------------------------------------------------------------
 
@@ -120,7 +131,8 @@ class Batches:
         keys = [k.gateway_batch(gid), k.gateway_results(gid), k.gateway_custom_ids(gid)]
         while True:
             read, _counted, _n = self.scripts.gateway_count(
-                keys=keys, args=[tenant.name, prefix_of(gid), COUNT_CHUNK, now_ms(), self.settings.record_ttl_seconds])
+                keys=keys, args=[tenant.name, prefix_of(gid), COUNT_CHUNK, now_ms(), self.settings.record_ttl_seconds]
+            )
             if int(read) < COUNT_CHUNK:
                 break
         return self._meta(tenant, gid)
@@ -203,8 +215,11 @@ class Batches:
         object as it came. Read from the stream CHUNK entries at a time, so memory stays flat."""
         meta = self.refresh(tenant, gid)
         if not meta.get("ended_at"):
-            raise errors.ApiError(400, f"message batch {gid!r} is still {self.view(gid, meta, '')['processing_status']}"
-                                  "; results are available once it has ended")
+            raise errors.ApiError(
+                400,
+                f"message batch {gid!r} is still {self.view(gid, meta, '')['processing_status']}"
+                "; results are available once it has ended",
+            )
         return self._lines(tenant, gid)
 
     def _lines(self, tenant: Tenant, gid: str) -> Iterator[bytes]:
@@ -226,6 +241,8 @@ class Batches:
                 caller_ids = self.redis.hmget(cids_key, [i for i, _ in picked])
                 yield b"".join(
                     b'{"custom_id":' + orjson.dumps(text(c)) + b',"result":' + result + b"}\n"
-                    for c, (_i, result) in zip(caller_ids, picked, strict=True) if c is not None)
+                    for c, (_i, result) in zip(caller_ids, picked, strict=True)
+                    if c is not None
+                )
             if len(entries) < CHUNK:
                 return

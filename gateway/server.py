@@ -24,17 +24,30 @@ KEEP_ALIVE_SECONDS = 5
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Settings.from_env()
-    parser.add_argument("--host", default=d.gateway_host,
-                        help=f"address to listen on (default BATCHLINE_GATEWAY_HOST or 127.0.0.1: {d.gateway_host})")
-    parser.add_argument("--port", type=int, default=d.gateway_port,
-                        help=f"port (default BATCHLINE_GATEWAY_PORT or 8080: {d.gateway_port})")
+    parser.add_argument(
+        "--host",
+        default=d.gateway_host,
+        help=f"address to listen on (default BATCHLINE_GATEWAY_HOST or 127.0.0.1: {d.gateway_host})",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=d.gateway_port,
+        help=f"port (default BATCHLINE_GATEWAY_PORT or 8080: {d.gateway_port})",
+    )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
 
 
 def _config(settings: Settings, log_level: str, **extra: object) -> uvicorn.Config:
     # access logs carry method, path and status only: never a header, so never a key
-    return uvicorn.Config(build_app(settings), lifespan="off", log_level=log_level,
-                          timeout_keep_alive=KEEP_ALIVE_SECONDS, proxy_headers=False, **extra)  # type: ignore[arg-type]
+    return uvicorn.Config(
+        build_app(settings),
+        lifespan="off",
+        log_level=log_level,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        proxy_headers=False,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +68,9 @@ class GatewayHandle:
         host, port = self._sock.getsockname()[:2]
         self.base_url = f"http://{host}:{port}"
         self._server = uvicorn.Server(_config(settings, log_level))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="batchline-gateway", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="batchline-gateway", daemon=True
+        )
 
     def start(self, timeout: float = 10.0) -> GatewayHandle:
         self._thread.start()

@@ -35,9 +35,15 @@ class Requests:
         if isinstance(reply_to, str) and reply_to and not tenant.allows_reply_to(reply_to, self.producer.keys):
             return 0, Rejection(index, cid, "reply_to", f"{reply_to[:200]!r} is not allowed for tenant {tenant.name!r}")
         try:
-            size = encode(item.get("custom_id"), item.get("params"), tenant=tenant.name, reply_to=reply_to,
-                          metadata=item.get("metadata"), max_bytes=self.settings.max_batch_bytes,
-                          key_prefix=self.settings.key_prefix).size
+            size = encode(
+                item.get("custom_id"),
+                item.get("params"),
+                tenant=tenant.name,
+                reply_to=reply_to,
+                metadata=item.get("metadata"),
+                max_bytes=self.settings.max_batch_bytes,
+                key_prefix=self.settings.key_prefix,
+            ).size
         except InvalidRequest:
             return 0, None  # the producer reports it, with the same field and rule
         return size, None

@@ -21,13 +21,20 @@ pytestmark = pytest.mark.e2e
 
 
 def params(i: int, tenant: str) -> dict:
-    return {"model": "claude-haiku-4-5", "max_tokens": 64,
-            "messages": [{"role": "user", "content": f"Summarise item {i} for {tenant}."}]}
+    return {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": f"Summarise item {i} for {tenant}."}],
+    }
 
 
 def test_gateway_clients_see_exactly_their_results_through_a_worker_crash(e2e_env, emulator, processes):
-    env = {**e2e_env, "BATCHLINE_TEST_CRASH_AT": "mid_delivery", "BATCHLINE_MAX_BATCH_REQUESTS": "300",
-           "BATCHLINE_RESULTS_CHUNK_LINES": "100"}
+    env = {
+        **e2e_env,
+        "BATCHLINE_TEST_CRASH_AT": "mid_delivery",
+        "BATCHLINE_MAX_BATCH_REQUESTS": "300",
+        "BATCHLINE_RESULTS_CHUNK_LINES": "100",
+    }
     settings = Settings.from_env(env)
     client = connect(settings.redis_url)
     store = TenantStore(client, Keys(settings.key_prefix))
@@ -41,13 +48,15 @@ def test_gateway_clients_see_exactly_their_results_through_a_worker_crash(e2e_en
 
     n = 250
     alpha = anthropic.Anthropic(base_url=base, api_key=keys["alpha"], max_retries=0)
-    a = alpha.messages.batches.create(requests=[{"custom_id": f"doc-{i}", "params": params(i, "alpha")}
-                                                for i in range(n)])
+    a = alpha.messages.batches.create(
+        requests=[{"custom_id": f"doc-{i}", "params": params(i, "alpha")} for i in range(n)]
+    )
 
     async def beta_flow() -> tuple[str, list]:
         async with anthropic.AsyncAnthropic(base_url=base, api_key=keys["beta"], max_retries=0) as beta:
-            b = await beta.messages.batches.create(requests=[{"custom_id": f"doc-{i}", "params": params(i, "beta")}
-                                                             for i in range(n)])
+            b = await beta.messages.batches.create(
+                requests=[{"custom_id": f"doc-{i}", "params": params(i, "beta")} for i in range(n)]
+            )
             for _ in range(600):
                 got = await beta.messages.batches.retrieve(b.id)
                 if got.processing_status == "ended":
@@ -59,8 +68,12 @@ def test_gateway_clients_see_exactly_their_results_through_a_worker_crash(e2e_en
             return b.id, [r async for r in await beta.messages.batches.results(b.id)]
 
     b_id, beta_lines = asyncio.run(beta_flow())
-    wait_for(lambda: alpha.messages.batches.retrieve(a.id).processing_status == "ended", 120, "alpha ended",
-             [worker, beat, gateway])
+    wait_for(
+        lambda: alpha.messages.batches.retrieve(a.id).processing_status == "ended",
+        120,
+        "alpha ended",
+        [worker, beat, gateway],
+    )
     assert client.exists(f"{settings.key_prefix}:crashed:mid_delivery")
     ended = alpha.messages.batches.retrieve(a.id)
     assert ended.request_counts.succeeded == n and ended.request_counts.processing == 0

@@ -27,8 +27,11 @@ class GatewayRig:
 
 
 def params(i: int, tenant: str) -> dict:
-    return {"model": "claude-haiku-4-5", "max_tokens": 32,
-            "messages": [{"role": "user", "content": f"question {i} from {tenant}"}]}
+    return {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": f"question {i} from {tenant}"}],
+    }
 
 
 def start_rig(settings: Settings) -> Iterator[GatewayRig]:

@@ -106,7 +106,9 @@ def test_bad_missing_revoked_and_rotated_keys(rig):
         assert resp.status_code == 401, headers
         assert resp.json()["type"] == "error" and resp.json()["error"]["type"] == "authentication_error"
         assert "blk_nope" not in resp.text
-    assert httpx.get(f"{rig.base_url}/v1/messages/batches", headers={"authorization": f"Bearer {good}"}).status_code == 200
+    assert (
+        httpx.get(f"{rig.base_url}/v1/messages/batches", headers={"authorization": f"Bearer {good}"}).status_code == 200
+    )
 
     new = rig.store.rotate("alpha")  # the old key keeps working for the grace period
     for key in (good, new):
@@ -129,7 +131,9 @@ def test_quotas_refuse_with_429_naming_the_quota_and_store_nothing(rig):
     client = sdk(rig, "small")
     with pytest.raises(anthropic.RateLimitError) as info:
         client.messages.batches.create(requests=requests_of("small", 11))
-    assert info.value.body["error"]["type"] == "rate_limit_error" and "max_queued" in info.value.body["error"]["message"]
+    assert (
+        info.value.body["error"]["type"] == "rate_limit_error" and "max_queued" in info.value.body["error"]["message"]
+    )
     keys = Keys(rig.settings.key_prefix)
     assert rig.store.redis.llen(keys.pending) == 0
     client.messages.batches.create(requests=requests_of("small", 8))
@@ -197,8 +201,9 @@ def test_cancel_inside_a_provider_batch_goes_canceling_then_ended(rig):
 )
 def test_create_checks_name_the_field_and_store_nothing(rig, body, field):
     rig.add("alpha")
-    resp = httpx.post(f"{rig.base_url}/v1/messages/batches", headers={"x-api-key": rig.keys["alpha"]},
-                      content=json.dumps(body))
+    resp = httpx.post(
+        f"{rig.base_url}/v1/messages/batches", headers={"x-api-key": rig.keys["alpha"]}, content=json.dumps(body)
+    )
     assert resp.status_code == 400
     err = resp.json()["error"]
     assert err["type"] == "invalid_request_error" and err["message"].startswith(field)

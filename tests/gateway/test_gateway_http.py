@@ -29,18 +29,26 @@ def test_single_requests_submit_status_result_and_cancel(rig):
         {"custom_id": "bad", "params": {"model": "m"}},
         {"custom_id": "elsewhere", "params": params(3, "alpha"), "reply_to": "redis-stream:beta-out"},
         {"custom_id": "spoof", "params": params(4, "alpha"), "tenant": "beta"},
-        {"custom_id": "gw", "params": params(5, "alpha"),
-         "reply_to": f"redis-stream:{Keys(rig.settings.key_prefix).gateway_results('msgbatch_' + '0' * 24)}"},
+        {
+            "custom_id": "gw",
+            "params": params(5, "alpha"),
+            "reply_to": f"redis-stream:{Keys(rig.settings.key_prefix).gateway_results('msgbatch_' + '0' * 24)}",
+        },
     ]
     resp = httpx.post(f"{rig.base_url}/v1/requests", headers=h(rig), json=items)
     assert resp.status_code == 200, resp.text
     report = resp.json()
     assert report["accepted"] == 2 and report["duplicate"] == 0
     assert [(r["index"], r["field"]) for r in report["rejected"]] == [
-        (2, "params.max_tokens"), (3, "reply_to"), (4, "tenant"), (5, "reply_to")]
+        (2, "params.max_tokens"),
+        (3, "reply_to"),
+        (4, "tenant"),
+        (5, "reply_to"),
+    ]
     jsonl = "\n".join(json.dumps(i) for i in items[:1]) + "\n"
-    again = httpx.post(f"{rig.base_url}/v1/requests", headers={**h(rig), "content-type": "application/x-ndjson"},
-                       content=jsonl).json()
+    again = httpx.post(
+        f"{rig.base_url}/v1/requests", headers={**h(rig), "content-type": "application/x-ndjson"}, content=jsonl
+    ).json()
     assert again["duplicate"] == 1 and again["accepted"] == 0
     assert httpx.get(f"{rig.base_url}/v1/requests/one", headers=h(rig)).json()["state"] == "queued"
     assert httpx.get(f"{rig.base_url}/v1/requests/one", headers=h(rig, "beta")).status_code == 404
@@ -61,7 +69,9 @@ def test_single_requests_submit_status_result_and_cancel(rig):
 
 @pytest.fixture
 def tight(pipeline_settings):
-    yield from start_rig(pipeline_settings.replace(gateway_rate_limit=3, gateway_rate_window_seconds=3600, gateway_max_body_bytes=2048))
+    yield from start_rig(
+        pipeline_settings.replace(gateway_rate_limit=3, gateway_rate_window_seconds=3600, gateway_max_body_bytes=2048)
+    )
 
 
 def test_body_limit_is_413_and_rate_limit_is_429_with_retry_after(tight):
@@ -87,13 +97,19 @@ def test_body_limit_is_413_and_rate_limit_is_429_with_retry_after(tight):
 
 def test_unknown_routes_methods_and_betas_answer_in_the_api_shape(rig):
     rig.add("alpha")
-    for method, path, status in (("GET", "/v1/nope", 404), ("PUT", "/v1/messages/batches", 405),
-                                 ("GET", "/v1/messages/batches/not-an-id", 404)):
+    for method, path, status in (
+        ("GET", "/v1/nope", 404),
+        ("PUT", "/v1/messages/batches", 405),
+        ("GET", "/v1/messages/batches/not-an-id", 404),
+    ):
         resp = httpx.request(method, f"{rig.base_url}{path}", headers=h(rig))
         assert resp.status_code == status
         assert resp.json()["type"] == "error" and resp.json()["error"]["message"]
-    resp = httpx.post(f"{rig.base_url}/v1/messages/batches", headers={**h(rig), "anthropic-beta": "some-beta-2025"},
-                      json={"requests": [{"custom_id": "a", "params": params(0, "a")}]})
+    resp = httpx.post(
+        f"{rig.base_url}/v1/messages/batches",
+        headers={**h(rig), "anthropic-beta": "some-beta-2025"},
+        json={"requests": [{"custom_id": "a", "params": params(0, "a")}]},
+    )
     assert resp.status_code == 400 and "anthropic-beta" in resp.json()["error"]["message"]
     doc = httpx.get(f"{rig.base_url}/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/v1/messages/batches/{batch_id}/results" in doc["paths"]
@@ -102,8 +118,9 @@ def test_unknown_routes_methods_and_betas_answer_in_the_api_shape(rig):
 
 def run_cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"BATCHLINE_REDIS_URL": settings.redis_url, "BATCHLINE_KEY_PREFIX": settings.key_prefix, "PATH": ""}
-    return subprocess.run([sys.executable, "-m", "batchline.cli", "tenants", *args], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "batchline.cli", "tenants", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_tenants_cli_prints_the_key_alone_on_the_last_line_and_stores_only_its_hash(rig):
