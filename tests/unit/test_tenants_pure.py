@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batchline import apikeys
-from batchline.errors import InvalidRequest
+from batchline.errors import InvalidRequest, RetryableError
 from batchline.keys import Keys
 from batchline.quotas import Limits, QuotaExceeded, Usage, check
 from batchline.tenants import Tenant
@@ -73,3 +73,23 @@ def test_create_checks():
     with pytest.raises(InvalidRequest) as info:
         batch_requests({"requests": [{"custom_id": "a", "params": {**p, "stream": True}}]}, 10)
     assert info.value.field == "requests.0.params.stream"
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "retry_after"),
+    [
+        (InvalidRequest("requests.0.custom_id", "bad"), 400, None),
+        (QuotaExceeded("max_queued", "full"), 429, None),
+        (RetryableError("backpressure", 7.0), 529, 7.0),
+    ],
+)
+def test_batchline_errors_map_to_the_api_statuses(exc, status, retry_after):
+    from batchline.gateway.errors import error_response, from_exception
+
+    err = from_exception(exc)
+    assert (err.status, err.retry_after) == (status, retry_after)
+    resp = error_response(err.status, err.message, err.retry_after)
+    assert resp.status_code == status
+    assert (resp.headers.get("retry-after") is not None) == (retry_after is not None)
+    with pytest.raises(ZeroDivisionError):  # anything else is not ours to answer: a 500 upstream
+        from_exception(ZeroDivisionError())
