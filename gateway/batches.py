@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -32,6 +32,10 @@ OUTCOMES = ("succeeded", "errored", "canceled", "expired")
 MAX_BATCH_AGE_MS = 29 * 86400 * 1000  # kept this long at least, before the records' own TTL starts
 CHUNK = 1000
 COUNT_CHUNK = 5000
+
+
+def _texts(raw: Any) -> list[str]:
+    return [text(r) or "" for r in cast(list[bytes], raw)]
 
 
 def prefix_of(gid: str) -> str:
@@ -73,15 +77,18 @@ class Batches:
         k, prefix, now = self.keys, prefix_of(gid), now_ms()
         meta_key, cids_key, stream = k.gateway_batch(gid), k.gateway_custom_ids(gid), k.gateway_results(gid)
         ttl = (self._ttl_ms + self.settings.record_ttl_seconds * 1000) // 1000
-        meta = {
-            "tenant": tenant.name,
-            "n": len(requests),
-            "created_at": now,
-            "expires_at": now + 86400 * 1000,
-            "intake": "open",
-        }
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(meta_key, mapping=meta)
+        expires = now + 86400 * 1000
+        pipe.hset(
+            meta_key,
+            mapping={
+                "tenant": tenant.name,
+                "n": len(requests),
+                "created_at": now,
+                "expires_at": expires,
+                "intake": "open",
+            },
+        )
         pipe.xadd(stream, {"marker": "created"})  # the stream exists from now on, so its TTL holds
         for i in range(0, len(requests), 5000):
             pipe.hset(cids_key, mapping={str(j): cid for j, (cid, _) in enumerate(requests[i : i + 5000], i)})
@@ -165,13 +172,13 @@ class Batches:
             found = self.redis.zrevrank(key, anchor or "")
             if found is None:
                 raise errors.ApiError(400, f"{'after_id' if after_id else 'before_id'}: {anchor!r} is not a batch here")
-            rank = int(found)
+            rank = int(cast(int, found))
         if before_id is not None:
             start = max(0, rank - limit)
-            ids = [text(r) or "" for r in self.redis.zrevrange(key, start, rank - 1)] if rank else []
+            ids = _texts(self.redis.zrevrange(key, start, rank - 1)) if rank else []
             return ids, start > 0
         start = 0 if after_id is None else rank + 1
-        ids = [text(r) or "" for r in self.redis.zrevrange(key, start, start + limit)]
+        ids = _texts(self.redis.zrevrange(key, start, start + limit))
         return ids[:limit], len(ids) > limit
 
     def forget(self, tenant: Tenant, gid: str) -> None:
@@ -228,7 +235,7 @@ class Batches:
         plen, tenant_b = len(prefix), tenant.name.encode()
         cursor = "-"
         while True:
-            entries = self.redis.xrange(stream, cursor, "+", count=CHUNK)
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]], self.redis.xrange(stream, cursor, "+", count=CHUNK))
             if not entries:
                 return
             cursor = "(" + (text(entries[-1][0]) or "")
