@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import anthropic
 import httpx2 as httpx
@@ -209,3 +210,31 @@ def test_create_checks_name_the_field_and_store_nothing(rig, body, field):
     assert err["type"] == "invalid_request_error" and err["message"].startswith(field)
     assert rig.store.redis.llen(Keys(rig.settings.key_prefix).pending) == 0
     assert sdk(rig, "alpha").messages.batches.list().data == []
+
+
+def test_redriven_transient_errors_are_not_final_outcomes(rig, emulator):
+    from batchline.workers import aggregator, poller, results
+
+    rig.add("alpha")
+    client = sdk(rig, "alpha")
+    emulator.set_faults(error_rates={"overloaded_error": 0.5})
+    b = client.messages.batches.create(requests=requests_of("alpha", 40))
+    ctx, keys = Context(rig.settings), Keys(rig.settings.key_prefix)
+    aggregator.pack(ctx)
+    handed: list[str] = []
+    deadline = time.monotonic() + 30
+    while not handed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ctx.redis.delete(keys.poll_lock())
+        poller.poll(ctx, handed.append)
+    results.collect(ctx, handed[0], lambda *a: None)
+    redriven = ctx.redis.llen(keys.pending)
+    assert redriven > 0  # about half came back overloaded: queued again, not an outcome
+    mid = client.messages.batches.retrieve(b.id)
+    assert mid.processing_status == "in_progress"
+    assert mid.request_counts.processing == redriven and mid.request_counts.errored == 0
+    assert mid.request_counts.succeeded == 40 - redriven
+    emulator.set_faults(error_rates={})
+    drain(ctx)
+    done = client.messages.batches.retrieve(b.id)
+    assert done.processing_status == "ended" and done.request_counts.succeeded == 40
