@@ -142,3 +142,24 @@ def test_tenants_cli_prints_the_key_alone_on_the_last_line_and_stores_only_its_h
     assert rig.store.authenticate(rotated) is None and rig.store.authenticate(key) is None
     bad = run_cli(rig.settings, "add", "bad name")
     assert bad.returncode == 2 and "tenant" in bad.stderr
+
+
+@pytest.fixture
+def impatient(pipeline_settings):
+    yield from start_rig(pipeline_settings.replace(gateway_body_timeout_seconds=0.5))
+
+
+def test_a_body_sent_too_slowly_is_408_and_stores_nothing(impatient):
+    import time
+
+    impatient.add("alpha")
+
+    def trickle():
+        yield b'{"custom_id": "slow", '
+        time.sleep(1.5)
+        yield b'"params": {}}'
+
+    resp = httpx.post(f"{impatient.base_url}/v1/requests", headers=h(impatient), content=trickle(), timeout=10)
+    assert resp.status_code == 408 and resp.json()["error"]["type"] == "timeout_error"
+    assert impatient.store.redis.llen(Keys(impatient.settings.key_prefix).pending) == 0
+    assert httpx.get(f"{impatient.base_url}/v1/requests/slow", headers=h(impatient)).status_code == 404
