@@ -13,5 +13,5 @@ def iso(ms: int | str | None) -> str | None:
     """RFC 3339 UTC with milliseconds, for humans and S3 objects."""
     if ms in (None, ""):
         return None
-    ms = int(ms)  # type: ignore[arg-type]
+    ms = int(ms)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"

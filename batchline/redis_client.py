@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import redis
 
 
@@ -16,5 +19,16 @@ def text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def text_map(raw: dict) -> dict[str, str]:  # type: ignore[type-arg]
-    return {text(k): text(v) for k, v in raw.items()}  # type: ignore[misc]
+def texts(values: Iterable[Any]) -> list[str]:
+    """Decode a reply that is a list of names (LRANGE, ZRANGE, SMEMBERS on a bytes client)."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def text_map(raw: Mapping[Any, Any]) -> dict[str, str]:
+    return {texts([k])[0]: texts([v])[0] for k, v in raw.items()}
+
+
+def stream_entries(client: redis.Redis, stream: str, count: int | None = None) -> list[dict[str, str]]:
+    """The entries of a stream (XRANGE from the start), each as a decoded field map."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream, count=count)  # type: ignore[assignment]
+    return [text_map(fields) for _, fields in entries]

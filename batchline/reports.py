@@ -11,7 +11,7 @@ import redis
 
 from batchline.clock import now_ms
 from batchline.keys import Keys
-from batchline.redis_client import text, text_map
+from batchline.redis_client import text, text_map, texts
 
 
 @dataclass
@@ -51,9 +51,13 @@ class Snapshot:
 
 def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapshot:
     pipe = client.pipeline(transaction=False)
-    pipe.llen(keys.pending).hmget(keys.stats, "pending_bytes", "in_flight").lindex(keys.pending, 0)
-    pipe.zcard(keys.open).zcard(keys.ended).zcard(keys.leases)
-    pipe.hgetall(keys.paused).hgetall(keys.alerts).hgetall(keys.counters)
+    pipe.llen(keys.pending)
+    pipe.hmget(keys.stats, "pending_bytes", "in_flight")
+    pipe.lindex(keys.pending, 0)
+    for zset in (keys.open, keys.ended, keys.leases):
+        pipe.zcard(zset)
+    for hash_key in (keys.paused, keys.alerts, keys.counters):
+        pipe.hgetall(hash_key)
     pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters = pipe.execute()
     age = 0.0
     if head is not None:
@@ -67,7 +71,8 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
     )
     if with_open:
         now = now_ms()
-        for raw, submitted in client.zrange(keys.open, 0, 49, withscores=True):
+        opened: list[tuple[bytes, float]] = client.zrange(keys.open, 0, 49, withscores=True)  # type: ignore[assignment]
+        for raw, submitted in opened:
             bid = raw.decode()
             b = text_map(client.hgetall(keys.batch(bid)))
             snap.open.append({"batch_id": bid, "provider_batch_id": b.get("provider_id"),
@@ -87,12 +92,12 @@ class CostRow:
 
 
 def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
-    days = sorted(d.decode() for d in client.smembers(keys.cost_days))
+    days = sorted(texts(client.smembers(keys.cost_days)))
     rows = []
     for day in days:
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        for name, value in client.hgetall(keys.cost_day(day)).items():
-            tenant, model, kind = name.decode().split("|")
+        for name, value in text_map(client.hgetall(keys.cost_day(day))).items():
+            tenant, model, kind = name.split("|")
             groups[(tenant, model)][kind] = int(value)
         for (tenant, model), v in sorted(groups.items()):
             rows.append(CostRow(day, tenant, model, v.get("requests", 0), v.get("batch", 0) / 1e6,

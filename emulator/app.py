@@ -78,11 +78,12 @@ def build_app(state: EmulatorState) -> ASGIApp:
         return endpoint
 
     def batch_json(request: Request, batch: Any) -> dict[str, Any]:
-        return batch.to_json(state.clock.now(), str(request.base_url))
+        json_batch: dict[str, Any] = batch.to_json(state.clock.now(), str(request.base_url))
+        return json_batch
 
     async def create(request: Request) -> Response:
         body = await _read_body(request, state.config.max_body_bytes)
-        payload = [body]
+        payload: list[bytes | bytearray] = [body]
         del body
         batch = await run_in_threadpool(store.create, payload)
         return JSONResponse(batch_json(request, batch))

@@ -27,12 +27,12 @@ class Requests:
 
     custom_ids: list[str] = field(default_factory=list)
     outcome: bytearray = field(default_factory=bytearray)
-    error_ix: array = field(default_factory=lambda: array("I"))  # into Batch.strings
-    message_ix: array = field(default_factory=lambda: array("I"))  # into Batch.strings
-    model_ix: array = field(default_factory=lambda: array("I"))  # into Batch.strings
+    error_ix: array[int] = field(default_factory=lambda: array("I"))  # into Batch.strings
+    message_ix: array[int] = field(default_factory=lambda: array("I"))  # into Batch.strings
+    model_ix: array[int] = field(default_factory=lambda: array("I"))  # into Batch.strings
     digest: bytearray = field(default_factory=bytearray)  # 8 bytes each: the reply text's hex
-    finish: array = field(default_factory=lambda: array("d"))  # emulated seconds after creation
-    tokens: array = field(default_factory=lambda: array("q"))  # 5 each: in, out, write, read, ttl1h
+    finish: array[float] = field(default_factory=lambda: array("d"))  # emulated seconds after creation
+    tokens: array[int] = field(default_factory=lambda: array("q"))  # 5 each: in, out, write, read, ttl1h
 
     def __len__(self) -> int:
         return len(self.custom_ids)

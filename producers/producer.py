@@ -18,7 +18,7 @@ from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
 from batchline.errors import Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
-from batchline.redis_client import connect, text
+from batchline.redis_client import connect, text, texts
 from batchline.requests import EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
@@ -193,7 +193,7 @@ class Producer:
         """Cancel every request of a batch (batchline's id or the provider's). Counts by result code."""
         k = self.keys
         bid = text(self.redis.hget(k.provider_index, batch_id)) or batch_id
-        rids = [r.decode() for r in self.redis.lrange(k.batch_members(bid), 0, -1)]
+        rids = texts(self.redis.lrange(k.batch_members(bid), 0, -1))
         if not rids:
             raise InvalidRequest("batch_id", f"{batch_id!r} is not a batch batchline knows")
         counts: dict[str, int] = {}

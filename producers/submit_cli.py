@@ -10,8 +10,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from batchline.config.settings import Settings
 from batchline.producers.producer import Producer, Rejection, SubmitReport
@@ -27,9 +27,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def read_lines(stream: Any, line_numbers: list[int], bad: list[Rejection]) -> Iterator[dict[str, Any]]:
+class ByteCount:
+    """Bytes of the input consumed so far: the progress of a file being iterated (no `tell()`, which a
+    text file refuses while it is iterated, and which standard input does not have)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.lines = 0
+
+
+def read_lines(
+    stream: Iterable[bytes | str], line_numbers: list[int], bad: list[Rejection], count: ByteCount | None = None
+) -> Iterator[dict[str, Any]]:
     """Parsed objects of a JSONL stream; malformed lines go to `bad` with their line number."""
-    for number, line in enumerate(stream, start=1):
+    for number, raw in enumerate(stream, start=1):
+        if count is not None:
+            count.bytes += len(raw)
+            count.lines = number
+        if isinstance(raw, bytes):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad.append(Rejection(number, None, "line", f"not valid UTF-8 (byte {exc.start})"))
+                continue
+        else:
+            line = raw
         if not line.strip():
             continue
         try:
@@ -44,13 +66,22 @@ def read_lines(stream: Any, line_numbers: list[int], bad: list[Rejection]) -> It
         yield item
 
 
-def submit_file(producer: Producer, stream: Any, tenant: str | None, reply_to: str | None,
-                progress: Any = None) -> tuple[SubmitReport, list[Rejection]]:
-    """Submit a JSONL stream. Returns the report with rejections renumbered to file lines."""
+def submit_file(
+    producer: Producer,
+    stream: Iterable[bytes | str],
+    tenant: str | None,
+    reply_to: str | None,
+    progress: Callable[[ByteCount], None] | None = None,
+) -> tuple[SubmitReport, list[Rejection]]:
+    """Submit a JSONL stream. Returns the report with rejections renumbered to file lines.
+    `progress` is called after each stored chunk with how much of the input has been read."""
     numbers: list[int] = []
     bad: list[Rejection] = []
-    report = producer.submit_many(read_lines(stream, numbers, bad), tenant=tenant, reply_to=reply_to,
-                                  on_progress=progress)
+    count = ByteCount()
+    on_chunk = None if progress is None else (lambda _n: progress(count))
+    report = producer.submit_many(
+        read_lines(stream, numbers, bad, count), tenant=tenant, reply_to=reply_to, on_progress=on_chunk
+    )
     by_line = [Rejection(numbers[r.index], r.custom_id, r.field, r.reason) for r in report.rejected]
     return report, sorted(bad + by_line, key=lambda r: r.index)
 
@@ -60,22 +91,28 @@ def run(args: argparse.Namespace) -> int:
     if args.redis_url:
         settings = settings.replace(redis_url=args.redis_url)
     producer = Producer.from_settings(settings)
-    stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    from_stdin = args.file == "-"
+    stream: BinaryIO = sys.stdin.buffer if from_stdin else open(args.file, "rb")  # noqa: SIM115
     try:
-        if args.no_progress or args.file == "-":
+        if args.no_progress:
             report, rejected = submit_file(producer, stream, args.tenant, args.reply_to)
         else:
+            from rich.console import Console
             from rich.progress import Progress
 
-            with Progress(transient=False) as bar:
-                task = bar.add_task("submitting", total=os.path.getsize(args.file))
-                report, rejected = submit_file(
-                    producer, stream, args.tenant, args.reply_to,
-                    progress=lambda _n: bar.update(task, completed=stream.tell()),
-                )
-                bar.update(task, completed=os.path.getsize(args.file))
+            total = None if from_stdin else os.path.getsize(args.file)
+            # On stderr, so that the report on stdout stays clean for scripts.
+            with Progress(console=Console(stderr=True), transient=False) as bar:
+                task = bar.add_task("submitting", total=total)
+
+                def advance(count: ByteCount) -> None:
+                    bar.update(task, completed=count.bytes, description=f"submitting ({count.lines} lines)")
+
+                report, rejected = submit_file(producer, stream, args.tenant, args.reply_to, progress=advance)
+                bar.update(task, total=total or bar.tasks[0].completed, completed=total or bar.tasks[0].completed)
     finally:
-        stream.close()
+        if not from_stdin:
+            stream.close()
         producer.close()
     print(f"accepted: {report.accepted}  duplicate: {report.duplicate}  rejected: {len(rejected)}")
     for r in rejected[:50]:

@@ -19,6 +19,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
+from batchline.redis_client import text, texts
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, classify
@@ -54,7 +55,9 @@ def limits(ctx: Context) -> Limits:
 def queue_view(ctx: Context) -> QueueView:
     k = ctx.keys
     pipe = ctx.redis.pipeline(transaction=False)
-    pipe.llen(k.pending).hmget(k.stats, "pending_bytes", "in_flight").lindex(k.pending, 0)
+    pipe.llen(k.pending)
+    pipe.hmget(k.stats, "pending_bytes", "in_flight")
+    pipe.lindex(k.pending, 0)
     pending, (pbytes, in_flight), head = pipe.execute()
     oldest = 0
     if head is not None:
@@ -136,13 +139,13 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
     batch, all is well; if it released the requests (they will go out again), cancel this one now so
     that as little as possible of it is paid."""
     state, adopted = ctx.redis.hmget(ctx.keys.batch(bid), "state", "provider_id")
-    if adopted is not None and adopted.decode() == pid:
+    if text(adopted) == pid:
         return Created(bid, pid, n, size, "submitted")
     try:
         ctx.anthropic.messages.batches.cancel(pid)
     except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
         logger.error("batch.orphan_cancel_failed", batch_id=bid, provider_batch_id=pid, status=classify(exc).status)
-    logger.error("batch.orphan_canceled", batch_id=bid, provider_batch_id=pid, state=state and state.decode())
+    logger.error("batch.orphan_canceled", batch_id=bid, provider_batch_id=pid, state=text(state))
     return Created(bid, None, n, size, "released")
 
 
@@ -173,7 +176,10 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
         too_large = c.kind is Kind.TOO_LARGE
         field, value = ("max_bytes", max(1024, size // 2)) if too_large else ("max_requests", (n + 1) // 2)
-        ctx.redis.pipeline().hset(k.limit_override, field, value).expire(k.limit_override, OVERRIDE_SECONDS).execute()
+        pipe = ctx.redis.pipeline()
+        pipe.hset(k.limit_override, field, value)
+        pipe.expire(k.limit_override, OVERRIDE_SECONDS)
+        pipe.execute()
         logger.warning("batch.split", batch_id=bid, status=c.status, **{field: value})
         return Created(bid, None, n, size, "released")
     if c.kind is Kind.ACCOUNT:
@@ -191,7 +197,7 @@ def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     from batchline.workers.app import celery_sender
     from batchline.workers.results import Fanout
 
-    rids = [r.decode() for r in ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)]
+    rids = texts(ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1))
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
     fan = Fanout(ctx, bid, {"state": "claimed"}, celery_sender(ctx.celery_app) if ctx.celery_app else None,
                  force_final=True)

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # any failure to reach Redis is "unhealthy"
         print(f"unhealthy: Redis unreachable ({type(exc).__name__})")
         return 1
-    app.send_task(PING, args=[key], queue=worker_direct(node), expires=args.timeout)
+    # A kombu Queue (its exchange routes to this one worker), which Celery takes; celery-types says str.
+    app.send_task(PING, args=[key], queue=worker_direct(node), expires=args.timeout)  # type: ignore[arg-type]
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if ctx.redis.get(key):

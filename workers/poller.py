@@ -13,6 +13,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
+from batchline.redis_client import texts
 from batchline.workers.context import Context
 from batchline.workers.provider import Kind, classify
 
@@ -34,7 +35,7 @@ def open_batches(ctx: Context) -> tuple[dict[str, tuple[str, int]], list[tuple[s
     """provider id -> (batch id, submitted at ms) for every open batch, and the (batch id, provider id)
     of those whose every request was canceled by its caller and whose provider cancel is not sent."""
     k = ctx.keys
-    bids = [b.decode() for b in ctx.redis.zrange(k.open, 0, -1)]
+    bids = texts(ctx.redis.zrange(k.open, 0, -1))
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in bids:
         pipe.hmget(k.batch(bid), "provider_id", "submitted_at", "n", "cancels", "cancel_sent")
@@ -69,7 +70,7 @@ def _fetch(ctx: Context, want: dict[str, tuple[str, int]], report: PollReport) -
         seen.update((b.id, b) for b in page.data if b.id in want)
         if len(seen) == len(want) or not page.has_more or report.api_calls >= MAX_LIST_PAGES:
             break
-        page = ctx.anthropic.messages.batches.list(limit=1000, after_id=page.last_id)
+        page = ctx.anthropic.messages.batches.list(limit=1000, after_id=page.last_id or anthropic.omit)
         report.api_calls += 1
     grace_ms = int(ctx.settings.fresh_batch_grace_seconds * 1000)
     for pid in [p for p in want if p not in seen][:MAX_RETRIEVES]:

@@ -19,7 +19,7 @@ import orjson
 from batchline import log
 from batchline.clock import iso, now_ms
 from batchline.errors import RetryableError
-from batchline.redis_client import text, text_map
+from batchline.redis_client import text, text_map, texts
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
@@ -171,7 +171,7 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
     """Requests of the batch that got no result line (a file read short, or an adopted batch that
     proved not to hold them) are re-driven like a transient error, within the attempt budget."""
     k = ctx.keys
-    rids = [r.decode() for r in ctx.redis.lrange(k.batch_members(bid), 0, -1)]
+    rids = texts(ctx.redis.lrange(k.batch_members(bid), 0, -1))
     for i in range(0, len(rids), 1000):
         part = rids[i : i + 1000]
         pipe = ctx.redis.pipeline(transaction=False)

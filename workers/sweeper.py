@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anthropic
 import orjson
@@ -17,7 +18,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import now_ms
-from batchline.redis_client import text_map
+from batchline.redis_client import text, text_map, texts
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
 from batchline.workers.lines import iter_lines
@@ -43,15 +44,14 @@ def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
     with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
         for line in iter_lines(resp.iter_bytes(16 * 1024)):
             owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), "b")
-            return owner is not None and owner.decode() == bid
+            return text(owner) == bid
     return False
 
 
 def _rivals(ctx: Context, bid: str, n: int) -> int:
     """Other unsaved creates of the same size: a batch of that size could be theirs."""
     count = 0
-    for raw in ctx.redis.zrange(ctx.keys.leases, 0, -1):
-        other = raw.decode()
+    for other in texts(ctx.redis.zrange(ctx.keys.leases, 0, -1)):
         if other != bid:
             state, size = ctx.redis.hmget(ctx.keys.batch(other), "state", "n")
             count += state == b"creating" and size is not None and int(size) == n
@@ -108,19 +108,22 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
     Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
     k, s = ctx.keys, ctx.settings
     alerts: dict[str, str] = {}
-    for raw, submitted in ctx.redis.zrangebyscore(k.open, "-inf", now - s.stuck_batch_seconds * 1000,
-                                                  withscores=True):
-        hours = (now - submitted) / 3_600_000
+    stuck: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]
+        k.open, "-inf", now - s.stuck_batch_seconds * 1000, withscores=True
+    )
+    for raw, opened_at in stuck:
+        hours = (now - opened_at) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
-    for raw in ctx.redis.zrange(k.ended, 0, -1):
-        submitted = ctx.redis.hget(k.batch(raw.decode()), "submitted_at")
+    for bid in texts(ctx.redis.zrange(k.ended, 0, -1)):
+        submitted = text(ctx.redis.hget(k.batch(bid), "submitted_at"))
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
-            alerts[f"expiring:{raw.decode()}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
+            alerts[f"expiring:{bid}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
     pipe = ctx.redis.pipeline()
     pipe.delete(k.alerts)
     if alerts:
-        pipe.hset(k.alerts, mapping=alerts)
+        fields: dict[Any, Any] = dict(alerts)  # redis-py's Mapping key type is invariant
+        pipe.hset(k.alerts, mapping=fields)
     pipe.execute()
     for key, message in alerts.items():
         logger.warning("watchdog.alert", alert=key, message=message)
@@ -130,9 +133,8 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, now_ms()
     report = SweepReport()
-    for raw in ctx.redis.zrangebyscore(k.leases, "-inf", now):
-        bid = raw.decode()
-        state = (ctx.redis.hget(k.batch(bid), "state") or b"").decode()
+    for bid in texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)):
+        state = text(ctx.redis.hget(k.batch(bid), "state")) or ""
         if state == "claimed":
             if release(ctx, bid, "claim_lease_expired"):
                 logger.warning("batch.released", batch_id=bid, reason="claim_lease_expired")
@@ -145,8 +147,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
     # a collect lease: a busy results queue must not fill up with copies of the same task.
     stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)
-    for raw in ctx.redis.zrangebyscore(k.ended, "-inf", stale):
-        bid = raw.decode()
+    for bid in texts(ctx.redis.zrangebyscore(k.ended, "-inf", stale)):
         if not ctx.redis.exists(k.collect_lock(bid)):
             ctx.redis.zadd(k.ended, {bid: now})
             hand_off(bid)

@@ -1,0 +1,59 @@
+"""`batchline demo` as a user runs it: a real process that starts the whole pipeline and must deliver its sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from batchline.config.settings import Settings
+from batchline.demo import SAMPLE
+from batchline.producers.producer import Producer
+
+SIZE = 150
+
+
+def demo(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "batchline.cli", "demo", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.e2e
+def test_demo_delivers_every_accepted_request(redis_server, tmp_path):
+    url = redis_server.url.rsplit("/", 1)[0] + "/3"
+    redis.Redis.from_url(url).flushdb()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
+           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+    done = demo(["--limit", str(SIZE), "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    counts = re.search(r"accepted (\d+), delivered (\d+) \(.*\), delivered twice (\d+)", out)
+    assert counts, out[-2000:]
+    accepted, delivered, twice = map(int, counts.groups())
+    assert accepted == delivered == SIZE and twice == 0
+    # And Redis agrees: every request of the sample's first SIZE lines is delivered, with an outcome.
+    prefix = re.search(r"key prefix (\S+)", out).group(1)
+    producer = Producer.from_settings(Settings(redis_url=url, key_prefix=prefix))
+    lines = [json.loads(x) for x in SAMPLE.read_text().splitlines()[:SIZE]]
+    states = [producer.status(item["custom_id"], tenant=item.get("tenant", "default")) for item in lines]
+    assert all(s is not None and s["state"] == "delivered" and s["outcome"] for s in states)
+    streams = {s["reply_to"].removeprefix("redis-stream:") for s in states}
+    assert sum(producer.redis.xlen(s) for s in streams) == SIZE
+    producer.close()
+
+
+@pytest.mark.parametrize("content", [None, "{not json\n", "[1, 2]\n", ""])
+def test_demo_refuses_a_bad_file_in_one_line(tmp_path, content):
+    path = tmp_path / "requests.jsonl"
+    if content is not None:
+        path.write_text(content)
+    done = demo(["--file", str(path)], dict(os.environ), timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"batchline demo: --file {path}"), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""

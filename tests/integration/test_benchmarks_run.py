@@ -1,0 +1,26 @@
+"""`make bench` must keep running: the benchmark suite in its quick mode, as a real process, in the test suite.
+
+No figure is judged here (speed targets live in the benchmark's own table, against baselines of the same
+run); this asserts that every benchmark ran to the end and produced its rows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_run_to_the_end():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--no-write"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    for bench in ("1 intake", "2 packing", "3 fan-out", "4 memory"):
+        assert any(line.startswith(f"| {bench} |") for line in table), f"{bench} produced no row"
+    assert any("(b) ÷ (c)" in line for line in table), "the S3 row has no baseline ratio"
