@@ -23,9 +23,9 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory typecheck
 	$(BIN)/pytest -q
 
-# mypy strict over the five packages as they are imported (batchline.workers, ...): the folders are
+# mypy strict over the six packages as they are imported (batchline.workers, ...): the folders are
 # mapped by pyproject's package-dir, which mypy does not read, so it checks a tree of links mirroring it.
-PACKAGES := config producers workers emulator
+PACKAGES := config producers workers emulator gateway
 typecheck: $(STAMP)
 	rm -rf .typecheck && mkdir -p .typecheck/batchline
 	for f in batchline/*; do ln -s ../../$$f .typecheck/batchline/; done

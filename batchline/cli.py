@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("batchline.workers.health", "liveness: does this worker still consume? (for probes)"),
     "beat": ("batchline.workers.run_beat", "start Celery beat (one per deployment)"),
     "emulator": ("batchline.emulator.server", "run the local Message Batches API stand-in"),
+    "tenants": ("batchline.tenants_cli", "manage tenants, their API keys and quotas"),
+    "gateway": ("batchline.gateway.server", "serve the Anthropic-compatible batches API for tenants"),
     "demo": ("batchline.demo", "run the whole pipeline locally on embedded defaults"),
 }
 

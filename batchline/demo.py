@@ -170,6 +170,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
         console.print(f"key prefix {prefix}", markup=False)
 
         settings = Settings.from_env(env)
+        client_batch = gateway_batch(console, stack, env, settings, logs)
         producer = Producer.from_settings(settings)
         report = producer.submit_many(items)
         console.print(f"Submitted {len(items)} requests: accepted {report.accepted}, duplicate "
@@ -193,11 +194,52 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
                       f"({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items())) or 'nothing'}), "
                       f"delivered twice {repeats}")
         producer.close()
-        return verdict(console, report.accepted, delivered, repeats, len(report.rejected), args.expect_rejected,
+        code = verdict(console, report.accepted, delivered, repeats, len(report.rejected), args.expect_rejected,
                        logs)
+        return gateway_results(console, client_batch, deadline) or code
     finally:
         for item in reversed(stack):
             item.stop()
+
+
+def gateway_batch(console: Any, stack: list[Any], env: dict[str, str], settings: Settings, logs: Path) -> Any:
+    """A tenant with a key, `batchline gateway`, and one client batch created with the official SDK."""
+    import anthropic
+
+    from batchline.keys import Keys
+    from batchline.redis_client import connect
+    from batchline.tenants import Tenant, TenantStore
+
+    client = connect(settings.redis_url)
+    key = TenantStore(client, Keys(settings.key_prefix)).add(Tenant("via-gateway"))
+    client.close()
+    port = free_port()
+    gateway = BatchlineProcess(["gateway", "--port", str(port)], env, str(logs / "gateway.log")).start()
+    stack.append(gateway)
+    wait_for_port(port, proc=gateway.proc)
+    sdk = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=key, max_retries=2)
+    batch = sdk.messages.batches.create(requests=[
+        {"custom_id": f"gw-{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
+            {"role": "user", "content": f"Through the gateway: question {i}"}]}} for i in range(20)])
+    console.print(f"Gateway on :{port}: tenant via-gateway created client batch {batch.id} of 20 requests "
+                  "with anthropic.Anthropic(base_url=GATEWAY, api_key=TENANT_KEY)")
+    return sdk, batch.id
+
+
+def gateway_results(console: Any, client_batch: Any, deadline: float) -> int:
+    sdk, batch_id = client_batch
+    batch = sdk.messages.batches.retrieve(batch_id)
+    while batch.processing_status != "ended" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        batch = sdk.messages.batches.retrieve(batch_id)
+    if batch.processing_status != "ended":
+        console.print(f"[red]Client batch {batch_id} still {batch.processing_status}")
+        return 1
+    first = next(iter(sdk.messages.batches.results(batch_id)))
+    text = first.result.message.content[0].text if first.result.type == "succeeded" else first.result.type
+    console.print(f"Client batch {batch_id} through the gateway: ended, {batch.request_counts.succeeded} succeeded; "
+                  f"results line {first.custom_id} -> {text!r}")
+    return 0
 
 
 def verdict(console: Any, accepted: int, delivered: int, repeats: int, rejected: int, expect_rejected: int,

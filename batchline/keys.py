@@ -40,6 +40,8 @@ class Keys:
         self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
         self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
         self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
+        self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
+        self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"
@@ -60,3 +62,28 @@ class Keys:
 
     def poll_lock(self) -> str:
         return f"{self.prefix}:lock:poll"
+
+    # The gateway's own records (gateway/): one hash per client batch, its custom_id map, a result
+    # stream the result workers append to, and each tenant's batches newest first.
+    def gateway_batch(self, gid: str) -> str:
+        return f"{self.prefix}:gw:b:{gid}"
+
+    def gateway_custom_ids(self, gid: str) -> str:
+        """hash: index of a request in the client batch -> the caller's custom_id"""
+        return f"{self.prefix}:gw:b:{gid}:cids"
+
+    def gateway_tenant_batches(self, tenant: str) -> str:
+        """zset: client batch id -> created at (ms)"""
+        return f"{self.prefix}:gw:t:{tenant}:batches"
+
+    def gateway_rate(self, key_hash: str, window: int) -> str:
+        return f"{self.prefix}:gw:rate:{key_hash[:24]}:{window}"
+
+    @property
+    def gateway_stream_prefix(self) -> str:
+        """Reply streams of client batches. A reply_to must name a stream, never a key of ours
+        (`{prefix}:`), so these sit beside the prefix; no tenant may name them (tenants.py)."""
+        return f"{self.prefix}.gw."
+
+    def gateway_results(self, gid: str) -> str:
+        return f"{self.gateway_stream_prefix}{gid}"

@@ -24,7 +24,7 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver",
+    "redeliver", "gateway_count", "gateway_canceled",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks (lua/targets.lua) names them so
@@ -166,3 +166,20 @@ class Scripts:
             args += (rid, mode)
         codes = self._run["redeliver"](keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
         return [text(c) or "" for c in codes]
+
+    def gateway_count(self, gid: str, tenant: str, cid_prefix: str, chunk: int, now: int,
+                      record_ttl: int) -> tuple[int, int, int]:
+        """Count a gateway client batch's new outcomes from its result stream; (read, counted, requests)."""
+        k = self._keys
+        read, counted, n = self._run["gateway_count"](
+            keys=[k.gateway_batch(gid), k.gateway_results(gid), k.gateway_custom_ids(gid)],
+            args=[tenant, cid_prefix, chunk, now, record_ttl])
+        return int(read), int(counted), int(n)
+
+    def gateway_canceled(self, gid: str, tenant: str, pairs: Sequence[tuple[str, str]]) -> int:
+        """Append `canceled` for requests of a gateway batch canceled while queued (once each); how many."""
+        k = self._keys
+        args: list[Any] = [k.request(""), tenant]
+        for rid, cid in pairs:
+            args += (rid, cid)
+        return int(self._run["gateway_canceled"](keys=[k.gateway_results(gid)], args=args))

@@ -123,6 +123,17 @@ class Settings:
     log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
     log_level: str = "INFO"  # BATCHLINE_LOG_LEVEL
     crash_at: str | None = None  # BATCHLINE_TEST_CRASH_AT: named crash hook, tests only
+    # Tenants and the gateway (batchline/tenants.py, gateway/)
+    key_grace_seconds: float = 86400.0  # BATCHLINE_KEY_GRACE_SECONDS (a rotated key keeps working this long)
+    gateway_max_body_bytes: int = 256_000_000  # BATCHLINE_GATEWAY_MAX_BODY_BYTES (413 above it)
+    gateway_max_batch_requests: int = 1_000_000  # BATCHLINE_GATEWAY_MAX_BATCH_REQUESTS (per client batch)
+    gateway_rate_limit: int = 600  # BATCHLINE_GATEWAY_RATE_LIMIT (HTTP requests per key per window)
+    gateway_rate_window_seconds: int = 60  # BATCHLINE_GATEWAY_RATE_WINDOW_SECONDS
+    gateway_body_timeout_seconds: float = 60.0  # BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS (slow clients: 408)
+    gateway_cors_origins: tuple[str, ...] = ()  # BATCHLINE_GATEWAY_CORS_ORIGINS (comma-separated; none: no CORS)
+    gateway_public_url: str | None = None  # BATCHLINE_GATEWAY_PUBLIC_URL (base of results_url; default: the Host)
+    gateway_host: str = "127.0.0.1"  # BATCHLINE_GATEWAY_HOST (`batchline gateway --host`)
+    gateway_port: int = 8080  # BATCHLINE_GATEWAY_PORT (`batchline gateway --port`)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
@@ -212,4 +223,22 @@ class Settings:
             log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,
             log_level=(_str(env, "BATCHLINE_LOG_LEVEL", d.log_level) or d.log_level).upper(),
             crash_at=_str(env, "BATCHLINE_TEST_CRASH_AT", None),
+            key_grace_seconds=_float(env, "BATCHLINE_KEY_GRACE_SECONDS", d.key_grace_seconds, 0.0),
+            gateway_max_body_bytes=_int(env, "BATCHLINE_GATEWAY_MAX_BODY_BYTES", d.gateway_max_body_bytes, 1024),
+            gateway_max_batch_requests=_int(
+                env, "BATCHLINE_GATEWAY_MAX_BATCH_REQUESTS", d.gateway_max_batch_requests, 1
+            ),
+            gateway_rate_limit=_int(env, "BATCHLINE_GATEWAY_RATE_LIMIT", d.gateway_rate_limit, 1),
+            gateway_rate_window_seconds=_int(
+                env, "BATCHLINE_GATEWAY_RATE_WINDOW_SECONDS", d.gateway_rate_window_seconds, 1, 86400
+            ),
+            gateway_body_timeout_seconds=_float(
+                env, "BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS", d.gateway_body_timeout_seconds, 0.1
+            ),
+            gateway_cors_origins=tuple(
+                o.strip() for o in (_str(env, "BATCHLINE_GATEWAY_CORS_ORIGINS", "") or "").split(",") if o.strip()
+            ),
+            gateway_public_url=_str(env, "BATCHLINE_GATEWAY_PUBLIC_URL", None),
+            gateway_host=_str(env, "BATCHLINE_GATEWAY_HOST", d.gateway_host) or d.gateway_host,
+            gateway_port=_int(env, "BATCHLINE_GATEWAY_PORT", d.gateway_port, 1, 65535),
         )

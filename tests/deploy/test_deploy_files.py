@@ -412,7 +412,8 @@ def test_every_container_has_probes_resources_and_runs_non_root() -> None:
         for c in containers(w):
             where = f"{w['metadata']['name']}/{c['name']}"
             for probe in ("livenessProbe", "readinessProbe"):
-                assert c.get(probe, {}).get("exec", {}).get("command"), f"{where}: no exec {probe}"
+                spec = c.get(probe, {})
+                assert spec.get("exec", {}).get("command") or spec.get("httpGet", {}).get("path"), f"{where}: {probe}"
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{where}: resources.{kind}"
             pod_default = pod.get("securityContext", {}).get("runAsNonRoot")
@@ -590,3 +591,16 @@ def test_redis_has_maxmemory_for_the_intake_high_water_mark() -> None:
                  redis_server_argv(as_argv(c.get("command")) + as_argv(c["args"]))):
         assert re.fullmatch(r"\d+(mb|gb)", argv[argv.index("--maxmemory") + 1]), argv
     assert redis_conf(REDIS_CONF.read_text())["maxmemory-policy"] == "noeviction"
+
+
+def test_gateway_has_a_service_probes_and_an_hpa() -> None:
+    (c,) = containers(deployment("batchline-gateway"))
+    assert as_argv(c["args"])[0] == "gateway"
+    parse_cli(as_argv(c["args"]))
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (svc,) = [s for s in k8s_kind("Service") if s["metadata"]["name"] == "batchline-gateway"]
+    assert svc["spec"]["selector"].items() <= pod_labels("batchline-gateway").items()
+    (hpa,) = k8s_kind("HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "batchline-gateway" and hpa["spec"]["minReplicas"] >= 2
+    assert as_argv(services()["gateway"]["command"])[0] == "gateway"
