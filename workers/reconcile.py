@@ -63,8 +63,16 @@ class Decision:
     to_prove: tuple[str, ...] = ()  # ended candidates whose result lines should be read
 
 
-def intent_of(batch_id: str, size: int, intent_at_ms: int, answered_at_ms: int | None, *,
-              create_timeout_ms: int, skew_ms: int, visibility_ms: int) -> Intent:
+def intent_of(
+    batch_id: str,
+    size: int,
+    intent_at_ms: int,
+    answered_at_ms: int | None,
+    *,
+    create_timeout_ms: int,
+    skew_ms: int,
+    visibility_ms: int,
+) -> Intent:
     """The window of a create: from the intent to its answer when one came (a 5xx or timeout: no
     create is in flight any more), else to the latest moment the create could still have run."""
     end = (answered_at_ms if answered_at_ms is not None else intent_at_ms + create_timeout_ms) + skew_ms
@@ -75,8 +83,9 @@ def in_window(intent: Intent, c: Candidate) -> bool:
     return c.size == intent.size and intent.window_start_ms <= c.created_at_ms <= intent.window_end_ms
 
 
-def decide(intent: Intent, listing: Listing, proofs: Mapping[str, Proof], taken: Collection[str],
-           now_ms: int) -> Decision:
+def decide(
+    intent: Intent, listing: Listing, proofs: Mapping[str, Proof], taken: Collection[str], now_ms: int
+) -> Decision:
     """Adopt the candidate proven ours; else ask for the proofs that can be read now, or wait for
     candidates still running; release only when the whole window was listed, the visibility delay
     has passed, and every candidate is disproved. `taken`: provider ids already saved for a claim."""
