@@ -33,6 +33,7 @@ class Keys:
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
+        self.standing_alerts = f"{prefix}:alerts:standing"  # hash: alerts no sweep rewrites (results unavailable)
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"
@@ -42,6 +43,10 @@ class Keys:
 
     def batch_members(self, bid: str) -> str:
         return f"{self.prefix}:b:{bid}:ids"
+
+    def reconcile_proofs(self, bid: str) -> str:
+        """hash: provider batch id -> 'ours' | 'not_ours', read from its result lines (reconcile)"""
+        return f"{self.prefix}:b:{bid}:proofs"
 
     def collect_lock(self, bid: str) -> str:
         return f"{self.prefix}:lock:collect:{bid}"

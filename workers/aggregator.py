@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anthropic
+import redis
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
@@ -86,13 +87,18 @@ def build_body(flat: list[bytes]) -> bytes:
 @contextmanager
 def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
     """Keep the batch's lease alive while this process works on it (a slow upload of a large body
-    can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over."""
+    can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over.
+    A renewal only ever pushes the lease later (GT), and a Redis error (a restart, a failover) costs
+    one renewal, not the thread: a create in flight is never left without its lease."""
     lease_ms = int(ctx.settings.claim_lease_seconds * 1000)
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(lease_ms / 3000):
-            ctx.redis.zadd(ctx.keys.leases, {bid: now_ms() + lease_ms}, xx=True)  # never re-add a lease
+            try:  # never re-add a lease (XX): a settled batch has none
+                ctx.redis.zadd(ctx.keys.leases, {bid: now_ms() + lease_ms}, xx=True, gt=True)
+            except redis.RedisError as exc:
+                logger.warning("batch.lease_renewal_failed", batch_id=bid, error=type(exc).__name__)
 
     thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
     thread.start()
@@ -106,10 +112,13 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
 def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
     k, s = ctx.keys, ctx.settings
     now = now_ms()
-    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, now + int(s.claim_lease_seconds * 1000)]):
+    # The intent's lease covers the whole create (its timeout) and a claim lease on top.
+    lease_until = now + int((s.create_timeout_seconds + s.claim_lease_seconds) * 1000)
+    if not ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until]):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
+    failure: BaseException | None = None
     with lease_renewed(ctx, bid):
         try:
             batch = ctx.anthropic.post(
@@ -120,12 +129,14 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
                          "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            return _create_failed(ctx, bid, n, len(body), exc)
-        ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(
-            keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, batch.id, now_ms(), 0],
-        )
+            failure = exc
+    if failure is not None:  # renewals have stopped: the failure handling sets the lease it needs
+        return _create_failed(ctx, bid, n, len(body), failure)
+    ctx.crash_point("after_create")
+    saved = ctx.scripts.submitted(
+        keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
+        args=[k.request(""), bid, batch.id, now_ms(), 0],
+    )
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -156,7 +167,14 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
     c = classify(exc)
     k = ctx.keys
     if c.kind is Kind.AMBIGUOUS:
-        # Created or not, nobody knows yet: keep the intent; the sweeper reconciles it with list().
+        # Created or not, nobody knows yet; but no create is in flight any more. Keep the intent, note
+        # when the answer came (the end of the window a batch could have appeared in) and let the sweeper
+        # reconcile it as soon as the provider's list shows what was created (reconcile_delay_seconds).
+        answered = now_ms()
+        pipe = ctx.redis.pipeline()
+        pipe.hset(k.batch(bid), "answered_at", answered)
+        pipe.zadd(k.leases, {bid: answered + int(ctx.settings.reconcile_delay_seconds * 1000)}, xx=True)
+        pipe.execute()
         logger.warning("batch.create_ambiguous", batch_id=bid, status=c.status, error=c.message)
         return Created(bid, None, n, size, "ambiguous")
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:

@@ -1,8 +1,9 @@
 """The sweeper: every step that holds work has a lease, and this returns it when its holder is gone.
 
 - a claim whose lease ran out before the intent: its requests go back to pending;
-- an intent (`creating`) whose lease ran out: reconcile with the provider's batch list, adopt the
-  batch that was created, or release the requests when nothing was;
+- an intent (`creating`) whose lease ran out (its holder is gone, or its create answered a 5xx or a
+  timeout): reconcile with the provider's batch list, adopt the batch its result lines prove ours,
+  or release the requests when the whole window holds nothing of ours;
 - an ended batch that no result worker finished: handed off again.
 """
 
@@ -12,17 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anthropic
-import orjson
-from anthropic.types.messages import MessageBatch
-
 from batchline import log
 from batchline.clock import now_ms
 from batchline.redis_client import text, text_map, texts
 from batchline.workers.aggregator import release
 from batchline.workers.context import Context
-from batchline.workers.lines import iter_lines
-from batchline.workers.provider import classify
+from batchline.workers.reconciler import Action, reconcile_decision
 
 logger = log.get("batchline.sweeper")
 
@@ -34,73 +30,30 @@ class SweepReport:
     handed_off: list[str] = field(default_factory=list)
 
 
-def _total(b: MessageBatch) -> int:
-    c = b.request_counts
-    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
-
-
-def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
-    """Read the first result line of an ended provider batch: does its id name a request of `bid`?"""
-    with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
-        for line in iter_lines(resp.iter_bytes(16 * 1024)):
-            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), "b")
-            return text(owner) == bid
-    return False
-
-
-def _rivals(ctx: Context, bid: str, n: int) -> int:
-    """Other unsaved creates of the same size: a batch of that size could be theirs."""
-    count = 0
-    for other in texts(ctx.redis.zrange(ctx.keys.leases, 0, -1)):
-        if other != bid:
-            state, size = ctx.redis.hmget(ctx.keys.batch(other), "state", "n")
-            count += state == b"creating" and size is not None and int(size) == n
-    return count
-
-
 def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
-    """An intent whose holder is gone: was the batch created? Adopt it only when the provider's list
-    proves it (one batch of that size in the create's time window and no rival create of that size,
-    or its first result line names one of our requests); release only when the window has passed
-    with nothing there; otherwise wait for the next sweep."""
-    k, s = ctx.keys, ctx.settings
+    """An intent whose create's outcome is unknown (its answer was a 5xx or a timeout, or its holder
+    is gone): adopt the batch whose result lines prove it ours, release when the whole window was
+    listed and nothing there is ours, else wait for the next sweep (workers/reconcile.py)."""
+    k = ctx.keys
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
     if batch.get("state") != "creating":
         ctx.redis.zrem(k.leases, bid)
         return
-    n, intent_at = int(batch["n"]), int(batch["intent_at"])
-    skew = int(s.clock_skew_seconds * 1000)
-    window_end = intent_at + int(s.create_timeout_seconds * 1000) + skew
-    try:
-        page = ctx.anthropic.messages.batches.list(limit=1000)
-        candidates = sorted(
-            (abs(int(b.created_at.timestamp() * 1000) - intent_at), b) for b in page.data
-            if _total(b) == n and intent_at - skew <= int(b.created_at.timestamp() * 1000) <= window_end
-            and not ctx.redis.hexists(k.provider_index, b.id)
-        )
-        chosen = None
-        if len(candidates) == 1 and not _rivals(ctx, bid, n):
-            chosen = candidates[0][1]
-        else:
-            chosen = next((b for _, b in candidates
-                           if b.processing_status == "ended" and _first_line_is_ours(ctx, bid, b.id)), None)
-    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-        logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
-        return
-    if chosen is not None:
+    decision = reconcile_decision(ctx, bid, batch)
+    if decision.action is Action.ADOPT:
+        assert decision.provider_id is not None
         if ctx.scripts.submitted(
             keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, chosen.id, now_ms(), 1],
+            args=[k.request(""), bid, decision.provider_id, now_ms(), 1],
         ):
-            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
+            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=decision.provider_id, requests=batch["n"])
             report.adopted.append(bid)
-        return
-    if candidates or now_ms() < window_end:
-        logger.info("reconcile.waiting", batch_id=bid, candidates=len(candidates))
-        return
-    if release(ctx, bid, "reconciled_not_created"):
-        logger.warning("batch.released", batch_id=bid, reason="reconciled_not_created")
-        report.released.append(bid)
+    elif decision.action is Action.RELEASE:
+        if release(ctx, bid, decision.reason):
+            logger.warning("batch.released", batch_id=bid, reason=decision.reason)
+            report.released.append(bid)
+    else:
+        logger.info("reconcile.waiting", batch_id=bid, reason=decision.reason)
 
 
 def watchdogs(ctx: Context, now: int) -> dict[str, str]:
