@@ -14,6 +14,7 @@ from kombu import Queue
 
 from batchline import log
 from batchline.config.settings import Settings
+from batchline.errors import RetryableError
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import current
 
@@ -26,6 +27,12 @@ PACK, POLL, SWEEP, COLLECT = (
     "batchline.aggregator.pack", "batchline.poller.poll", "batchline.poller.sweep", "batchline.results.collect",
 )
 PING = "batchline.health.ping"
+COLLECT_RETRIES = 8  # prompt retries of a collect on a transient error, before the sweeper's hand-off
+
+
+def collect_backoff(tries: int, retry_after: float | None) -> float:
+    """Seconds before the next collect try: the provider's `retry-after`, else 0.5 s doubling, at most 30."""
+    return min(30.0, retry_after if retry_after is not None else 0.5 * 2**tries)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -110,4 +117,10 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=COLLECT, bind=True)
     def collect(self: Any, batch_id: str) -> int:
         structlog.contextvars.bind_contextvars(task_id=self.request.id, batch_id=batch_id)
-        return results.collect(ctx(), batch_id, celery_send).delivered
+        try:
+            return results.collect(ctx(), batch_id, celery_send).delivered
+        except RetryableError as exc:
+            tries = int(self.request.retries)
+            if tries >= COLLECT_RETRIES:  # the sweeper hands the batch off again later
+                raise
+            raise self.retry(countdown=collect_backoff(tries, exc.retry_after), max_retries=COLLECT_RETRIES) from exc

@@ -67,6 +67,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
     for raw, opened_at in stuck:
         hours = (now - opened_at) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
+    alerts.update(text_map(ctx.redis.hgetall(k.standing_alerts)))  # e.g. results unavailable: kept a week
     for bid in texts(ctx.redis.zrange(k.ended, 0, -1)):
         submitted = text(ctx.redis.hget(k.batch(bid), "submitted_at"))
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
