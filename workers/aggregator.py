@@ -179,17 +179,33 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
         return Created(bid, None, n, size, "ambiguous")
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
         if c.kind is Kind.INVALID and not ctx.redis.hexists(k.limit_override, "bisect_ok"):
-            # Every create fails, a lone request's too: the fault is not in the requests. Pause.
-            release(ctx, bid, "create_rejected")
-            pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
+            # Refused alone, and no narrowed create went through yet. One lone refusal proves nothing (the
+            # halves tried so far may all have held it): it goes behind the others, which are tried first.
+            # Two different requests refused alone, or no other to try: the fault is not in the requests.
+            rid = text(ctx.redis.lindex(k.batch_members(bid), 0)) or ""
+            pipe = ctx.redis.pipeline()
+            pipe.hset(k.limit_override, f"lone:{rid}", 1)
+            pipe.hkeys(k.limit_override)
+            pipe.llen(k.pending)
+            _, fields, pending = pipe.execute()
+            lone = sum(1 for f in fields if f.startswith(b"lone:"))
+            if lone >= 2 or pending == 0:
+                release(ctx, bid, "create_rejected")
+                pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
+            else:
+                release(ctx, bid, "create_rejected_alone", where="tail")
+                logger.warning("batch.rejected_alone", batch_id=bid, status=c.status)
             return Created(bid, None, n, size, "released")
         # Bisected down to the one request the API refuses (other halves went through): it alone fails.
         fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
                      c.message or f"create refused with HTTP {c.status}")
         release(ctx, bid, f"create_{c.kind}")
         return Created(bid, None, n, size, "failed")
-    release(ctx, bid, f"create_{c.kind}")
-    if c.kind in (Kind.TOO_LARGE, Kind.INVALID):
+    splitting = c.kind in (Kind.TOO_LARGE, Kind.INVALID)
+    # A split puts the later half first: wherever the offending request sits, some half without it
+    # goes through (which tells a bad request from a refused account) before it is narrowed alone.
+    release(ctx, bid, f"create_{c.kind}", where="rotate" if splitting else "head")
+    if splitting:
         # Split and resubmit the halves: the next claims are half as big (by bytes for a 413, by count
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
         too_large = c.kind is Kind.TOO_LARGE
@@ -253,12 +269,25 @@ def probe_pause(ctx: Context) -> bool:
     return False
 
 
-def release(ctx: Context, bid: str, reason: str) -> int:
+def release(ctx: Context, bid: str, reason: str, where: str = "head") -> int:
+    """Return a claimed batch's requests to the queue (`where`: head, rotate, tail; see release.lua);
+    the ones their callers canceled meanwhile get their one `canceled` delivery first."""
+    from batchline.workers.cancels import settle_canceled
+
     k = ctx.keys
-    return int(ctx.scripts.release(
-        keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-        args=[k.request(""), bid, now_ms(), reason],
-    ))
+    for _ in range(RELEASE_PASSES):
+        settle_canceled(ctx, bid)
+        returned = int(ctx.scripts.release(
+            keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, now_ms(), reason, where],
+        ))
+        if returned >= 0:
+            return returned
+    logger.warning("batch.release_deferred", batch_id=bid, reason=reason)  # cancels keep landing: next sweep
+    return 0
+
+
+RELEASE_PASSES = 5
 
 
 def pack_once(ctx: Context) -> Created | None:

@@ -18,7 +18,7 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 for i = 6, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a')
+  local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a', 'q')
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
     local tenant = ARGV[i + 6]
@@ -32,8 +32,11 @@ for i = 6, #ARGV, 11 do
       local stream = ARGV[i + 4]
       if stream ~= '' then
         -- pcall: a stream name that clashes with a key of another type must not fail the chunk
+        -- idempotency_key: the Celery targets' key (tenant:custom_id:queued_at), so a consumer can dedupe
+        -- after a failover loses the last second of writes and an outcome is appended again
         local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
-          'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7])
+          'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7],
+          'idempotency_key', tenant .. ':' .. ARGV[i + 5] .. ':' .. (rec[6] or ''))
         if type(added) == 'table' and added.err then
           redis.call('HSET', key, 'dx', added.err)
           add(counts, 'stream_error:' .. tenant, 1)

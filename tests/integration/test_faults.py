@@ -76,7 +76,8 @@ def test_413_splits_the_batch_until_it_fits(fast, redis_client, emulator):
     assert books["requests_in_multiple_batches"] == 0
 
 
-def test_400_at_create_fails_only_the_offending_request(fast, redis_client, emulator):
+@pytest.mark.parametrize("bad", [0, 17, 39], ids=["at the head", "in the middle", "at the tail"])
+def test_400_at_create_fails_only_the_offending_request(fast, redis_client, emulator, bad):
     s = fast
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(40)), reply_to="redis-stream:bis")
@@ -84,14 +85,50 @@ def test_400_at_create_fails_only_the_offending_request(fast, redis_client, emul
     from batchline.keys import request_id
 
     ctx = Context(s)
-    ctx.redis.hset(ctx.keys.request(request_id("default", "r-17")), "p", '"not an object"')
+    ctx.redis.hset(ctx.keys.request(request_id("default", f"r-{bad}")), "p", '"not an object"')
     drain(ctx)
     got = entries(redis_client, "bis")
     assert len(got) == 40
-    assert got["r-17"]["outcome"] == "errored"
-    assert producer.status("r-17")["error_type"] == "invalid_request_error"
-    assert {v["outcome"] for k, v in got.items() if k != "r-17"} == {"succeeded"}
+    assert got[f"r-{bad}"]["outcome"] == "errored"
+    assert producer.status(f"r-{bad}")["error_type"] == "invalid_request_error"
+    assert {v["outcome"] for k, v in got.items() if k != f"r-{bad}"} == {"succeeded"}
+    assert not redis_client.exists(ctx.keys.paused)  # one bad request never pauses the account
     assert emulator.books()["requests_in_multiple_batches"] == 0
+
+
+@pytest.mark.parametrize("stage", ["claimed", "creating"])
+def test_a_cancel_during_claim_or_create_is_delivered_once_when_released(fast, redis_client, emulator, stage):
+    """Canceled while its batch is claimed (or its create in flight), then the batch is released:
+    exactly one `canceled` delivery, with the record's TTL and the delivered counter."""
+    from batchline.clock import now_ms
+    from batchline.workers.packing import Take
+
+    producer = Producer.from_settings(fast)
+    producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(6)), reply_to="redis-stream:cc")
+    ctx = Context(fast)
+    k = ctx.keys
+    bid, _ = aggregator.claim(ctx, Take(6, fast.max_batch_bytes, "full"))
+    if stage == "creating":
+        assert ctx.scripts.intent(keys=[k.leases, k.batch(bid)], args=[bid, now_ms(), now_ms() + 60_000])
+    assert producer.cancel("r-2") == "requested" and producer.cancel("r-4") == "requested"
+    assert aggregator.release(ctx, bid, "test_release") == 4
+    got = entries(redis_client, "cc")
+    assert set(got) == {"r-2", "r-4"} and {v["outcome"] for v in got.values()} == {"canceled"}
+    for cid in ("r-2", "r-4"):
+        status = producer.status(cid)
+        assert status["state"] == "delivered" and status["outcome"] == "canceled"
+        assert 0 < redis_client.ttl(k.request(producer_rid(cid))) <= fast.record_ttl_seconds
+    assert int(redis_client.hget(k.counters, "delivered:default:canceled")) == 2
+    drain(ctx)
+    got = entries(redis_client, "cc")  # asserts nothing is delivered twice
+    assert len(got) == 6 and [got[c]["outcome"] for c in ("r-0", "r-1", "r-3", "r-5")] == ["succeeded"] * 4
+    assert emulator.books()["requests_created"] == 4
+
+
+def producer_rid(custom_id: str) -> str:
+    from batchline.keys import request_id
+
+    return request_id("default", custom_id)
 
 
 def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, emulator):

@@ -116,6 +116,10 @@ def test_lua_compare_and_set_matches_the_transition_table():
     assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
     assert {"queued"} == set(sources(REQUEST_TRANSITIONS, "canceled"))
     assert "rec[1] == 'queued'" in source("cancel")
+    # release: batched -> queued only; a request its caller canceled is delivered `canceled` first
+    # (deliver.lua, batched -> delivered), never left `canceled` with no delivery
+    assert accepted("release", "rec[1]") == {"batched"} <= set(sources(REQUEST_TRANSITIONS, "queued"))
+    assert "'canceled'" not in source("release") and "batched" in sources(REQUEST_TRANSITIONS, "delivered")
     # batch states: each script's compare-and-set guard is the table's source states for its move
     guards = {"intent": "creating", "submitted": "submitted", "ended": "ended", "release": "released"}
     for script, target in guards.items():
