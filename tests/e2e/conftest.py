@@ -34,6 +34,7 @@ def e2e_env(redis_server, emulator, s3_server, s3_bucket) -> dict[str, str]:
         "BATCHLINE_COLLECT_LEASE_SECONDS": "3",
         "BATCHLINE_CREATE_TIMEOUT_SECONDS": "3",
         "BATCHLINE_CLOCK_SKEW_SECONDS": "1",
+        "BATCHLINE_RECONCILE_DELAY_SECONDS": "1",
         "BATCHLINE_FRESH_BATCH_GRACE_SECONDS": "30",
         "BATCHLINE_LOG_FORMAT": "json",
         "AWS_ACCESS_KEY_ID": "testing",
