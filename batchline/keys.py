@@ -14,6 +14,11 @@ def request_id(tenant: str, custom_id: str) -> str:
     return hashlib.blake2b(f"{tenant}\x00{custom_id}".encode(), digest_size=12).hexdigest()
 
 
+#: The batch id of the requests canceled while still queued: never created at the provider; a worker
+#: delivers their one `canceled` outcome (workers/cancels.py).
+CANCEL_BATCH = "canceled"
+
+
 class Keys:
     """Key names under one prefix (`BATCHLINE_KEY_PREFIX`)."""
 
@@ -33,6 +38,7 @@ class Keys:
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
+        self.canceled_queue = self.batch_members(CANCEL_BATCH)  # list: queued requests canceled, to deliver
         self.standing_alerts = f"{prefix}:alerts:standing"  # hash: alerts no sweep rewrites (results unavailable)
 
     def request(self, rid: str) -> str:

@@ -1,13 +1,17 @@
-"""Requests canceled by their caller while their batch was still being claimed or created.
-
-When such a batch is released (nothing was created), each canceled request ends in exactly one
+"""Requests canceled by their caller before any provider batch held them: each ends in exactly one
 delivery, `canceled`, through the same fan-out as any outcome (deliver.lua: reply target, S3 object,
-counters, record TTL), before `release.lua` returns the others to the queue; `release.lua` refuses
-while one is left, so a cancel that lands in between is settled on the next pass.
+counters, record TTL).
+
+- canceled while queued: cancel.lua moves it to the cancel batch (`keys.CANCEL_BATCH`); each sweep
+  delivers those (`settle_queued_cancels`);
+- canceled while its batch was claimed or created, and that batch is released (nothing was created):
+  delivered before `release.lua` returns the others to the queue; `release.lua` refuses while one is
+  left, so a cancel that lands in between is settled on the next pass.
 """
 
 from __future__ import annotations
 
+from batchline.keys import CANCEL_BATCH
 from batchline.redis_client import texts
 from batchline.workers.context import Context
 from batchline.workers.results import Fanout
@@ -15,12 +19,24 @@ from batchline.workers.results import Fanout
 CANCELED_LINE = {"type": "canceled"}
 
 
-def settle_canceled(ctx: Context, bid: str) -> int:
-    """Deliver `canceled` to the requests of claimed batch `bid` whose caller canceled them."""
+def settle_queued_cancels(ctx: Context, chunk: int = 1000) -> int:
+    """Deliver the requests canceled while queued, a chunk at a time; returns how many."""
+    k, done = ctx.keys, 0
+    while True:
+        rids = texts(ctx.redis.lrange(k.canceled_queue, 0, chunk - 1))
+        if not rids:
+            return done
+        done += settle_canceled(ctx, CANCEL_BATCH, rids)
+        ctx.redis.ltrim(k.canceled_queue, len(rids), -1)  # settled (or settled before a crash): drop them
+
+
+def settle_canceled(ctx: Context, bid: str, rids: list[str] | None = None) -> int:
+    """Deliver `canceled` to the requests of claimed batch `bid` (or `rids` of it) whose caller canceled them."""
     from batchline.workers.app import celery_sender
 
     k = ctx.keys
-    rids = texts(ctx.redis.lrange(k.batch_members(bid), 0, -1))
+    if rids is None:
+        rids = texts(ctx.redis.lrange(k.batch_members(bid), 0, -1))
     pipe = ctx.redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hmget(k.request(rid), "s", "b", "x")

@@ -4,7 +4,8 @@
 - an intent (`creating`) whose lease ran out (its holder is gone, or its create answered a 5xx or a
   timeout): reconcile with the provider's batch list, adopt the batch its result lines prove ours,
   or release the requests when the whole window holds nothing of ours;
-- an ended batch that no result worker finished: handed off again.
+- an ended batch that no result worker finished: handed off again;
+- requests canceled while queued: their one `canceled` delivery (workers/cancels.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from batchline import log
 from batchline.clock import now_ms
 from batchline.redis_client import text, text_map, texts
 from batchline.workers.aggregator import release
+from batchline.workers.cancels import settle_queued_cancels
 from batchline.workers.context import Context
 from batchline.workers.reconciler import Action, reconcile_decision
 
@@ -87,6 +89,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, now_ms()
     report = SweepReport()
+    settle_queued_cancels(ctx)
     for bid in texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)):
         state = text(ctx.redis.hget(k.batch(bid), "state")) or ""
         if state == "claimed":

@@ -176,18 +176,21 @@ def test_cancel_pending_and_whole_batch(fast, redis_client, emulator):
     producer = Producer.from_settings(s)
     producer.submit_many(({"custom_id": f"r-{i}", "params": params(i)} for i in range(20)), reply_to="redis-stream:cx")
     assert producer.cancel("r-0") == "removed"
-    assert producer.status("r-0")["state"] == "canceled"
+    assert producer.status("r-0")["state"] == "batched"  # in the cancel batch, until a sweep delivers it
     ctx = Context(s)
     created = aggregator.pack(ctx)
     assert created[0].requests == 19
     counts = producer.cancel_batch(created[0].provider_id)
     assert counts == {"requested": 19}
-    assert producer.cancel("r-0") == "final"
+    assert producer.cancel("r-0") == "requested"  # asked again: still one delivery
     drain(ctx, timeout=20)
-    got = entries(redis_client, "cx")
-    assert len(got) == 19 and {v["outcome"] for v in got.values()} == {"canceled"}
-    assert "r-0" not in got
+    got = entries(redis_client, "cx")  # fails on any outcome delivered twice
+    assert len(got) == 20 and {v["outcome"] for v in got.values()} == {"canceled"}
+    assert producer.cancel("r-0") == "final" and producer.status("r-0")["outcome"] == "canceled"
+    assert 0 < redis_client.ttl(ctx.keys.request(producer_rid("r-0"))) <= s.record_ttl_seconds
+    assert int(redis_client.hget(ctx.keys.counters, "delivered:default:canceled")) == 20
     assert emulator.books()["operations"].get("cancel") == 1
+    assert emulator.books()["requests_created"] == 19  # the one canceled while queued never went out
 
 
 def test_400_for_every_create_pauses_instead_of_failing_requests(fast, redis_client, emulator):
