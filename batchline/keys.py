@@ -35,6 +35,7 @@ class Keys:
         self.poll_backoff = f"{prefix}:backoff:poll"
         self.paused = f"{prefix}:paused"  # hash while submission is paused (account-level error)
         self.limit_override = f"{prefix}:override"  # hash with a TTL: smaller batches after a 413/400
+        self.in_flight_cap = f"{prefix}:cap:in_flight"  # after a queue-full 429: the effective in-flight limit
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
@@ -60,6 +61,10 @@ class Keys:
     def cost_day(self, day: str) -> str:
         """hash '{tenant}|{model}|batch|standard|requests' -> micro-dollars / count, for one UTC day"""
         return f"{self.prefix}:cost:{day}"
+
+    def unpriced_logged(self, model: str) -> str:
+        """set (with a day's TTL) once a model without a price has been logged"""
+        return f"{self.prefix}:unpriced:{model}"
 
     def poll_lock(self) -> str:
         return f"{self.prefix}:lock:poll"

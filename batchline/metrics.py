@@ -36,6 +36,9 @@ class PipelineCollector:
         yield gauge("open_batches", "Provider batches in progress", snap.open_batches)
         yield gauge("requests_in_flight", "Requests in open batches (provider queue)", snap.in_flight)
         yield gauge("requests_in_flight_limit", "BATCHLINE_MAX_REQUESTS_IN_FLIGHT", self.limit)
+        cap = self.client.get(self.keys.in_flight_cap)  # set after a queue-full 429, until batches end
+        yield gauge("requests_in_flight_effective_limit", "The in-flight limit in force (lower after a queue-full 429)",
+                    min(self.limit, int(cap)) if cap is not None else self.limit)
         yield gauge("batches_awaiting_delivery", "Ended batches whose results are not all delivered",
                     snap.awaiting_delivery)
         yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)
@@ -71,16 +74,25 @@ class PipelineCollector:
         cost = CounterMetricFamily("batchline_cost_usd", "Spent at batch prices", labels=["tenant", "model"])
         standard = CounterMetricFamily("batchline_standard_cost_usd", "The same work at standard prices",
                                        labels=["tenant", "model"])
+        unpriced = CounterMetricFamily("batchline_unpriced_requests",
+                                       "Succeeded requests whose model has no price (not in the cost totals)",
+                                       labels=["tenant", "model"])
         totals: dict[tuple[str, str], list[float]] = {}
         for row in cost_rows(self.client, self.keys):
-            t = totals.setdefault((row.tenant, row.model), [0.0, 0.0])
+            t = totals.setdefault((row.tenant, row.model), [0.0, 0.0, 0])
             t[0] += row.batch_usd
             t[1] += row.standard_usd
-        for (tenant, model), (spent, std) in sorted(totals.items()):
+            t[2] += row.unpriced
+        for (tenant, model), (spent, std, n_unpriced) in sorted(totals.items()):
+            if n_unpriced:
+                unpriced.add_metric([tenant, model], n_unpriced)
+            if n_unpriced and not spent and not std:
+                continue
             cost.add_metric([tenant, model], spent)
             standard.add_metric([tenant, model], std)
         yield cost
         yield standard
+        yield unpriced
 
 
 def registry(settings: Settings) -> Any:

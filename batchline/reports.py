@@ -89,6 +89,7 @@ class CostRow:
     requests: int
     batch_usd: float
     standard_usd: float
+    unpriced: int = 0  # succeeded requests whose model has no price (not in batch_usd / standard_usd)
 
 
 def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
@@ -97,10 +98,11 @@ def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
     for day in days:
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         for name, value in text_map(client.hgetall(keys.cost_day(day))).items():
-            tenant, model, kind = name.split("|")
+            tenant, _, rest = name.partition("|")
+            model, _, kind = rest.rpartition("|")
             groups[(tenant, model)][kind] = int(value)
         for (tenant, model), v in sorted(groups.items()):
             rows.append(CostRow(day, tenant, model, v.get("requests", 0), v.get("batch", 0) / 1e6,
-                                v.get("standard", 0) / 1e6))
+                                v.get("standard", 0) / 1e6, v.get("unpriced", 0)))
     return rows
 

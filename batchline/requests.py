@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from typing import Any, NamedTuple
 
 import orjson
@@ -15,6 +17,8 @@ from batchline.keys import request_id
 
 # Matched with fullmatch: `$` alone would let a trailing newline through.
 ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+BETA_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")  # e.g. output-300k-2026-03-24
+MAX_BETAS = 20
 STREAM_RE = re.compile(r"[A-Za-z0-9_.:{}-]{1,200}")
 TASK_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
@@ -74,6 +78,7 @@ class EncodedRequest(NamedTuple):
     metadata_json: bytes
     digest: str
     size: int  # bytes this request adds to a create body
+    betas: str = ""  # its beta set, canonical ("a,b": sorted, unique); sent as the batch's anthropic-beta header
 
 
 @lru_cache(maxsize=1024)
@@ -82,12 +87,55 @@ def check_reply_to(text: str, key_prefix: str) -> ReplyTarget:
     return ReplyTarget.parse(text, key_prefix)
 
 
+def check_betas(value: Any) -> str:
+    """A request's betas as their canonical set: sorted, unique, comma-joined ('' for none)."""
+    if value is None:
+        return ""
+    if not isinstance(value, list | tuple):
+        raise InvalidRequest("betas", f"must be a list of beta names, got {type(value).__name__}")
+    if len(value) > MAX_BETAS:
+        raise InvalidRequest("betas", f"at most {MAX_BETAS} betas per request")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not BETA_RE.fullmatch(name):
+            raise InvalidRequest(f"betas[{i}]", f"{str(name)[:80]!r} must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{{0,99}}$")
+    return ",".join(sorted(set(value)))
+
+
 def check_id(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(field, f"must be a string, got {type(value).__name__}")
     if not ID_RE.fullmatch(value):
         raise InvalidRequest(field, f"{value[:80]!r} must match ^[a-zA-Z0-9_-]{{1,64}}$")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRule:
+    """One parameter (or value) the Message Batches API refuses inside a batch (config/batch_rules.json)."""
+
+    field: str
+    when: str | tuple[Any, ...]  # "present", "truthy", or the refused values
+    rule: str
+
+    def refuses(self, params: dict[str, Any]) -> bool:
+        if self.field not in params:
+            return False
+        value = params[self.field]
+        if self.when == "present":
+            return True
+        if self.when == "truthy":
+            return bool(value)
+        return isinstance(self.when, tuple) and value in self.when
+
+
+@lru_cache(maxsize=1)
+def batch_rules() -> tuple[BatchRule, ...]:
+    data = json.loads(resources.files("batchline.config").joinpath("batch_rules.json").read_text())
+    rules = []
+    for r in data["refused"]:
+        when = r["when"]
+        rules.append(BatchRule(r["field"], when if isinstance(when, str) else tuple(when["equals_any"]), r["rule"]))
+    return tuple(rules)
 
 
 def check_params(params: Any) -> None:
@@ -112,10 +160,9 @@ def check_params(params: Any) -> None:
             raise InvalidRequest(f"params.messages[{i}].role", "must be 'user' or 'assistant'")
         if not isinstance(message.get("content"), str | list):
             raise InvalidRequest(f"params.messages[{i}].content", "is required (a string or a list of blocks)")
-    if params.get("stream"):
-        raise InvalidRequest("params.stream", "streaming is not allowed in a batch; remove it")
-    if "betas" in params:
-        raise InvalidRequest("params.betas", "per-request betas are rejected by the API; set them per batch")
+    for rule in batch_rules():
+        if rule.refuses(params):
+            raise InvalidRequest(f"params.{rule.field}", rule.rule)
 
 
 def encode(
@@ -125,6 +172,7 @@ def encode(
     tenant: Any,
     reply_to: Any = None,
     metadata: Any = None,
+    betas: Any = None,
     max_bytes: int,
     key_prefix: str = "bl",
 ) -> EncodedRequest:
@@ -132,6 +180,7 @@ def encode(
     check_id("tenant", tenant)
     check_id("custom_id", custom_id)
     check_params(params)
+    beta_set = check_betas(betas)
     if reply_to is None:
         reply_to = ""
     elif not isinstance(reply_to, str):
@@ -156,5 +205,8 @@ def encode(
     size = len(params_bytes) + len(rid) + ITEM_OVERHEAD
     if size > max_bytes:
         raise InvalidRequest("params", f"request is {size} bytes, over the batch byte limit of {max_bytes}")
-    digest = hashlib.blake2b(params_bytes + b"\x00" + reply_to.encode(), digest_size=16).hexdigest()
-    return EncodedRequest(rid, tenant, custom_id, params_bytes, reply_to, metadata_json, digest, size)
+    identity = params_bytes + b"\x00" + reply_to.encode()
+    if beta_set:  # two requests that differ only in betas are different requests
+        identity += b"\x00betas:" + beta_set.encode()
+    digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
+    return EncodedRequest(rid, tenant, custom_id, params_bytes, reply_to, metadata_json, digest, size, beta_set)

@@ -29,7 +29,10 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         if rec.get(short):
             status[name] = iso(rec[short])
     status["attempts"] = int(rec.get("a") or 0)
-    if rec.get("cu"):
+    if rec.get("cu") == "unpriced":  # succeeded; its model has no price in the table
+        status["cost_usd"] = status["standard_cost_usd"] = None
+        status["unpriced"] = True
+    elif rec.get("cu"):
         status["cost_usd"] = int(rec["cu"]) / 1e6
         status["standard_cost_usd"] = int(rec.get("cs") or 0) / 1e6
     if rec.get("x"):

@@ -72,7 +72,7 @@ class Settings:
     max_batch_requests: int = 10_000  # BATCHLINE_MAX_BATCH_REQUESTS (<= 100,000)
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # BATCHLINE_MAX_BATCH_BYTES (< 256 MB)
     max_wait_seconds: float = 60.0  # BATCHLINE_MAX_WAIT_SECONDS
-    max_requests_in_flight: int = 100_000  # BATCHLINE_MAX_REQUESTS_IN_FLIGHT
+    max_requests_in_flight: int = 100_000  # BATCHLINE_MAX_REQUESTS_IN_FLIGHT (<= tier queue: 200k/300k/500k)
     poll_interval_seconds: float = 30.0  # BATCHLINE_POLL_INTERVAL_SECONDS
     pack_interval_seconds: float = 1.0  # BATCHLINE_PACK_INTERVAL_SECONDS
     sweep_interval_seconds: float = 15.0  # BATCHLINE_SWEEP_INTERVAL_SECONDS

@@ -102,7 +102,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
         body = await _read_body(request, state.config.max_body_bytes)
         payload: list[bytes | bytearray] = [body]
         del body
-        batch = await run_in_threadpool(store.create, payload)
+        batch = await run_in_threadpool(store.create, payload, betas_of(request))
         if state.lose_create_reply():
             raise ApiError("api_error", "Internal server error (emulated, after the batch was created).")
         return JSONResponse(batch_json(request, batch))
@@ -156,6 +156,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
                 served = [0, 0, 0, 0]
             else:
                 store.downloads += 1
+            if betas_of(request):
+                store.results_betas[batch_id] = list(betas_of(request))
             if cfg.results_cut_after is not None and cfg.results_cut_after < len(batch.requests):
                 store.http_faults["results_cut"] += 1
         newline = b"\r\n" if cfg.crlf else b"\n"
@@ -187,6 +189,12 @@ def _results_base(request: Request, cfg: Any) -> str:
     if cfg.results_url_mode == "unreachable":
         return UNREACHABLE_BASE + str(root)
     return str(request.base_url)
+
+
+def betas_of(request: Request) -> tuple[str, ...]:
+    """The `anthropic-beta` header's betas: comma-separated, possibly repeated; sorted, unique."""
+    names = {b.strip() for value in request.headers.getlist("anthropic-beta") for b in value.split(",")}
+    return tuple(sorted(n for n in names if n))
 
 
 def _too_large(limit: int) -> ApiError:

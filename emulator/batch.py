@@ -54,6 +54,7 @@ class Batch:
     cancel_initiated_at: float | None = None
     cancel_seconds: float = 0.0
     foreign: bool = False  # created by "another application" in the workspace (emulator/foreign.py)
+    betas: tuple[str, ...] = ()  # the anthropic-beta header of its create
     _final: list[int] | None = None  # cached counts once ended
 
     @property

@@ -43,6 +43,7 @@ class Store:
         self.requests_created = 0
         self.foreign: Counter[str] = Counter()  # foreign batches: created, requests, and what was done to them
         self.foreign_batch_ids: list[str] = []
+        self.results_betas: dict[str, list[str]] = {}  # batch id -> betas of its last results download
 
     def reset(self) -> None:
         """Forget every batch and zero the books."""
@@ -51,8 +52,9 @@ class Store:
 
     # -- create -------------------------------------------------------------------------------
 
-    def create(self, payload: list[bytes | bytearray]) -> Batch:
-        """Check and record a batch from the raw JSON body (a one-item list, emptied here)."""
+    def create(self, payload: list[bytes | bytearray], betas: tuple[str, ...] = ()) -> Batch:
+        """Check and record a batch from the raw JSON body (a one-item list, emptied here) and the
+        betas of its `anthropic-beta` header."""
         cfg = self.config
         items = check_body(parse_body(payload), cfg.max_requests)
         self._check_queue(len(items))
@@ -65,7 +67,9 @@ class Store:
         del items
         with self.lock:
             self._check_queue(len(custom_ids))
-            return self._record(custom_ids, analyses)
+            batch = self._record(custom_ids, analyses)
+            batch.betas = betas
+            return batch
 
     def _check_queue(self, adding: int) -> None:
         limit = self.config.queue_limit
@@ -282,6 +286,8 @@ class Store:
                 "http_faults": dict(self.http_faults),
                 "operations": dict(self.operations),
                 "foreign": {**{k: 0 for k in FOREIGN_BOOKS}, **self.foreign, "batch_ids": list(self.foreign_batch_ids)},
+                "batch_betas": {b.id: list(b.betas) for b in self.batches.values() if b.betas},
+                "results_betas": dict(self.results_betas),
             }
 
 

@@ -7,7 +7,7 @@ per chunk (no Celery task per request). Idempotent per (tenant, custom_id).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,7 @@ from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
+CONFLICT_RULE = "conflict: already submitted with other params"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +72,16 @@ class Producer:
     def close(self) -> None:
         self.redis.close()
 
-    def _encode(self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any) -> EncodedRequest:
+    def _encode(
+        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any = None
+    ) -> EncodedRequest:
         return encode(
             custom_id,
             params,
             tenant=self.settings.default_tenant if tenant is None else tenant,
             reply_to=reply_to,
             metadata=metadata,
+            betas=betas,
             max_bytes=self.settings.max_batch_bytes,
             key_prefix=self.settings.key_prefix,
         )
@@ -85,7 +89,7 @@ class Producer:
     def _store(self, chunk: list[EncodedRequest]) -> list[int]:
         args: list[Any] = [self._record_prefix, now_ms()]
         for r in chunk:
-            args += (r.rid, r.tenant, r.custom_id, r.params_json, r.reply_to, r.metadata_json, r.digest, r.size)
+            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
         return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats, self.keys.counters], args=args))
 
     def submit(
@@ -96,9 +100,12 @@ class Producer:
         tenant: str | None = None,
         reply_to: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        betas: Sequence[str] | None = None,
     ) -> str:
-        """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`."""
-        encoded = self._encode(custom_id, params, tenant, reply_to, metadata)
+        """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`.
+        `betas` (beta names) go out as the `anthropic-beta` header of the batch that carries it: requests
+        are only batched with requests of the same beta set."""
+        encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas)
         code = self._store([encoded])[0]
         if code == CONFLICT:
             raise Conflict("custom_id", f"{custom_id!r} already submitted by {encoded.tenant!r} with other params")
@@ -114,7 +121,7 @@ class Producer:
         on_progress: Callable[[int], None] | None = None,
     ) -> SubmitReport:
         """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
-        `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments).
+        `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments) and `betas`.
         A bad item is reported and skipped; the good ones are stored."""
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
@@ -148,6 +155,7 @@ class Producer:
                     item.get("tenant", tenant),
                     item.get("reply_to", reply_to),
                     item.get("metadata"),
+                    item.get("betas"),
                 )
             except InvalidRequest as exc:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
@@ -160,6 +168,32 @@ class Producer:
                 chunk, positions = [], []
         if chunk:
             yield chunk, positions
+
+    def check_many(
+        self, items: Iterable[Mapping[str, Any]], *, tenant: str | None = None, reply_to: str | None = None
+    ) -> tuple[SubmitReport, list[EncodedRequest]]:
+        """What `submit_many` would do with `items`, storing nothing: the same checks, and the same
+        duplicate / conflict answers (read from Redis, and within the input). Returns the report and
+        the requests that would be accepted."""
+        report = SubmitReport()
+        accepted: list[EncodedRequest] = []
+        seen: dict[str, str] = {}
+        for chunk, positions in self._encoded_chunks(items, tenant, reply_to, 1000, report):
+            pipe = self.redis.pipeline(transaction=False)
+            for r in chunk:
+                pipe.hget(self._record_prefix + r.rid, "d")
+            for r, index, stored in zip(chunk, positions, pipe.execute(), strict=True):
+                digest = stored.decode() if stored else seen.get(r.rid)
+                if digest is None:
+                    seen[r.rid] = r.digest
+                    report.accepted += 1
+                    accepted.append(r)
+                elif digest == r.digest:
+                    report.duplicate += 1
+                else:
+                    report.rejected.append(Rejection(index, r.custom_id, "custom_id", CONFLICT_RULE))
+        report.rejected.sort(key=lambda r: r.index)
+        return report, accepted
 
     def _flush(
         self,
@@ -175,7 +209,7 @@ class Producer:
                 report.duplicate += 1
             else:
                 report.rejected.append(
-                    Rejection(index, encoded.custom_id, "custom_id", "conflict: already submitted with other params")
+                    Rejection(index, encoded.custom_id, "custom_id", CONFLICT_RULE)
                 )
         if on_progress is not None:
             on_progress(len(chunk))

@@ -1,6 +1,7 @@
 """`batchline submit FILE.jsonl`: submit a file of requests in Anthropic's batch-file shape.
 
-Each line is {"custom_id": ..., "params": {...}}, optionally with reply_to, tenant, metadata.
+Each line is {"custom_id": ..., "params": {...}}, optionally with reply_to, tenant, metadata, betas.
+`--dry-run` checks every line as intake would and estimates the input cost, storing nothing.
 A bad line is reported with its line number and reason; the good lines are stored.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from batchline.config.settings import Settings
+from batchline.costs import BYTES_PER_TOKEN, InputEstimate, PriceTable
 from batchline.producers.producer import Producer, Rejection, SubmitReport
 
 
@@ -25,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "redis-stream:NAME or celery:TASK[@QUEUE]")
     parser.add_argument("--redis-url", default=None, help="default: BATCHLINE_REDIS_URL")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--dry-run", action="store_true", help="check every line as intake would and estimate "
+                        "the input cost; store nothing")
 
 
 class ByteCount:
@@ -86,11 +90,49 @@ def submit_file(
     return report, sorted(bad + by_line, key=lambda r: r.index)
 
 
+def check_file(producer: Producer, stream: Any, tenant: str | None, reply_to: str | None,
+               prices: PriceTable) -> tuple[SubmitReport, list[Rejection], InputEstimate]:
+    """`--dry-run`: what `submit_file` would do, storing nothing, and the input cost of what it would accept."""
+    numbers: list[int] = []
+    bad: list[Rejection] = []
+    report, accepted = producer.check_many(read_lines(stream, numbers, bad), tenant=tenant, reply_to=reply_to)
+    estimate = InputEstimate()
+    for r in accepted:
+        estimate.add(prices, str(json.loads(r.params_json).get("model")), len(r.params_json))
+    by_line = [Rejection(numbers[r.index], r.custom_id, r.field, r.reason) for r in report.rejected]
+    return report, sorted(bad + by_line, key=lambda r: r.index), estimate
+
+
+def dry_run(args: argparse.Namespace, settings: Settings, producer: Producer) -> int:
+    stream: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
+    try:
+        report, rejected, est = check_file(producer, stream, args.tenant, args.reply_to,
+                                           PriceTable.load(settings.prices_file))
+    finally:
+        stream.close()
+        producer.close()
+    print(f"dry run (nothing stored): would accept: {report.accepted}  duplicate: {report.duplicate}  "
+          f"rejected: {len(rejected)}")
+    print(f"estimated input cost: ${est.batch_micros / 1e6:,.4f} in a batch (${est.standard_micros / 1e6:,.4f} "
+          f"at standard prices) for ~{est.tokens:,} input tokens (~{BYTES_PER_TOKEN} bytes of request per token; "
+          "output and actual usage not included)")
+    if est.unpriced:
+        print("  unpriced models (not in the estimate): "
+              + ", ".join(f"{m} ({n} requests)" for m, n in sorted(est.unpriced.items())))
+    for r in rejected[:50]:
+        print(f"  line {r.index}: {r.custom_id or '-'}: {r.field}: {r.reason}")
+    if len(rejected) > 50:
+        print(f"  ... and {len(rejected) - 50} more")
+    return 1 if rejected else 0
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.redis_url:
         settings = settings.replace(redis_url=args.redis_url)
     producer = Producer.from_settings(settings)
+    if args.dry_run:
+        return dry_run(args, settings, producer)
     from_stdin = args.file == "-"
     stream: BinaryIO = sys.stdin.buffer if from_stdin else open(args.file, "rb")  # noqa: SIM115
     try:

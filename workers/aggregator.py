@@ -23,7 +23,7 @@ from batchline.clock import now_ms
 from batchline.redis_client import text, texts
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
-from batchline.workers.provider import Kind, classify
+from batchline.workers.provider import Kind, beta_header, classify
 
 logger = log.get("batchline.aggregator")
 
@@ -41,16 +41,32 @@ def new_batch_id() -> str:
     return f"blb_{now_ms():012x}{secrets.token_hex(5)}"
 
 
-def limits(ctx: Context) -> Limits:
-    """The configured limits, narrowed for a while after a 413 (bytes) or a 400 (count, bisecting)."""
+def limits(ctx: Context, in_flight: int | None = None) -> Limits:
+    """The configured limits, narrowed for a while after a 413 (bytes) or a 400 (count, bisecting),
+    and the in-flight limit lowered after a queue-full 429 until our batches have ended."""
     s = ctx.settings
     max_requests, max_bytes = ctx.redis.hmget(ctx.keys.limit_override, "max_requests", "max_bytes")
     return Limits(
         min(s.max_batch_requests, int(max_requests or s.max_batch_requests)),
         min(s.max_batch_bytes, int(max_bytes or s.max_batch_bytes)),
         int(s.max_wait_seconds * 1000),
-        s.max_requests_in_flight,
+        effective_in_flight_limit(ctx, in_flight),
     )
+
+
+def effective_in_flight_limit(ctx: Context, in_flight: int | None) -> int:
+    """`BATCHLINE_MAX_REQUESTS_IN_FLIGHT`, or less after the provider said its queue is full: then what
+    was in flight at that moment, so only as much goes out as ending batches free. Lifted once every
+    batch has ended (nothing in flight) or after a day, when every batch of that time has expired."""
+    configured: int = ctx.settings.max_requests_in_flight
+    cap = ctx.redis.get(ctx.keys.in_flight_cap)
+    if cap is None:
+        return configured
+    if in_flight == 0:
+        ctx.redis.delete(ctx.keys.in_flight_cap)
+        logger.info("submission.queue_limit_lifted", limit=configured)
+        return configured
+    return min(configured, int(cap))
 
 
 def queue_view(ctx: Context) -> QueueView:
@@ -109,7 +125,9 @@ def lease_renewed(ctx: Context, bid: str) -> Iterator[None]:
         thread.join()
 
 
-def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
+def create(ctx: Context, bid: str, body: bytes, n: int, betas: str = "") -> Created:
+    """Create the provider batch; `betas` (canonical "a,b") go out as its `anthropic-beta` header, as
+    `client.beta.messages.batches.create(betas=[...])` sends them."""
     k, s = ctx.keys, ctx.settings
     now = now_ms()
     # The intent's lease covers the whole create (its timeout) and a claim lease on top.
@@ -125,8 +143,8 @@ def create(ctx: Context, bid: str, body: bytes, n: int) -> Created:
                 "/v1/messages/batches",
                 cast_to=MessageBatch,
                 content=body,
-                options={"headers": {"Content-Type": "application/json"}, "timeout": s.create_timeout_seconds,
-                         "max_retries": 0},
+                options={"headers": {"Content-Type": "application/json", **beta_header(betas)},
+                         "timeout": s.create_timeout_seconds, "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             failure = exc
@@ -161,6 +179,7 @@ def _save_lost(ctx: Context, bid: str, pid: str, n: int, size: int) -> Created:
 
 
 OVERRIDE_SECONDS = 120
+CAP_SECONDS = 25 * 3600  # a lowered in-flight limit outlives no batch: they all end within 24 h
 
 
 def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException) -> Created:
@@ -219,6 +238,14 @@ def _create_failed(ctx: Context, bid: str, n: int, size: int, exc: BaseException
     if c.kind is Kind.ACCOUNT:
         pause(ctx, c.error_type or str(c.status), c.message)
         return Created(bid, None, n, size, "released")
+    if c.queue_full:
+        # The tier's processing queue is full: retrying creates into it cannot help. What is in flight
+        # now (this batch released) becomes the limit; ending batches make room for the next ones.
+        in_flight = int(ctx.redis.hget(k.stats, "in_flight") or 0)
+        if in_flight > 0:
+            ctx.redis.set(k.in_flight_cap, in_flight, ex=CAP_SECONDS)
+            logger.warning("submission.queue_full", batch_id=bid, in_flight_limit=in_flight, error=c.message)
+            return Created(bid, None, n, size, "released")
     backoff = c.retry_after or 5.0
     ctx.redis.set(k.create_backoff, c.kind, px=int(backoff * 1000))
     logger.warning("batch.create_throttled", batch_id=bid, status=c.status, error_type=c.error_type,
@@ -294,15 +321,17 @@ def pack_once(ctx: Context) -> Created | None:
     """Send at most one batch, if the packing rule says one is due."""
     if ctx.redis.exists(ctx.keys.create_backoff) or probe_pause(ctx):
         return None
-    take = next_batch(queue_view(ctx), limits(ctx))
+    view = queue_view(ctx)
+    take = next_batch(view, limits(ctx, view.in_flight))
     if take is None:
         return None
     bid, flat = claim(ctx, take)
     if not flat:
         return None
     ctx.crash_point("after_claim")
-    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason)
-    return create(ctx, bid, build_body(flat), len(flat) // 2)
+    betas = text(ctx.redis.hget(ctx.keys.batch(bid), "betas")) or ""  # set by the claim: one set per batch
+    logger.info("batch.claimed", batch_id=bid, requests=len(flat) // 2, reason=take.reason, betas=betas or None)
+    return create(ctx, bid, build_body(flat), len(flat) // 2, betas)
 
 
 def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:

@@ -25,6 +25,11 @@ def make_client(settings: Settings) -> anthropic.Anthropic:
     )
 
 
+def beta_header(betas: str | None) -> dict[str, str]:
+    """The `anthropic-beta` header of a batch's beta set ("a,b"), as the SDK's `betas=[...]` sends it."""
+    return {"anthropic-beta": betas} if betas else {}
+
+
 class Kind(StrEnum):
     RETRY = "retry"  # nothing was done; try again later (429, 529 and 5xx on reads)
     AMBIGUOUS = "ambiguous"  # a write may or may not have happened (timeout, connection, 5xx)
@@ -41,6 +46,7 @@ class Classified:
     error_type: str | None
     retry_after: float | None
     message: str
+    queue_full: bool = False  # a 429 saying the processing queue is full (the tier's queue limit)
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
@@ -75,7 +81,8 @@ def classify(exc: BaseException) -> Classified:
             kind = Kind.AMBIGUOUS
         else:
             kind = Kind.INVALID
-        return Classified(kind, status, etype, retry_after, message)
+        queue_full = status == 429 and "queue" in message.lower()  # wording undocumented; it names the queue
+        return Classified(kind, status, etype, retry_after, message, queue_full)
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
         return Classified(Kind.AMBIGUOUS, None, None, None, type(exc).__name__)
     raise exc

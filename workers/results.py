@@ -26,8 +26,9 @@ from batchline.redis_client import text, text_map, texts
 from batchline.requests import check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
+from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
-from batchline.workers.provider import classify
+from batchline.workers.provider import beta_header, classify
 from batchline.workers.results_fetch import results_response
 from batchline.workers.results_location import archived
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
@@ -123,15 +124,14 @@ class Fanout:
             if rtype == "succeeded":  # errored, canceled and expired requests are not billed
                 message = result.get("message") or {}
                 model = str(message.get("model", ""))
-                cost_micros, standard_micros = self.ctx.prices.cost_micros(model, message.get("usage") or {})
-                cost = f"{cost_micros}:{standard_micros}"
+                cost = cost_field(self.ctx.prices, model, message.get("usage") or {}, self._first_unpriced)
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
                 objects.append((key, result_object(
                     {**fields, "batch_id": self.bid, "provider_batch_id": self.batch.get("provider_id"),
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
-                     "cost_usd": int(cost.split(":")[0]) / 1e6 if cost else 0.0,
+                     "cost_usd": cost_usd(cost),
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
@@ -156,6 +156,10 @@ class Fanout:
                 args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
+
+    def _first_unpriced(self, model: str) -> bool:
+        """Whether this is the deployment's first report of `model` as unpriced today."""
+        return bool(self.ctx.redis.set(self.ctx.keys.unpriced_logged(model), 1, nx=True, ex=86400))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one Fanout per batch; the same entry for most lines
     def _entry(self, rtype: str, etype: str, message: str | None, now: int) -> bytes:
@@ -243,9 +247,11 @@ def collect(ctx: Context, bid: str, celery_send: CelerySend | None) -> CollectRe
             lock.release()
 
 
-def _read(ctx: Context, provider: MessageBatch, fan: Fanout, raw: RawUpload | None, lock: Any) -> None:
+def _read(
+    ctx: Context, provider: MessageBatch, batch: dict[str, str], fan: Fanout, raw: RawUpload | None, lock: Any
+) -> None:
     settings = ctx.settings
-    with results_response(ctx, provider) as resp:
+    with results_response(ctx, provider, beta_header(batch.get("betas", ""))) as resp:  # read as it was created
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
             chunk.append(line)
@@ -263,12 +269,14 @@ def _read_all(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, lock: 
     """Stream the results file (tee'd to S3); returns why it cannot be had, or None once read."""
     settings = ctx.settings
     try:
-        provider = ctx.anthropic.messages.batches.retrieve(batch["provider_id"])
+        provider = ctx.anthropic.messages.batches.retrieve(
+            batch["provider_id"], extra_headers=beta_header(batch.get("betas", ""))
+        )
         if archived(provider.archived_at, time.time()):  # the provider no longer serves it: do not try
             return "archived"
         raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid)) if settings.s3_bucket else None
         try:
-            _read(ctx, provider, fan, raw, lock)
+            _read(ctx, provider, batch, fan, raw, lock)
             tries = ctx.redis.hincrby(ctx.keys.batch(bid), "collect_tries", 1)
             expected = int(batch.get("n", 0))
             if fan.report.lines < expected and tries < MAX_SHORT_READS:

@@ -29,7 +29,11 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from batchline.config.settings import Settings
+    from batchline.costs import PriceTable
     from batchline.workers.celery_app import app
+
+    PriceTable.load(Settings.from_env().prices_file)  # a bad BATCHLINE_PRICES_FILE fails now, not at a delivery
 
     app.worker_main(worker_argv(args))
     return 0

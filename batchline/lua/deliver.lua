@@ -9,7 +9,7 @@
 -- KEYS[6] set of the days that have a cost hash
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none),
---   custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros' or '')
+--   custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
 -- Returns {delivered, retried}.
 local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local delivered, retried, back, bytes = 0, 0, {}, 0
@@ -46,7 +46,10 @@ for i = 6, #ARGV, 11 do
         'a', (tonumber(rec[5]) or 0) + 1)
       redis.call('HDEL', key, 'p')
       local cost = ARGV[i + 10]
-      if cost ~= '' then
+      if cost == 'unpriced' then  -- succeeded, but its model has no price: counted apart, never guessed
+        redis.call('HSET', key, 'cu', 'unpriced')
+        add(costs, tenant .. '|' .. ARGV[i + 9] .. '|unpriced', 1)
+      elseif cost ~= '' then
         local sep = string.find(cost, ':', 1, true)
         local batch_cost, standard = tonumber(string.sub(cost, 1, sep - 1)), tonumber(string.sub(cost, sep + 1))
         redis.call('HSET', key, 'cu', batch_cost, 'cs', standard)

@@ -1,11 +1,11 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
 -- KEYS[1] pending list, KEYS[2] stats hash, KEYS[3] counters hash
--- ARGV[1] request key prefix, ARGV[2] now (ms), then 8 fields per request:
---   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size
+-- ARGV[1] request key prefix, ARGV[2] now (ms), then 9 fields per request:
+--   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas ('' for none)
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest).
 local prefix, now = ARGV[1], ARGV[2]
 local codes, accepted, bytes, tenants = {}, {}, 0, {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local existing = redis.call('HGET', key, 'd')
@@ -16,6 +16,7 @@ for i = 3, #ARGV, 8 do
       'z', ARGV[i + 7], 's', 'queued', 'q', now)
     if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'rt', ARGV[i + 4]) end
     if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
+    if ARGV[i + 8] ~= '' then redis.call('HSET', key, 'bt', ARGV[i + 8]) end
     accepted[#accepted + 1] = rid
     bytes = bytes + tonumber(ARGV[i + 7])
     tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1

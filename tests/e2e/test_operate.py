@@ -52,8 +52,14 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
             "model": "claude-haiku-4-5", "max_tokens": 64,
             "messages": [{"role": "user", "content": f"Secret prompt text number {i}"}]}} for i in range(150)),
             tenant=tenant, reply_to=f"redis-stream:ops:{tenant}")
-    wait_for(lambda: sum(producer.redis.xlen(f"ops:{t}") for t in ("alpha", "beta")) >= 300, 90, "delivery",
-             [worker, beat])
+    # costs of a dated model id and of a model the price table does not list
+    models = {"dated": "claude-sonnet-4-5-20250929", "unpriced": "claude-unpriced-e2e-1"}
+    for kind, model in models.items():
+        producer.submit_many(({"custom_id": f"{kind}-{i}", "params": {
+            "model": model, "max_tokens": 64, "messages": [{"role": "user", "content": f"cost {kind} {i}"}]}}
+            for i in range(20)), tenant="gamma", reply_to="redis-stream:ops:gamma")
+    wait_for(lambda: sum(producer.redis.xlen(f"ops:{t}") for t in ("alpha", "beta", "gamma")) >= 340, 90,
+             "delivery", [worker, beat])
 
     # Flower: auth enforced; the project's workers and tasks visible through its HTTP API
     assert get(f"http://127.0.0.1:{flower_port}/api/workers")[0] == 401
@@ -83,6 +89,30 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
     out = cli(env, "costs", "--by", "tenant")
     assert "alpha" in out and "beta" in out and "total" in out
 
+    # the dated id is costed at its own prices, from each result's usage; the unpriced model is counted apart
+    from batchline.costs import PriceTable
+
+    table, expected = PriceTable.load(), 0
+    for _, fields in producer.redis.xrange("ops:gamma"):
+        message = json.loads(fields[b"result"])["message"]
+        if message["model"] == models["dated"]:
+            cost = table.cost_micros(message["model"], message["usage"])
+            assert cost is not None
+            expected += cost.batch_micros
+    dated = next(line for line in text.splitlines()
+                 if line.startswith(f'batchline_cost_usd_total{{model="{models["dated"]}",tenant="gamma"}}'))
+    assert expected > 0 and abs(float(dated.split()[-1]) * 1e6 - expected) < 1
+    assert f'batchline_unpriced_requests_total{{model="{models["unpriced"]}",tenant="gamma"}} 20.0' in text
+    assert f'model="{models["unpriced"]}"' not in "".join(
+        line for line in text.splitlines() if line.startswith("batchline_cost_usd_total"))
+    st = producer.status("unpriced-3", tenant="gamma")
+    assert st["outcome"] == "succeeded" and st["unpriced"] is True and st["cost_usd"] is None
+    rows = json.loads(cli(env, "costs", "--by", "model", "--json"))
+    by_model = {r["model"]: r for r in rows}
+    assert by_model[models["unpriced"]]["unpriced_requests"] == 20 and by_model[models["unpriced"]]["batch_usd"] == 0
+    assert abs(by_model[models["dated"]]["batch_usd"] * 1e6 - expected) < 1
+    assert "unpriced models" in cli(env, "costs", "--by", "model")
+
     # Status: the pipeline view and one request with its history
     out = cli(env, "status", "op-7", "--tenant", "beta")
     st = json.loads(out)
@@ -96,6 +126,8 @@ def test_flower_metrics_costs_status_and_logs(e2e_env, processes):
     names = {e.get("event") for e in events}
     assert {"batch.claimed", "batch.submitted", "batch.ended", "batch.delivered"} <= names
     assert all("batch_id" in e for e in events if e.get("event", "").startswith("batch."))
+    unpriced_logs = [e for e in events if e.get("event") == "cost.unpriced_model"]
+    assert [e["model"] for e in unpriced_logs] == [models["unpriced"]]  # once, across the worker's processes
     for secret in ("sk-e2e-secret-key", "testing-secret-value", "flower-pw", "Secret prompt text"):
         assert secret not in logs, secret
 

@@ -41,5 +41,6 @@ def test_readme_python_example_runs_as_written(redis_server, tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == "100 0 []"  # accepted, duplicate, rejected of submit_many
     assert "'state': 'queued'" in lines[1] and "invoice-0042" in lines[1]
-    assert redis.Redis.from_url(redis_server.url).llen(f"{prefix}:pending") == 101
+    assert producer.status("long-0001", tenant="default")["state"] == "queued"  # the betas example
+    assert redis.Redis.from_url(redis_server.url).llen(f"{prefix}:pending") == 102
     producer.close()

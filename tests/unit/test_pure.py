@@ -1,4 +1,4 @@
-"""Pure logic: the packing rule, the retry policy, the JSONL splitter, costs, settings."""
+"""Pure logic: the packing rule, the retry policy, the JSONL splitter, settings (costs: test_costs.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchline.config.settings import Settings
-from batchline.costs import PriceTable
 from batchline.errors import ConfigError
 from batchline.retry import DELIVER, RETRY, RetryPolicy, final_outcome
 from batchline.states import BATCH_TRANSITIONS, REQUEST_TRANSITIONS, RequestState, can_move, sources
@@ -77,17 +76,6 @@ def test_lines_roundtrip_any_chunking(objects, size, crlf):
     payload = b"".join(json.dumps(o, ensure_ascii=False).encode() + newline for o in objects)
     chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
     assert [json.loads(line) for line in iter_lines(chunks)] == objects
-
-
-def test_costs_from_usage_at_batch_and_standard_prices():
-    table = PriceTable.load()
-    batch, standard = table.cost_micros("claude-sonnet-4-6", {"input_tokens": 1_000_000, "output_tokens": 0})
-    assert (batch, standard) == (1_500_000, 3_000_000)
-    cached = table.cost_micros("claude-haiku-4-5-20251001", {
-        "input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 1_000_000,
-        "cache_creation_input_tokens": 1_000_000,
-        "cache_creation": {"ephemeral_1h_input_tokens": 1_000_000, "ephemeral_5m_input_tokens": 0}})
-    assert cached == (1_050_000, 2_100_000)  # 0.1x read + 2x 1-hour write, at $1/MTok, halved
 
 
 def test_settings_from_env_name_the_variable_and_rule():
