@@ -164,6 +164,7 @@ WORKSPACE = {
 }
 
 
+@pytest.mark.chaos
 @pytest.mark.parametrize("name", list(WORKSPACE))
 def test_shared_workspace(chaos_env, emulator, processes, chaos_report, name):
     faults, lifted, extra, foreign_at_start = WORKSPACE[name]
@@ -197,6 +198,7 @@ def test_shared_workspace(chaos_env, emulator, processes, chaos_report, name):
         assert result.outcomes == {"succeeded": 2 * PER_TENANT}
 
 
+@pytest.mark.chaos
 def test_40_cancels_right_after_submission(chaos_env, emulator, processes, chaos_report):
     from batchline.config.settings import Settings
     from batchline.producers.producer import Producer
