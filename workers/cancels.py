@@ -40,8 +40,11 @@ def settle_canceled(ctx: Context, bid: str, rids: list[str] | None = None) -> in
     pipe = ctx.redis.pipeline(transaction=False)
     for rid in rids:
         pipe.hmget(k.request(rid), "s", "b", "x")
-    canceled = [rid for rid, (state, owner, flag) in zip(rids, pipe.execute(), strict=True)
-                if state == b"batched" and owner == bid.encode() and flag]
+    canceled = [
+        rid
+        for rid, (state, owner, flag) in zip(rids, pipe.execute(), strict=True)
+        if state == b"batched" and owner == bid.encode() and flag
+    ]
     if not canceled:
         return 0
     send = celery_sender(ctx.celery_app) if ctx.celery_app else None
