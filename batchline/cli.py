@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("batchline.producers.status_cli", "show a request's state, or the pipeline's"),
     "cancel": ("batchline.producers.cancel_cli", "cancel a request, or every request of a batch"),
     "costs": ("batchline.costs_cli", "what was spent, per day, tenant and model, vs standard prices"),
+    "redeliver": ("batchline.workers.redeliver_cli", "send undeliverable requests again once their target is fixed"),
     "metrics": ("batchline.metrics", "serve Prometheus metrics computed from Redis"),
     "flower": ("batchline.workers.run_flower", "start Flower (basic auth from the environment)"),
     "worker": ("batchline.workers.run", "start a Celery worker for one role or all"),
@@ -45,7 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         sp = argparse.ArgumentParser(prog=f"batchline {argv[0]}", description=COMMANDS[argv[0]][1])
         module.add_arguments(sp)
         args = sp.parse_args(argv[1:])
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except Exception as exc:
+            from batchline.redis_client import unreachable
+
+            message = unreachable(exc)
+            if message is None:
+                raise
+            print(f"batchline {argv[0]}: {message}", file=sys.stderr)
+            return 2
     parser.parse_args(argv)
     return 2
 

@@ -35,3 +35,22 @@ class RetryableError(BatchlineError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Backpressure(RetryableError):
+    """Intake refused new requests: a limit of admission control is reached. `limit` names it
+    (e.g. 'tenant_queued_requests', the setting BATCHLINE_TENANT_MAX_QUEUED_REQUESTS), `current` and
+    `maximum` are its values. From `submit_many`, `report` holds what was stored before it and
+    `index` the position of the first item not stored: submit again from there once it drains."""
+
+    def __init__(self, limit: str, current: int, maximum: int, tenant: str | None = None) -> None:
+        setting = "BATCHLINE_" + {"memory": "INTAKE_MEMORY_PERCENT"}.get(limit, f"MAX_{limit.upper()}")
+        if limit.startswith("tenant_"):
+            setting = f"BATCHLINE_TENANT_MAX_{limit.removeprefix('tenant_').upper()} or BATCHLINE_TENANT_LIMITS"
+        what = {"memory": "Redis memory (bytes)"}.get(limit, limit.replace("_", " "))
+        whose = f"tenant {tenant!r}: " if tenant else ""
+        super().__init__(f"backpressure: {whose}{what} at {current:,} of the limit {maximum:,} ({setting}); "
+                         "retry once it drains", retry_after=None)
+        self.limit, self.current, self.maximum, self.tenant = limit, current, maximum, tenant
+        self.report: object | None = None
+        self.index: int | None = None

@@ -41,6 +41,12 @@ class Keys:
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
         self.canceled_queue = self.batch_members(CANCEL_BATCH)  # list: queued requests canceled, to deliver
         self.standing_alerts = f"{prefix}:alerts:standing"  # hash: alerts no sweep rewrites (results unavailable)
+        self.cost_months = f"{prefix}:cost:months"  # set of the months older days were rolled into
+        # Names reply targets write, by kind: a name used as a stream is never accepted as a Celery
+        # queue and back (bounded by the number of distinct targets callers name)
+        self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
+        self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
+        self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"

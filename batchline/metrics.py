@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from batchline.config.settings import Settings
@@ -15,12 +15,25 @@ from batchline.keys import Keys
 from batchline.redis_client import connect
 from batchline.reports import cost_rows, snapshot
 
+OTHER = "other"  # the label of every tenant beyond the largest `max_tenants`
+
+
+def fold(values: Mapping[tuple[str, ...], float], keep: set[str]) -> dict[tuple[str, ...], float]:
+    """Sum series whose first label (the tenant) is not in `keep` into one labelled `other`."""
+    out: dict[tuple[str, ...], float] = {}
+    for labels, n in values.items():
+        key = labels if labels[0] in keep else (OTHER, *labels[1:])
+        out[key] = out.get(key, 0) + n
+    return out
+
 
 class PipelineCollector:
-    """A prometheus_client collector: every scrape reads one snapshot of the pipeline."""
+    """A prometheus_client collector: every scrape reads one snapshot of the pipeline. At most
+    `max_tenants` tenants (those with the most accepted requests) get their own label; the rest are
+    summed under `other`, so 100,000 tenants cost as many series as `max_tenants` + 1."""
 
-    def __init__(self, client: Any, keys: Keys, in_flight_limit: int) -> None:
-        self.client, self.keys, self.limit = client, keys, in_flight_limit
+    def __init__(self, client: Any, keys: Keys, in_flight_limit: int, max_tenants: int = 50) -> None:
+        self.client, self.keys, self.limit, self.max_tenants = client, keys, in_flight_limit, max_tenants
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -42,21 +55,30 @@ class PipelineCollector:
         yield gauge("batches_awaiting_delivery", "Ended batches whose results are not all delivered",
                     snap.awaiting_delivery)
         yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)
+        yield gauge("requests_undeliverable", "Final outcomes their reply target refused (batchline redeliver)",
+                    snap.undeliverable)
         yield gauge("watchdog_alerts", "Stuck batches and results nearing their 29-day end", len(snap.alerts))
+        by_size = sorted(snap.by("accepted").items(), key=lambda kv: (-kv[1], kv[0]))
+        keep = {labels[0] for labels, _ in by_size[: self.max_tenants]}
         outstanding = GaugeMetricFamily("batchline_requests_outstanding", "Accepted, not yet settled",
                                         labels=["tenant"])
-        for tenant, n in sorted(snap.outstanding_by_tenant().items()):
+        for (tenant,), n in sorted(fold({(t,): n for t, n in snap.outstanding_by_tenant().items()}, keep).items()):
             outstanding.add_metric([tenant], n)
         yield outstanding
         accepted = CounterMetricFamily("batchline_requests_accepted", "Requests accepted at intake", labels=["tenant"])
-        for (tenant,), n in snap.by("accepted").items():
+        for (tenant,), n in sorted(fold(snap.by("accepted"), keep).items()):
             accepted.add_metric([tenant], n)
         yield accepted
         delivered = CounterMetricFamily("batchline_results_delivered", "Final outcomes delivered",
                                         labels=["tenant", "outcome"])
-        for labels, n in snap.by("delivered").items():
-            delivered.add_metric(list(labels[:2]), n)
+        for labels, n in sorted(fold({labels[:2]: n for labels, n in snap.by("delivered").items()}, keep).items()):
+            delivered.add_metric(list(labels), n)
         yield delivered
+        undeliverable = CounterMetricFamily("batchline_results_undeliverable",
+                                            "Final outcomes their reply target refused", labels=["tenant"])
+        for (tenant,), n in sorted(fold(snap.by("undeliverable"), keep).items()):
+            undeliverable.add_metric([tenant], n)
+        yield undeliverable
         redriven = CounterMetricFamily("batchline_requests_redriven", "Requests sent again, by reason",
                                        labels=["reason"])
         for labels, n in snap.by("redriven").items():
@@ -79,7 +101,7 @@ class PipelineCollector:
                                        labels=["tenant", "model"])
         totals: dict[tuple[str, str], list[float]] = {}
         for row in cost_rows(self.client, self.keys):
-            t = totals.setdefault((row.tenant, row.model), [0.0, 0.0, 0])
+            t = totals.setdefault((row.tenant if row.tenant in keep else OTHER, row.model), [0.0, 0.0, 0])
             t[0] += row.batch_usd
             t[1] += row.standard_usd
             t[2] += row.unpriced
@@ -100,12 +122,14 @@ def registry(settings: Settings) -> Any:
 
     reg = CollectorRegistry()
     reg.register(PipelineCollector(connect(settings.redis_url), Keys(settings.key_prefix),
-                                   settings.max_requests_in_flight))
+                                   settings.max_requests_in_flight, settings.metrics_max_tenants))
     return reg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="bind address (default 127.0.0.1: the metrics name tenants and costs; pass "
+                        "--host 0.0.0.0 explicitly to serve a scraper on another host)")
     parser.add_argument("--port", type=int, default=9464, help="port (default 9464)")
 
 

@@ -32,3 +32,15 @@ def stream_entries(client: redis.Redis, stream: str, count: int | None = None) -
     """The entries of a stream (XRANGE from the start), each as a decoded field map."""
     entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream, count=count)  # type: ignore[assignment]
     return [text_map(fields) for _, fields in entries]
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One clear line when `exc` means Redis cannot be reached or refused our credentials, else None.
+    (redis-py's messages name host and port, never the password.)"""
+    if isinstance(exc, redis.AuthenticationError) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS"))
+    ):
+        return f"Redis refused authentication ({exc}); check the password in BATCHLINE_REDIS_URL"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"cannot reach Redis: {exc}"
+    return None

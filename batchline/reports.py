@@ -27,6 +27,7 @@ class Snapshot:
     alerts: dict[str, str]
     counters: dict[str, int]
     open: list[dict[str, Any]] = field(default_factory=list)
+    undeliverable: int = 0  # requests whose reply target refused them, awaiting `batchline redeliver`
 
     def by(self, kind: str) -> dict[tuple[str, ...], int]:
         """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
@@ -58,7 +59,10 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         pipe.zcard(zset)
     for hash_key in (keys.paused, keys.alerts, keys.counters):
         pipe.hgetall(hash_key)
-    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters = pipe.execute()
+    pipe.zcard(keys.undeliverable)
+    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable = (
+        pipe.execute()
+    )
     age = 0.0
     if head is not None:
         queued_at = client.hget(keys.request(head.decode()), "q")
@@ -68,6 +72,7 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         in_flight=int(in_flight or 0), open_batches=int(n_open), awaiting_delivery=int(n_ended),
         leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
         counters={text(k) or "": int(v) for k, v in counters.items()},
+        undeliverable=int(n_undeliverable),
     )
     if with_open:
         now = now_ms()
@@ -93,7 +98,9 @@ class CostRow:
 
 
 def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
-    days = sorted(texts(client.smembers(keys.cost_days)))
+    # months first: days older than BATCHLINE_COST_DAYS_KEPT are rolled into them (day = 'YYYY-MM')
+    days = sorted(texts(client.smembers(keys.cost_months)))
+    days += sorted(texts(client.smembers(keys.cost_days)))
     rows = []
     for day in days:
         groups: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,9 +23,57 @@ MAX_BETAS = 20
 STREAM_RE = re.compile(r"[A-Za-z0-9_.:{}-]{1,200}")
 TASK_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-#: Reply targets may not point into batchline's own keys, queues or tasks.
+#: Reply targets may not point into batchline's own keys, queues or tasks, nor at a key the broker
+#: (Celery over kombu's Redis transport) owns: its queues and worker queues, `unacked*`, `_kombu.*`.
 RESERVED = ("batchline.", "celery@", "_kombu", "unacked")
 DEFAULT_CELERY_QUEUE = "celery"
+#: A reply stream may not be named like a broker key: Celery's default and control queues
+#: (celery, celery.pidbox, celeryev.*, reply.celery.pidbox) and worker-direct queues (*.dq2).
+BROKER_STREAM_NAMES = ("celery",)
+BROKER_STREAM_PREFIXES = ("celery.", "celeryev", "reply.celery")
+BROKER_STREAM_SUFFIXES = (".dq", ".dq2", ".pidbox")
+#: Echoed values in errors are cut to this many characters (a 5 MB reply_to is not echoed whole).
+ECHO_CHARS = 200
+
+
+def echo(value: Any) -> str:
+    """`repr` of a value for an error message, cut to ECHO_CHARS characters."""
+    if isinstance(value, int) and value.bit_length() > 256:  # repr of a 5,000-digit int raises, and says nothing
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value[: ECHO_CHARS + 1] if isinstance(value, str) else value)
+    if isinstance(value, str) and len(value) > ECHO_CHARS:
+        return f"{text[:ECHO_CHARS]}... ({len(value)} chars)"
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}..."
+
+
+def non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or Infinity inside a JSON value (orjson would write it as null)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{str(k)[:60]}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, v in items:
+        found = non_finite(v, sub)
+        if found:
+            return found
+    return None
+
+
+def _serialized(field: str, value: Any) -> bytes:
+    """Canonical JSON of a params or metadata value; a value JSON cannot carry is refused by name."""
+    try:
+        data = _dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(field, f"must be JSON-serializable ({exc})") from None
+    if b"null" in data:  # rare in requests; NaN and Infinity come out as null, so look where
+        where = non_finite(value, field)
+        if where:
+            raise InvalidRequest(where, "NaN and Infinity are not valid JSON (use null, a number or a string)")
+    return data
 MAX_METADATA_BYTES = 16_384
 #: JSON around one request in the create body: {"custom_id":"<id>","params":<params>},
 ITEM_OVERHEAD = len('{"custom_id":"","params":},')
@@ -44,8 +93,13 @@ class ReplyTarget:
     name: str
     queue: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The Redis key this target writes: the stream itself, or the Celery queue's list."""
+        return self.name if self.kind == "redis-stream" else (self.queue or DEFAULT_CELERY_QUEUE)
+
     @classmethod
-    def parse(cls, text: str, key_prefix: str = "bl") -> ReplyTarget:
+    def parse(cls, text: str, key_prefix: str = "bl", stream_prefix: str | None = None) -> ReplyTarget:
         kind, sep, rest = text.partition(":")
         target: ReplyTarget | None = None
         if sep and kind == "redis-stream" and STREAM_RE.fullmatch(rest):
@@ -57,12 +111,21 @@ class ReplyTarget:
         if target is None:
             raise InvalidRequest(
                 "reply_to",
-                f"{text!r} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
+                f"{echo(text)} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
                 "or 'celery:TASK_NAME[@QUEUE]'",
             )
         for name in (target.name, target.queue or ""):
             if name.startswith((f"{key_prefix}:", *RESERVED)):
-                raise InvalidRequest("reply_to", f"{text!r} points into batchline's own keys, queues or tasks")
+                raise InvalidRequest("reply_to", f"{echo(text)} points into batchline's own keys, queues or tasks")
+        if target.kind == "redis-stream":
+            name = target.name
+            if (name in BROKER_STREAM_NAMES or name.startswith(BROKER_STREAM_PREFIXES)
+                    or name.endswith(BROKER_STREAM_SUFFIXES)):
+                raise InvalidRequest("reply_to", f"{echo(text)}: a reply stream may not be named like a Celery queue "
+                                     "(celery, celery.*, celeryev*, reply.celery*, *.dq, *.dq2, *.pidbox)")
+            if stream_prefix and not name.startswith(stream_prefix):
+                raise InvalidRequest("reply_to", f"{echo(text)}: reply stream names must start with "
+                                     f"{stream_prefix!r} (BATCHLINE_REPLY_STREAM_PREFIX)")
         return target
 
 
@@ -82,9 +145,9 @@ class EncodedRequest(NamedTuple):
 
 
 @lru_cache(maxsize=1024)
-def check_reply_to(text: str, key_prefix: str) -> ReplyTarget:
+def check_reply_to(text: str, key_prefix: str, stream_prefix: str | None = None) -> ReplyTarget:
     """Parse once per distinct target: a submit_many usually names one for every item."""
-    return ReplyTarget.parse(text, key_prefix)
+    return ReplyTarget.parse(text, key_prefix, stream_prefix)
 
 
 def check_betas(value: Any) -> str:
@@ -149,7 +212,7 @@ def check_params(params: Any) -> None:
     if type(max_tokens) is not int:
         raise InvalidRequest("params.max_tokens", "is required and must be an integer")
     if max_tokens < 1:
-        raise InvalidRequest("params.max_tokens", f"must be >= 1, got {max_tokens}")
+        raise InvalidRequest("params.max_tokens", f"must be >= 1, got {echo(max_tokens)}")
     messages = params.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("params.messages", "is required and must be a non-empty list")
@@ -175,6 +238,7 @@ def encode(
     betas: Any = None,
     max_bytes: int,
     key_prefix: str = "bl",
+    stream_prefix: str | None = None,
 ) -> EncodedRequest:
     """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
     check_id("tenant", tenant)
@@ -186,19 +250,13 @@ def encode(
     elif not isinstance(reply_to, str):
         raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
     elif reply_to:
-        check_reply_to(reply_to, key_prefix)
-    try:
-        params_bytes = _dumps(params)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("params", f"must be JSON-serializable ({exc})") from None
+        check_reply_to(reply_to, key_prefix, stream_prefix)
+    params_bytes = _serialized("params", params)
     metadata_json = b""
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InvalidRequest("metadata", f"must be an object, got {type(metadata).__name__}")
-        try:
-            metadata_json = _dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("metadata", f"must be JSON-serializable ({exc})") from None
+        metadata_json = _serialized("metadata", metadata)
         if len(metadata_json) > MAX_METADATA_BYTES:
             raise InvalidRequest("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
     rid = request_id(tenant, custom_id)

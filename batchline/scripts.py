@@ -8,10 +8,13 @@ from typing import Any
 
 import redis
 
+INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks names them so
+
 
 @cache
 def source(name: str) -> str:
-    return resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
+    text = resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
+    return text.replace(INCLUDE, source("targets")) if INCLUDE in text else text
 
 
 class Scripts:

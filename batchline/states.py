@@ -16,15 +16,22 @@ class RequestState(StrEnum):
     SUBMITTED = "submitted"  # inside a provider batch that is in progress
     ENDED = "ended"  # its batch ended; result not yet delivered (shown by status, derived from the batch)
     DELIVERED = "delivered"  # final outcome written to S3 and its reply_to target
+    UNDELIVERABLE = "undeliverable"  # final outcome known, its reply target refused it; `batchline redeliver`
 
 
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.QUEUED: frozenset({RequestState.BATCHED}),
     # back to queued: nothing was created; delivered: the API refused it at create (final failure)
-    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED}),
+    RequestState.BATCHED: frozenset(
+        {RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED, RequestState.UNDELIVERABLE}
+    ),
     # back to queued: a re-drive (transient error, expired, no result line) within the attempt budget
-    RequestState.SUBMITTED: frozenset({RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED}),
-    RequestState.ENDED: frozenset({RequestState.DELIVERED, RequestState.QUEUED}),
+    RequestState.SUBMITTED: frozenset(
+        {RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}
+    ),
+    RequestState.ENDED: frozenset({RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}),
+    # `batchline redeliver`, once the target is fixed
+    RequestState.UNDELIVERABLE: frozenset({RequestState.DELIVERED}),
     RequestState.DELIVERED: frozenset(),
 }
 

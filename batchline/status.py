@@ -11,8 +11,8 @@ from batchline.clock import iso
 from batchline.keys import Keys, request_id
 from batchline.redis_client import text, text_map
 
-_FIELDS = {"s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to"}
-_TIMES = {"q": "queued_at", "dl": "delivered_at"}
+_FIELDS = {"s": "state", "o": "outcome", "b": "batch_id", "k": "s3_key", "rt": "reply_to", "ue": "delivery_error"}
+_TIMES = {"q": "queued_at", "dl": "delivered_at", "ud": "undeliverable_at"}
 
 
 def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) -> dict[str, Any] | None:
@@ -39,7 +39,7 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         status["cancel_requested"] = True
     history = [json.loads(line) for line in rec.get("h", "").split("\n") if line]
     status["history"] = history
-    if status.get("state") == "delivered" and history and history[-1].get("error_type"):
+    if status.get("state") in ("delivered", "undeliverable") and history and history[-1].get("error_type"):
         status["error_type"] = history[-1]["error_type"]
         status["error_message"] = history[-1].get("error_message")
     bid = rec.get("b")

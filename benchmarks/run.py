@@ -290,6 +290,45 @@ def bench_intake(report: Report, r: redis.Redis, url: str, sz: Sizes) -> None:
     report.add("1 intake", "batchline ÷ Celery", "", f"{vs_cel:.1f}x", "≥ 20x", verdict(vs_cel >= 20))
 
 
+def bench_admission(report: Report, r: redis.Redis, url: str, sz: Sizes, repeats: int = 5) -> None:
+    """Intake with admission control on (global and per-tenant limits, the memory high-water mark
+    against a Redis with maxmemory set) vs off (every limit 0), the same items, alternating which goes
+    first; the best run of each (the least disturbed by other load on the machine) is compared."""
+    from batchline.producers.producer import Producer
+
+    n = sz.intake
+    items = items_of(n, prefix="adm")
+    off = {"max_queued_requests": 0, "max_queued_bytes": 0, "intake_memory_percent": 0,
+           "tenant_max_queued_requests": 0, "tenant_max_queued_bytes": 0}
+    on = {"max_queued_requests": 10 * n, "max_queued_bytes": 10**11, "intake_memory_percent": 80,
+          "tenant_max_queued_requests": 10 * n, "tenant_max_queued_bytes": 10**11}
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    r.config_set("maxmemory", str(8 * 1024**3))  # so that the high-water check reads INFO, as in a deployment
+    try:
+        for k in range(repeats + 1):  # the first round warms up and is not counted
+            for mode, limits in (("off", off), ("on", on)) if k % 2 else (("on", on), ("off", off)):
+                r.flushdb()
+                producer = Producer(redis.Redis.from_url(url), settings_for(url, "adm", **limits))
+                producer.redis.ping()
+                t0 = time.perf_counter()
+                rep = producer.submit_many(items)
+                if k:
+                    times[mode].append(time.perf_counter() - t0)
+                assert rep.accepted == n, rep
+                producer.close()
+    finally:
+        r.config_set("maxmemory", "0")
+        r.flushdb()
+    t_off, t_on = min(times["off"]), min(times["on"])
+    size = f"{n:,} x ~1 KB, best of {repeats}"
+    report.add("1b admission", "`submit_many`, admission control off (every limit 0)", size,
+               f"{n / t_off:,.0f} req/s ({t_off:.2f} s)")
+    report.add("1b admission", "`submit_many`, admission control on (limits + memory high-water)", size,
+               f"{n / t_on:,.0f} req/s ({t_on:.2f} s)")
+    cost = t_on / t_off - 1
+    report.add("1b admission", "cost of admission control", "", f"{cost * 100:+.1f}%", "≤ +10%", verdict(cost <= 0.10))
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. packing
 
@@ -665,7 +704,7 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,packing,fanout,memory", help="comma list of benchmarks")
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory", help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
     sizes = Sizes().quick() if args.quick else Sizes()
@@ -681,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(header), flush=True)
         if "intake" in only:
             bench_intake(report, r, redis_srv.url, sizes)
+        if "admission" in only:
+            bench_admission(report, r, redis_srv.url, sizes)
         with emulator_process(0.2) as base_url, tempfile.TemporaryDirectory(prefix="bl-bench-") as tmp:
             if "packing" in only:
                 bench_packing(report, r, redis_srv.url, base_url, sizes)

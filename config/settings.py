@@ -6,6 +6,7 @@ Everything else receives a `Settings` object; tests build one directly with `Set
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,29 @@ def _str(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     return default if raw is None or raw == "" else raw
 
 
+def _tenant_limits(env: Mapping[str, str], requests: int, bytes_: int) -> dict[str, tuple[int, int]]:
+    """BATCHLINE_TENANT_LIMITS: {"tenant": {"requests": N, "bytes": N}} -> tenant -> (requests, bytes).
+    A key left out takes the BATCHLINE_TENANT_MAX_QUEUED_* value (resolved in `Settings.limits_of`)."""
+    name, raw = "BATCHLINE_TENANT_LIMITS", env.get("BATCHLINE_TENANT_LIMITS")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: must be a JSON object of tenant -> {{\"requests\": N, \"bytes\": N}}")
+    out: dict[str, tuple[int, int]] = {}
+    for tenant, limits in data.items():
+        if not isinstance(limits, dict) or set(limits) - {"requests", "bytes"}:
+            raise ConfigError(f"{name}[{tenant!r}]: must be an object with 'requests' and/or 'bytes'")
+        values = [limits.get("requests", -1), limits.get("bytes", -1)]
+        if any(type(v) is not int or v < -1 for v in values):
+            raise ConfigError(f"{name}[{tenant!r}]: limits must be integers >= 0 (0: no limit)")
+        out[str(tenant)] = (values[0], values[1])
+    return out
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of batchline's settings. Field docs name the environment variable that sets each."""
@@ -98,6 +122,18 @@ class Settings:
     s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
     s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
     results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
+    reply_stream_prefix: str | None = None  # BATCHLINE_REPLY_STREAM_PREFIX (unset: any stream name)
+    # Admission control (0: no limit). Intake refuses new requests with `Backpressure` past any of them.
+    max_queued_requests: int = 2_000_000  # BATCHLINE_MAX_QUEUED_REQUESTS (waiting to be packed, all tenants)
+    max_queued_bytes: int = 2_000_000_000  # BATCHLINE_MAX_QUEUED_BYTES (their create-body bytes)
+    intake_memory_percent: int = 80  # BATCHLINE_INTAKE_MEMORY_PERCENT (of Redis maxmemory; the rest is the workers')
+    tenant_max_queued_requests: int = 1_000_000  # BATCHLINE_TENANT_MAX_QUEUED_REQUESTS (accepted, not yet final)
+    tenant_max_queued_bytes: int = 1_000_000_000  # BATCHLINE_TENANT_MAX_QUEUED_BYTES
+    # BATCHLINE_TENANT_LIMITS: JSON {"tenant": {"requests": N, "bytes": N}}, either key optional
+    tenant_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    metrics_max_tenants: int = 50  # BATCHLINE_METRICS_MAX_TENANTS (the rest are labelled `other`)
+    cost_days_kept: int = 90  # BATCHLINE_COST_DAYS_KEPT (older per-day cost hashes roll into months)
+    reply_stream_maxlen: int = 0  # BATCHLINE_REPLY_STREAM_MAXLEN (trim reply streams to ~N entries; 0: never)
     flower_basic_auth: str | None = field(default=None, repr=False)  # FLOWER_BASIC_AUTH ("user:password")
     prices_file: str | None = None  # BATCHLINE_PRICES_FILE (JSON merged over config/prices.json)
     log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
@@ -115,8 +151,16 @@ class Settings:
             )
         if self.poll_call_budget < 2:
             raise ConfigError(f"poll_call_budget={self.poll_call_budget}: must be >= 2 (one list page, one retrieve)")
+        if not 0 <= self.intake_memory_percent <= 100:
+            raise ConfigError(f"intake_memory_percent={self.intake_memory_percent}: must be between 0 and 100")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format={self.log_format!r}: must be auto, json or console")
+
+    def limits_of(self, tenant: str) -> tuple[int, int]:
+        """(max queued requests, max queued bytes) of one tenant; 0 means no limit."""
+        requests, bytes_ = self.tenant_limits.get(tenant, (-1, -1))
+        return (self.tenant_max_queued_requests if requests < 0 else requests,
+                self.tenant_max_queued_bytes if bytes_ < 0 else bytes_)
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -174,6 +218,18 @@ class Settings:
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
+            reply_stream_prefix=_str(env, "BATCHLINE_REPLY_STREAM_PREFIX", None),
+            max_queued_requests=_int(env, "BATCHLINE_MAX_QUEUED_REQUESTS", d.max_queued_requests, 0),
+            max_queued_bytes=_int(env, "BATCHLINE_MAX_QUEUED_BYTES", d.max_queued_bytes, 0),
+            intake_memory_percent=_int(env, "BATCHLINE_INTAKE_MEMORY_PERCENT", d.intake_memory_percent, 0, 100),
+            tenant_max_queued_requests=_int(
+                env, "BATCHLINE_TENANT_MAX_QUEUED_REQUESTS", d.tenant_max_queued_requests, 0
+            ),
+            tenant_max_queued_bytes=_int(env, "BATCHLINE_TENANT_MAX_QUEUED_BYTES", d.tenant_max_queued_bytes, 0),
+            tenant_limits=_tenant_limits(env, d.tenant_max_queued_requests, d.tenant_max_queued_bytes),
+            cost_days_kept=_int(env, "BATCHLINE_COST_DAYS_KEPT", d.cost_days_kept, 1),
+            reply_stream_maxlen=_int(env, "BATCHLINE_REPLY_STREAM_MAXLEN", d.reply_stream_maxlen, 0),
+            metrics_max_tenants=_int(env, "BATCHLINE_METRICS_MAX_TENANTS", d.metrics_max_tenants, 1, 10_000),
             prices_file=_str(env, "BATCHLINE_PRICES_FILE", None),
             flower_basic_auth=_str(env, "FLOWER_BASIC_AUTH", None),
             log_format=_str(env, "BATCHLINE_LOG_FORMAT", d.log_format) or d.log_format,

@@ -16,7 +16,7 @@ import redis
 
 from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
-from batchline.errors import Conflict, InvalidRequest
+from batchline.errors import Backpressure, Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
 from batchline.redis_client import connect, text, texts
 from batchline.requests import EncodedRequest, check_id, encode
@@ -24,8 +24,26 @@ from batchline.scripts import Scripts
 from batchline.status import read_status
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
+BACKPRESSURE = "backpressure|"  # intake.lua's code when admission control refuses a request
+
+
+def backpressure(code: str) -> Backpressure:
+    _, limit, current, maximum, tenant = code.split("|", 4)
+    return Backpressure(limit, int(current), int(maximum), tenant or None)
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
 CONFLICT_RULE = "conflict: already submitted with other params"
+
+
+def _shown_id(cid: Any) -> str | None:
+    """A refused item's custom_id as a report may show it: a short, printable string, else None
+    (the rule already quotes a bad id, cut)."""
+    if not isinstance(cid, str) or len(cid) > 100 or not cid.isprintable():
+        return None
+    try:
+        cid.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape
+        return None
+    return cid
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +63,8 @@ class SubmitReport:
     accepted: int = 0
     duplicate: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    #: set when admission control refused an item: nothing from it on was stored (`submit_many` raises it)
+    backpressure: Backpressure | None = None
 
     @property
     def total(self) -> int:
@@ -84,13 +104,27 @@ class Producer:
             betas=betas,
             max_bytes=self.settings.max_batch_bytes,
             key_prefix=self.settings.key_prefix,
+            stream_prefix=self.settings.reply_stream_prefix,
         )
 
-    def _store(self, chunk: list[EncodedRequest]) -> list[int]:
-        args: list[Any] = [self._record_prefix, now_ms()]
+    def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:
+        """One code per request (ACCEPTED, DUPLICATE, CONFLICT), or why its reply target is refused."""
+        st = self.settings
+        tenants = sorted({r.tenant for r in chunk})
+        args: list[Any] = [self._record_prefix, now_ms(), st.max_queued_requests, st.max_queued_bytes,
+                           st.intake_memory_percent, len(tenants)]
+        for tenant in tenants:
+            args += (tenant, *st.limits_of(tenant))
         for r in chunk:
             args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
-        return list(self._scripts.intake(keys=[self.keys.pending, self.keys.stats, self.keys.counters], args=args))
+        k = self.keys
+        try:
+            codes = self._scripts.intake(keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues],
+                                         args=args)
+        except redis.exceptions.OutOfMemoryError:  # past maxmemory already: the same answer, from Redis
+            info = self.redis.info("memory")
+            raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
+        return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def submit(
         self,
@@ -107,6 +141,10 @@ class Producer:
         are only batched with requests of the same beta set."""
         encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas)
         code = self._store([encoded])[0]
+        if isinstance(code, str):
+            if code.startswith(BACKPRESSURE):
+                raise backpressure(code)
+            raise InvalidRequest("reply_to", code)
         if code == CONFLICT:
             raise Conflict("custom_id", f"{custom_id!r} already submitted by {encoded.tenant!r} with other params")
         return "accepted" if code == ACCEPTED else "duplicate"
@@ -122,7 +160,9 @@ class Producer:
     ) -> SubmitReport:
         """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
         `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments) and `betas`.
-        A bad item is reported and skipped; the good ones are stored."""
+        A bad item is reported and skipped; the good ones are stored. When admission control refuses
+        an item, raises `Backpressure` with `.report` (what was stored before it) and `.index` (the
+        first item not stored; nothing after it was stored either)."""
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
         report = SubmitReport()
@@ -133,10 +173,17 @@ class Producer:
             for chunk, positions in self._encoded_chunks(items, tenant, reply_to, chunk_size, report):
                 if writing is not None:
                     writing.result()
+                if report.backpressure is not None:
+                    break
                 writing = sender.submit(self._flush, chunk, positions, report, on_progress)
             if writing is not None:
                 writing.result()
         report.rejected.sort(key=lambda r: r.index)
+        if report.backpressure is not None:
+            stop = report.backpressure.index or 0
+            report.rejected = [r for r in report.rejected if r.index < stop]  # the rest was never looked at
+            report.backpressure.report = report
+            raise report.backpressure
         return report
 
     def _encoded_chunks(
@@ -149,17 +196,19 @@ class Producer:
             try:
                 if not isinstance(item, Mapping):
                     raise InvalidRequest("request", f"must be an object, got {type(item).__name__}")
+                # a field set to null is not set: the call's default applies
+                item_tenant, item_reply_to = item.get("tenant"), item.get("reply_to")
                 encoded = self._encode(
                     item.get("custom_id"),
                     item.get("params"),
-                    item.get("tenant", tenant),
-                    item.get("reply_to", reply_to),
+                    tenant if item_tenant is None else item_tenant,
+                    reply_to if item_reply_to is None else item_reply_to,
                     item.get("metadata"),
                     item.get("betas"),
                 )
             except InvalidRequest as exc:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
-                report.rejected.append(Rejection(index, cid if isinstance(cid, str) else None, exc.field, exc.rule))
+                report.rejected.append(Rejection(index, _shown_id(cid), exc.field, exc.rule))
                 continue
             chunk.append(encoded)
             positions.append(index)
@@ -202,11 +251,23 @@ class Producer:
         report: SubmitReport,
         on_progress: Callable[[int], None] | None,
     ) -> None:
-        for encoded, index, code in zip(chunk, positions, self._store(chunk), strict=True):
+        try:
+            codes = self._store(chunk)
+        except Backpressure as exc:  # Redis itself is out of memory: none of this chunk was stored
+            exc.index = positions[0]
+            report.backpressure = exc
+            return
+        for encoded, index, code in zip(chunk, positions, codes, strict=True):
             if code == ACCEPTED:
                 report.accepted += 1
             elif code == DUPLICATE:
                 report.duplicate += 1
+            elif isinstance(code, str) and code.startswith(BACKPRESSURE):
+                if report.backpressure is None:
+                    report.backpressure = backpressure(code)
+                    report.backpressure.index = index
+            elif isinstance(code, str):
+                report.rejected.append(Rejection(index, encoded.custom_id, "reply_to", code))
             else:
                 report.rejected.append(
                     Rejection(index, encoded.custom_id, "custom_id", CONFLICT_RULE)

@@ -16,7 +16,13 @@ from typing import Any, BinaryIO
 
 from batchline.config.settings import Settings
 from batchline.costs import BYTES_PER_TOKEN, InputEstimate, PriceTable
+from batchline.errors import Backpressure, InvalidRequest
+from batchline.producers.jsonl import parse_line
 from batchline.producers.producer import Producer, Rejection, SubmitReport
+
+#: Exit codes: 0 all stored, 1 some lines rejected, 2 Redis unreachable or refusing auth (batchline.cli),
+#: 3 admission control refused the rest of the file (submit it again later: stored lines are duplicates).
+EXIT_BACKPRESSURE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,28 +49,18 @@ class ByteCount:
 def read_lines(
     stream: Iterable[bytes | str], line_numbers: list[int], bad: list[Rejection], count: ByteCount | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Parsed objects of a JSONL stream; malformed lines go to `bad` with their line number."""
+    """Parsed objects of a JSONL stream (bytes or text lines); malformed lines go to `bad` with their
+    line number and the rule they broke, and reading goes on to the end."""
     for number, raw in enumerate(stream, start=1):
         if count is not None:
             count.bytes += len(raw)
             count.lines = number
-        if isinstance(raw, bytes):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad.append(Rejection(number, None, "line", f"not valid UTF-8 (byte {exc.start})"))
-                continue
-        else:
-            line = raw
-        if not line.strip():
+        if not raw.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(Rejection(number, None, "line", f"invalid JSON: {exc.msg} (column {exc.colno})"))
-            continue
-        if not isinstance(item, dict):
-            bad.append(Rejection(number, None, "line", "must be a JSON object"))
+            item = parse_line(raw)
+        except InvalidRequest as exc:
+            bad.append(Rejection(number, None, exc.field, exc.rule))
             continue
         line_numbers.append(number)
         yield item
@@ -78,14 +74,22 @@ def submit_file(
     progress: Callable[[ByteCount], None] | None = None,
 ) -> tuple[SubmitReport, list[Rejection]]:
     """Submit a JSONL stream. Returns the report with rejections renumbered to file lines.
-    `progress` is called after each stored chunk with how much of the input has been read."""
+    `progress` is called after each stored chunk with how much of the input has been read. When
+    admission control refused a line, `report.backpressure` says which limit, with `.index` the file
+    line it stopped at (nothing from there on was stored; the earlier lines were)."""
     numbers: list[int] = []
     bad: list[Rejection] = []
     count = ByteCount()
     on_chunk = None if progress is None else (lambda _n: progress(count))
-    report = producer.submit_many(
-        read_lines(stream, numbers, bad, count), tenant=tenant, reply_to=reply_to, on_progress=on_chunk
-    )
+    try:
+        report = producer.submit_many(
+            read_lines(stream, numbers, bad, count), tenant=tenant, reply_to=reply_to, on_progress=on_chunk
+        )
+    except Backpressure as exc:
+        assert isinstance(exc.report, SubmitReport)
+        report = exc.report
+        exc.index = numbers[exc.index or 0]
+        bad = [r for r in bad if r.index < exc.index]
     by_line = [Rejection(numbers[r.index], r.custom_id, r.field, r.reason) for r in report.rejected]
     return report, sorted(bad + by_line, key=lambda r: r.index)
 
@@ -133,8 +137,9 @@ def run(args: argparse.Namespace) -> int:
     producer = Producer.from_settings(settings)
     if args.dry_run:
         return dry_run(args, settings, producer)
+    producer.redis.ping()  # Redis unreachable or refusing auth: one clear line and exit 2 (cli.main), before reading
     from_stdin = args.file == "-"
-    stream: BinaryIO = sys.stdin.buffer if from_stdin else open(args.file, "rb")  # noqa: SIM115
+    stream: BinaryIO = sys.stdin.buffer if from_stdin else open(args.file, "rb")  # noqa: SIM115 - bytes: each line decoded on its own
     try:
         if args.no_progress:
             report, rejected = submit_file(producer, stream, args.tenant, args.reply_to)
@@ -161,4 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  line {r.index}: {r.custom_id or '-'}: {r.field}: {r.reason}")
     if len(rejected) > 50:
         print(f"  ... and {len(rejected) - 50} more")
+    if report.backpressure is not None:
+        print(f"stopped at line {report.backpressure.index}, not stored from there on: {report.backpressure}")
+        return EXIT_BACKPRESSURE
     return 1 if rejected else 0

@@ -21,9 +21,9 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import iso, now_ms
-from batchline.errors import RetryableError
+from batchline.errors import InvalidRequest, RetryableError
 from batchline.redis_client import text, text_map, texts
-from batchline.requests import check_reply_to
+from batchline.requests import ReplyTarget, check_reply_to
 from batchline.retry import RETRY, RetryPolicy, final_outcome
 from batchline.workers.context import Context
 from batchline.workers.costing import cost_field, cost_usd
@@ -32,6 +32,7 @@ from batchline.workers.provider import beta_header, classify
 from batchline.workers.results_fetch import results_response
 from batchline.workers.results_location import archived
 from batchline.workers.sinks import CelerySend, RawUpload, S3Results, raw_key, result_key, result_object
+from batchline.workers.targets import send_all
 
 logger = log.get("batchline.results")
 
@@ -44,6 +45,7 @@ class CollectReport:
     skipped: int = 0  # already delivered by an earlier, interrupted run
     retried: int = 0  # sent back to pending for a new batch (transient error, expired)
     stale: int = 0  # lines whose id is not (or no longer) a request of this batch: never delivered
+    undeliverable: int = 0  # final, but the reply target refused it (kept for `batchline redeliver`)
     status: str = "done"
 
 
@@ -95,9 +97,9 @@ class Fanout:
             pipe.hmget(self.prefix + obj["custom_id"], "s", "b", "t", "c", "rt", "q", "a", "x")
         now = now_ms()
         day = time.strftime("%Y-%m-%d", time.gmtime(now / 1000))  # the cost ledger's day
-        args: list[Any] = [self.prefix, self.bid, now, self.ctx.settings.record_ttl_seconds, day]
         objects: list[tuple[str, bytes]] = []
-        sends: list[tuple[str, str | None, dict[str, Any]]] = []
+        lines: list[list[Any]] = []  # 11 deliver.lua fields per line; a failed send turns its 'D' into 'U'
+        sends: list[tuple[int, str, ReplyTarget, dict[str, Any]]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
             pcid, result = obj["custom_id"], obj["result"]
             state, bid, tenant, custom_id, reply_to, queued_at, attempts, cancel = (text(v) for v in rec)
@@ -112,7 +114,7 @@ class Fanout:
             rtype, etype = str(result.get("type")), error_type(result)
             entry = self._entry(rtype, etype, error_message(result), now)
             if not self.force_final and self.policy.decide(rtype, etype, int(attempts or 0), bool(cancel)) == RETRY:
-                args += (pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", "")
+                lines.append([pcid, "R", etype or rtype, "", "", custom_id, tenant, "", entry, "", ""])
                 logger.debug("request.redriven", custom_id=custom_id, tenant=tenant, batch_id=self.bid,
                              reason=etype or rtype, attempt=int(attempts or 0) + 1)
                 continue
@@ -135,27 +137,42 @@ class Fanout:
                      "submitted_at": iso(self.batch.get("submitted_at")), "ended_at": iso(self.batch.get("ended_at")),
                      "delivered_at": iso(now)},
                     result, pcid)))
-            target = check_reply_to(reply_to, self.ctx.settings.key_prefix) if reply_to else None
+            action, stream = "D", ""
+            try:
+                target = check_reply_to(reply_to, self.ctx.settings.key_prefix) if reply_to else None
+            except InvalidRequest as exc:  # stored before a rule tightened: that request's failure alone
+                target, action, stream = None, "U", f"{reply_to}: {exc.rule}"
             if target and target.kind == "celery":
                 # at least once: the key (stable across replays, new for a resubmission) lets downstream dedupe
-                sends.append((target.name, target.queue, {**fields, "batch_id": self.bid, "result": result,
+                sends.append((len(lines), pcid, target, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}:{queued_at}"}))
-            stream = target.name if target and target.kind == "redis-stream" else ""
-            args += (pcid, "D", outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model, cost)
+            elif target:
+                stream = target.name
+            lines.append([pcid, action, outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry, model,
+                          cost])
         if objects and self.s3:
             self.s3.put_many(objects)
-        if sends and self.celery_send is None:
-            raise RuntimeError("celery: reply targets need the Celery app (Context.celery_app)")
-        for task, queue, payload in sends:
-            self.celery_send(task, queue, payload)  # type: ignore[misc]
+        for index, error in send_all(self.ctx, self.celery_send, sends):
+            lines[index][1], lines[index][4] = "U", error
         self.ctx.crash_point("mid_delivery")
-        if len(args) > 5:
+        if lines:
             k = self.ctx.keys
-            delivered, retried = self.ctx.scripts.deliver(
-                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid), k.cost_days],
+            s = self.ctx.settings
+            args: list[Any] = [self.prefix, self.bid, now, s.record_ttl_seconds, day, s.reply_stream_maxlen]
+            for line in lines:
+                args += line
+            delivered, retried, failed = self.ctx.scripts.deliver(
+                keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(self.bid), k.cost_days,
+                      k.reply_queues, k.undeliverable],
                 args=args)
             self.report.delivered += int(delivered)
             self.report.retried += int(retried)
+            by_rid = {line[0]: line for line in lines}
+            for rid, error in zip(failed[::2], failed[1::2], strict=True):
+                line = by_rid[text(rid)]
+                self.report.undeliverable += 1
+                logger.error("request.undeliverable", custom_id=line[5], tenant=line[6], batch_id=self.bid,
+                             outcome=line[2], error=text(error))
 
     def _first_unpriced(self, model: str) -> bool:
         """Whether this is the deployment's first report of `model` as unpriced today."""

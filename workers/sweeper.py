@@ -17,6 +17,7 @@ from typing import Any
 from batchline import log
 from batchline.clock import now_ms
 from batchline.redis_client import text, text_map, texts
+from batchline.workers import retention
 from batchline.workers.aggregator import release
 from batchline.workers.cancels import settle_queued_cancels
 from batchline.workers.context import Context
@@ -59,7 +60,8 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
 
 
 def watchdogs(ctx: Context, now: int) -> dict[str, str]:
-    """Batches in progress too long, and results not delivered as the provider's 29-day end nears.
+    """Batches in progress too long, results not delivered as the provider's 29-day end nears, and
+    requests whose reply target refused them.
     Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
     k, s = ctx.keys, ctx.settings
     alerts: dict[str, str] = {}
@@ -75,6 +77,12 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
             alerts[f"expiring:{bid}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
+    # undeliverable requests expire with their records; the index forgets them with the same TTL
+    ctx.redis.zremrangebyscore(k.undeliverable, "-inf", now - s.record_ttl_seconds * 1000)
+    undeliverable = ctx.redis.zcard(k.undeliverable)
+    if undeliverable:
+        alerts["undeliverable"] = (f"{undeliverable} requests whose reply target refused them "
+                                   "(batchline status CUSTOM_ID shows why; fix the target, then batchline redeliver)")
     pipe = ctx.redis.pipeline()
     pipe.delete(k.alerts)
     if alerts:
@@ -101,6 +109,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
         else:
             ctx.redis.zrem(k.leases, bid)
     watchdogs(ctx, now)
+    retention.trim(ctx, now)
     # Hand an ended batch off again only when no collector holds it and the last hand-off is older than
     # a collect lease: a busy results queue must not fill up with copies of the same task.
     stale = now - int(max(ctx.settings.sweep_interval_seconds, ctx.settings.collect_lease_seconds) * 1000)

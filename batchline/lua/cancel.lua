@@ -18,7 +18,9 @@ for i = 6, #ARGV do
   elseif rec[1] == 'queued' then
     -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
     redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
-    redis.call('HSET', key, 's', 'batched', 'b', 'canceled', 'x', '1', 'h', history)
+    -- admission control: its bytes are no longer held (z 0: its delivery does not count them again)
+    redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))
+    redis.call('HSET', key, 's', 'batched', 'b', 'canceled', 'x', '1', 'h', history, 'z', '0')
     redis.call('RPUSH', KEYS[4], ARGV[i])
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then

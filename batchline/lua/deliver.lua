@@ -2,20 +2,29 @@
 --   'D' deliver: final outcome; append to the request's Redis stream in the same step, so a stream
 --       target receives every outcome exactly once however often a chunk is replayed; count it and
 --       its cost exactly once;
+--   'U' undeliverable: final outcome, but its reply target refused it (the error is in the stream
+--       slot); kept with its result for `batchline redeliver`;
 --   'R' re-drive: back to the pending list for a new batch (attempt counted).
+-- A stream target's key is checked before the append: a Celery queue (named by a target or bound by
+-- kombu) or a key of another type makes that one request undeliverable; the rest of the chunk settles.
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
 -- or stale line is a no-op, and a line can never reach another request's caller.
 -- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
--- KEYS[6] set of the days that have a cost hash
+-- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
+-- KEYS[8] zset of undeliverable requests
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
--- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none),
---   custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
--- Returns {delivered, retried}.
-local prefix, bid, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local delivered, retried, back, bytes = 0, 0, {}, 0
+-- ARGV[6] reply stream MAXLEN (approximate trim; 0: none),
+-- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
+--   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
+-- Returns {delivered, retried, {rid, error, ...} of the undeliverable}.
+local prefix, bid, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
+local delivered, retried, failed, back, bytes = 0, 0, {}, {}, 0
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
-for i = 6, #ARGV, 11 do
+
+-- include: targets
+
+for i = 7, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, 's', 'b', 'h', 'z', 'a', 'q')
@@ -29,22 +38,35 @@ for i = 6, #ARGV, 11 do
       retried = retried + 1
       add(counts, 'redriven:' .. ARGV[i + 2], 1)
     else
-      local stream = ARGV[i + 4]
-      if stream ~= '' then
-        -- pcall: a stream name that clashes with a key of another type must not fail the chunk
-        -- idempotency_key: the Celery targets' key (tenant:custom_id:queued_at), so a consumer can dedupe
-        -- after a failover loses the last second of writes and an outcome is appended again
-        local added = redis.pcall('XADD', stream, '*', 'custom_id', ARGV[i + 5], 'tenant', tenant,
-          'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7],
-          'idempotency_key', tenant .. ':' .. ARGV[i + 5] .. ':' .. (rec[6] or ''))
-        if type(added) == 'table' and added.err then
-          redis.call('HSET', key, 'dx', added.err)
-          add(counts, 'stream_error:' .. tenant, 1)
+      local stream, err = ARGV[i + 4], nil
+      if ARGV[i + 1] == 'U' then
+        err = stream
+      elseif stream ~= '' then
+        err = stream_key_error(stream, KEYS[7])
+        if not err then
+          local added = reply_append(stream, maxlen, {'custom_id', ARGV[i + 5], 'tenant', tenant,
+            'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7],
+            -- the Celery targets' key (tenant:custom_id:queued_at): a consumer dedupes on it after a
+            -- failover lost the last second of writes and an outcome is appended again
+            'idempotency_key', tenant .. ':' .. ARGV[i + 5] .. ':' .. (rec[6] or '')})
+          if type(added) == 'table' and added.err then err = 'redis-stream:' .. stream .. ': ' .. added.err end
         end
       end
-      redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
-        'a', (tonumber(rec[5]) or 0) + 1)
+      if err then
+        redis.call('HSET', key, 's', 'undeliverable', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'ud', now, 'h', history,
+          'a', (tonumber(rec[5]) or 0) + 1, 'ue', err, 'res', ARGV[i + 7])
+        redis.call('ZADD', KEYS[8], now, rid)
+        failed[#failed + 1] = rid
+        failed[#failed + 1] = err
+        add(counts, 'undeliverable:' .. tenant, 1)
+      else
+        redis.call('HSET', key, 's', 'delivered', 'o', ARGV[i + 2], 'k', ARGV[i + 3], 'dl', now, 'h', history,
+          'a', (tonumber(rec[5]) or 0) + 1)
+        delivered = delivered + 1
+        add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
+      end
       redis.call('HDEL', key, 'p')
+      add(counts, 'settled_bytes:' .. tenant, tonumber(rec[4] or '0'))  -- admission control: no longer held
       local cost = ARGV[i + 10]
       if cost == 'unpriced' then  -- succeeded, but its model has no price: counted apart, never guessed
         redis.call('HSET', key, 'cu', 'unpriced')
@@ -61,8 +83,6 @@ for i = 6, #ARGV, 11 do
         add(costs, '@standard', standard)
       end
       redis.call('EXPIRE', key, ttl)
-      delivered = delivered + 1
-      add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
     end
   end
 end
@@ -79,4 +99,4 @@ for k, n in pairs(costs) do
   elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], 'standard_micros', n)
   else redis.call('HINCRBY', KEYS[4], k, n) end
 end
-return {delivered, retried}
+return {delivered, retried, failed}

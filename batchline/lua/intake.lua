@@ -1,26 +1,121 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
--- KEYS[1] pending list, KEYS[2] stats hash, KEYS[3] counters hash
--- ARGV[1] request key prefix, ARGV[2] now (ms), then 9 fields per request:
---   rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas ('' for none)
--- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest).
+-- KEYS[1] pending list, KEYS[2] stats hash, KEYS[3] counters hash,
+-- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets
+-- ARGV[1] request key prefix, ARGV[2] now (ms),
+-- admission control (0: no limit): ARGV[3] max queued requests, ARGV[4] max queued bytes, ARGV[5] percent
+--   of Redis maxmemory intake may fill, ARGV[6] K, then K triples: tenant, its max requests, its max bytes;
+-- then 9 fields per request: rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size,
+--   betas ('' for none)
+-- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest),
+-- or a string: the reply_to target's key collides with the broker's or a key of another kind, or
+-- 'backpressure|LIMIT|CURRENT|MAX|TENANT': a limit is reached. From the first such request on, no
+-- new request of the chunk is stored (the caller resumes there), duplicates are still answered.
+-- Queued requests and bytes are those waiting in the pending list; a tenant's are those accepted and
+-- not yet final (from the counters: accepted - delivered - canceled, and their bytes).
 local prefix, now = ARGV[1], ARGV[2]
-local codes, accepted, bytes, tenants = {}, {}, 0, {}
-for i = 3, #ARGV, 9 do
-  local rid = ARGV[i]
+local codes, accepted, bytes, tenants, tenant_bytes = {}, {}, 0, {}, {}
+local max_n, max_b, mem_pct = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local limits, first = {}, 7 + 3 * tonumber(ARGV[6])
+for j = 7, first - 1, 3 do limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])} end
+local refused_by = nil  -- once set, every new request of the chunk is refused with it
+
+local queued_n = redis.call('LLEN', KEYS[1])
+local queued_b = tonumber(redis.call('HGET', KEYS[2], 'pending_bytes') or '0')
+-- Redis memory: the high-water mark is mem_pct of maxmemory; what this chunk adds counts as it goes
+local mem_used, mem_high = 0, 0
+if mem_pct > 0 then
+  local info = redis.call('INFO', 'memory')
+  local maxmem = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  if maxmem and maxmem > 0 then
+    mem_used, mem_high = tonumber(string.match(info, 'used_memory:(%d+)')), math.floor(maxmem * mem_pct / 100)
+  end
+end
+
+-- a tenant's outstanding requests and bytes, read once per chunk
+local outstanding = {}
+local function tenant_state(tenant)
+  local st = outstanding[tenant]
+  if not st then
+    local v = redis.call('HMGET', KEYS[3], 'accepted:' .. tenant, 'delivered:' .. tenant .. ':succeeded',
+      'delivered:' .. tenant .. ':errored', 'delivered:' .. tenant .. ':canceled', 'delivered:' .. tenant .. ':expired',
+      'canceled:' .. tenant, 'accepted_bytes:' .. tenant, 'settled_bytes:' .. tenant)
+    local n = (tonumber(v[1]) or 0) - (tonumber(v[6]) or 0)
+    for k = 2, 5 do n = n - (tonumber(v[k]) or 0) end
+    st = {n, (tonumber(v[7]) or 0) - (tonumber(v[8]) or 0)}
+    outstanding[tenant] = st
+  end
+  return st
+end
+
+local function over_limit(tenant, size)
+  if mem_high > 0 and mem_used + bytes + size > mem_high then
+    return 'backpressure|memory|' .. (mem_used + bytes) .. '|' .. mem_high .. '|'
+  end
+  if max_n > 0 and queued_n + 1 > max_n then return 'backpressure|queued_requests|' .. queued_n .. '|' .. max_n .. '|' end
+  if max_b > 0 and queued_b + size > max_b then return 'backpressure|queued_bytes|' .. queued_b .. '|' .. max_b .. '|' end
+  local lim = limits[tenant]
+  if lim then
+    local st = tenant_state(tenant)
+    if lim[1] > 0 and st[1] + 1 > lim[1] then
+      return 'backpressure|tenant_queued_requests|' .. st[1] .. '|' .. lim[1] .. '|' .. tenant
+    end
+    if lim[2] > 0 and st[2] + size > lim[2] then
+      return 'backpressure|tenant_queued_bytes|' .. st[2] .. '|' .. lim[2] .. '|' .. tenant
+    end
+  end
+  return nil
+end
+local checked = {}  -- reply_to -> false (fine) or the reason it is refused, once per chunk
+
+-- include: targets
+
+local function target_error(rt)
+  local key, is_stream = target_key(rt)
+  if is_stream then return stream_key_error(key, KEYS[5]) or false end
+  return queue_key_error(key, KEYS[4]) or false
+end
+
+local function register(rt)
+  local key, is_stream = target_key(rt)
+  redis.call('SADD', is_stream and KEYS[4] or KEYS[5], key)
+end
+
+for i = first, #ARGV, 9 do
+  local rid, rt = ARGV[i], ARGV[i + 4]
   local key = prefix .. rid
   local existing = redis.call('HGET', key, 'd')
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
-    redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'd', ARGV[i + 6],
-      'z', ARGV[i + 7], 's', 'queued', 'q', now)
-    if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'rt', ARGV[i + 4]) end
-    if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
-    if ARGV[i + 8] ~= '' then redis.call('HSET', key, 'bt', ARGV[i + 8]) end
-    accepted[#accepted + 1] = rid
-    bytes = bytes + tonumber(ARGV[i + 7])
-    tenants[ARGV[i + 1]] = (tenants[ARGV[i + 1]] or 0) + 1
-    codes[#codes + 1] = 1
+    local refused = refused_by or over_limit(ARGV[i + 1], tonumber(ARGV[i + 7]))
+    if refused then refused_by = refused end
+    if not refused and rt ~= '' then
+      if checked[rt] == nil then
+        checked[rt] = target_error(rt)
+        if not checked[rt] then register(rt) end
+      end
+      refused = checked[rt]
+    end
+    if refused then
+      codes[#codes + 1] = refused
+    else
+      redis.call('HSET', key, 't', ARGV[i + 1], 'c', ARGV[i + 2], 'p', ARGV[i + 3], 'd', ARGV[i + 6],
+        'z', ARGV[i + 7], 's', 'queued', 'q', now)
+      if rt ~= '' then redis.call('HSET', key, 'rt', rt) end
+      if ARGV[i + 5] ~= '' then redis.call('HSET', key, 'm', ARGV[i + 5]) end
+      if ARGV[i + 8] ~= '' then redis.call('HSET', key, 'bt', ARGV[i + 8]) end
+      accepted[#accepted + 1] = rid
+      local size, tenant = tonumber(ARGV[i + 7]), ARGV[i + 1]
+      bytes = bytes + size
+      tenants[tenant] = (tenants[tenant] or 0) + 1
+      tenant_bytes[tenant] = (tenant_bytes[tenant] or 0) + size
+      queued_n, queued_b = queued_n + 1, queued_b + size
+      if limits[tenant] then
+        local st = tenant_state(tenant)
+        st[1], st[2] = st[1] + 1, st[2] + size
+      end
+      codes[#codes + 1] = 1
+    end
   end
 end
 if #accepted > 0 then
@@ -28,6 +123,9 @@ if #accepted > 0 then
     redis.call('RPUSH', KEYS[1], unpack(accepted, j, math.min(j + 4999, #accepted)))
   end
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
-  for tenant, n in pairs(tenants) do redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n) end
+  for tenant, n in pairs(tenants) do
+    redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n)
+    redis.call('HINCRBY', KEYS[3], 'accepted_bytes:' .. tenant, tenant_bytes[tenant])
+  end
 end
 return codes

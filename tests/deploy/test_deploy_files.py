@@ -14,6 +14,7 @@ import shlex
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -31,8 +32,9 @@ REDIS_CONF = DEPLOY / "redis.conf"
 ENV_NAME = re.compile(r"\b(?:BATCHLINE|ANTHROPIC)_[A-Z0-9_]+\b")
 #: Read by the SDKs / tools themselves, not by batchline's settings.
 FOREIGN_ENV_PREFIXES = ("AWS_", "FLOWER_", "MINIO_")
-#: Other names deploy/ may set: REDIS_ADDRESS is read by the KEDA redis scaler only.
-FOREIGN_ENV_NAMES = {"REDIS_ADDRESS"}
+#: Other names deploy/ may set: REDIS_ADDRESS is read by the KEDA redis scaler only; REDIS_PASSWORD
+#: by the Redis container's command line, REDISCLI_AUTH by redis-cli in its probes.
+FOREIGN_ENV_NAMES = {"REDIS_ADDRESS", "REDIS_PASSWORD", "REDISCLI_AUTH"}
 #: Settings that must never appear in a deployment.
 TEST_ONLY_SETTINGS = {"BATCHLINE_TEST_CRASH_AT"}
 WORKER_SERVICES = ("aggregator", "poller", "results")
@@ -136,6 +138,16 @@ def redis_conf(text: str) -> dict[str, str]:
     return out
 
 
+def redis_server_argv(argv: list[str]) -> list[str]:
+    """The redis-server command line, also when a shell starts it (`sh -c 'exec redis-server ...'`)."""
+    if argv[:2] == ["sh", "-c"]:
+        argv = shlex.split(" ".join(argv[2:]))
+    if argv and argv[0] == "exec":
+        argv = argv[1:]
+    assert argv and argv[0] == "redis-server", argv
+    return argv
+
+
 def env_keys(mapping_or_list: Any) -> Iterator[str]:
     if isinstance(mapping_or_list, dict):
         yield from mapping_or_list
@@ -205,13 +217,13 @@ def test_compose_has_every_service() -> None:
 
 def test_compose_shared_env_connects_the_services() -> None:
     env = compose()["x-batchline-env"]
-    assert env["BATCHLINE_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["BATCHLINE_REDIS_URL"] == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD}@redis:6379/0"
     assert env["ANTHROPIC_BASE_URL"].endswith("http://emulator:8080}")
     assert env["ANTHROPIC_API_KEY"].startswith("${ANTHROPIC_API_KEY:-")  # default for the emulator
     assert env["BATCHLINE_S3_ENDPOINT_URL"].endswith("http://s3:9000}")
     for name in ("BATCHLINE_S3_BUCKET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         assert name in env
-    for name in (*WORKER_SERVICES, "beat", "flower"):
+    for name in (*WORKER_SERVICES, "beat", "flower", "metrics"):
         assert env.items() <= services()[name]["environment"].items(), name
 
 
@@ -256,7 +268,7 @@ def test_compose_redis_is_durable_and_healthchecked() -> None:
     assert "redis-cli" in as_argv(redis["healthcheck"]["test"])
     assert "ping" in [a.lower() for a in as_argv(redis["healthcheck"]["test"])]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in redis["volumes"]}
-    conf_in_container = as_argv(redis["command"])[1]
+    conf_in_container = redis_server_argv(as_argv(redis["entrypoint"]) + as_argv(redis["command"]))[1]
     assert (DEPLOY / mounted[conf_in_container]).resolve() == REDIS_CONF
     assert "/data" in mounted, "Redis data must live on a volume"
     assert mounted["/data"] in compose()["volumes"]
@@ -269,10 +281,12 @@ def test_compose_services_wait_for_a_healthy_redis() -> None:
 
 def test_compose_flower_and_emulator() -> None:
     flower = services()["flower"]
-    argv = as_argv(flower["entrypoint"]) + as_argv(flower["command"])
-    assert argv[:4] == ["celery", "-A", "batchline.workers.celery_app", "flower"]
-    assert any("5555" in p for p in flower["ports"])
-    assert "FLOWER_BASIC_AUTH" in flower["environment"] or any("--basic-auth" in a for a in argv)
+    assert uses_batchline_entrypoint(flower), "Flower runs through `batchline flower`, which requires auth"
+    command, args = parse_cli(as_argv(flower["command"]))
+    assert (command, args.port, args.no_auth) == ("flower", 5555, False)
+    assert any(p.startswith("127.0.0.1:") and "5555" in p for p in flower["ports"])
+    # user:password, with no default password to fall back on
+    assert ":${FLOWER_PASSWORD:?" in flower["environment"]["FLOWER_BASIC_AUTH"]
     command, args = parse_cli(as_argv(services()["emulator"]["command"]))
     assert (command, args.host, args.port) == ("emulator", "0.0.0.0", 8080)
 
@@ -416,14 +430,18 @@ def test_beat_is_single_and_recreated() -> None:
 
 def test_workers_read_settings_and_secrets_that_exist() -> None:
     config = config_map_data("batchline-config")
-    assert config["BATCHLINE_REDIS_URL"].startswith("redis://batchline-redis:6379")
+    assert "BATCHLINE_REDIS_URL" not in config, "the Redis URL carries the password: a Secret value"
     (secret,) = k8s_kind("Secret")
-    assert {"ANTHROPIC_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH"} <= set(
-        secret["stringData"]
-    )
+    assert {"ANTHROPIC_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLOWER_BASIC_AUTH", "REDIS_PASSWORD",
+            "BATCHLINE_REDIS_URL"} <= set(secret["stringData"])
+    url = urlsplit(secret["stringData"]["BATCHLINE_REDIS_URL"])
+    assert (url.scheme, url.hostname, url.port) == ("redis", "batchline-redis", 6379)
+    assert url.password == secret["stringData"]["REDIS_PASSWORD"]  # one password, two shapes
     for d in k8s_kind("Deployment"):
         for c in containers(d):
             assert {"configMapRef": {"name": "batchline-config"}} in c["envFrom"], d["metadata"]["name"]
+            assert {"name": "BATCHLINE_REDIS_URL", "valueFrom": {"secretKeyRef": {
+                "name": "batchline-secrets", "key": "BATCHLINE_REDIS_URL"}}} in c["env"], d["metadata"]["name"]
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -451,12 +469,11 @@ def test_flower_service_selects_flower_pods() -> None:
     assert svc["spec"]["selector"].items() <= pod_labels("batchline-flower").items()
     assert svc["spec"]["ports"][0]["port"] == 5555
     (c,) = containers(deployment("batchline-flower"))
-    assert as_argv(c["command"]) + as_argv(c["args"])[:3] == [
-        "celery",
-        "-A",
-        "batchline.workers.celery_app",
-        "flower",
-    ]
+    assert "command" not in c, "Flower runs through `batchline flower` (the image's entrypoint), which requires auth"
+    command, args = parse_cli(as_argv(c["args"]))
+    assert (command, args.port, args.no_auth) == ("flower", 5555, False)
+    assert {"name": "FLOWER_BASIC_AUTH", "valueFrom": {"secretKeyRef": {"name": "batchline-secrets",
+                                                                        "key": "FLOWER_BASIC_AUTH"}}} in c["env"]
 
 
 def test_redis_statefulset_is_persistent_and_uses_redis_conf() -> None:
@@ -464,7 +481,7 @@ def test_redis_statefulset_is_persistent_and_uses_redis_conf() -> None:
     assert sts["spec"]["replicas"] == 1
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     (c,) = containers(sts)
-    assert "/usr/local/etc/redis/redis.conf" in as_argv(c["args"])
+    assert "/usr/local/etc/redis/redis.conf" in redis_server_argv(as_argv(c.get("command")) + as_argv(c["args"]))
     volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
     generated = {g["name"] for g in kustomization()["configMapGenerator"]}
     assert volumes["config"]["configMap"]["name"] in generated
@@ -486,3 +503,90 @@ def test_keda_scales_results_on_the_results_queue() -> None:
     assert trigger["metadata"]["listName"] == QUEUES["results"]
     assert trigger["metadata"]["addressFromEnv"] in container_env_names(c)
     assert so["spec"]["minReplicaCount"] >= 1
+    # Redis requires a password: KEDA reads it from the Secret through a TriggerAuthentication
+    assert "password" not in trigger["metadata"] and "passwordFromEnv" not in trigger["metadata"]
+    (auth,) = [a for a in k8s_kind("TriggerAuthentication") if a["metadata"]["name"] == trigger["authenticationRef"]["name"]]
+    (ref,) = auth["spec"]["secretTargetRef"]
+    (secret,) = k8s_kind("Secret")
+    assert (ref["parameter"], ref["name"]) == ("password", secret["metadata"]["name"])
+    assert ref["key"] == "REDIS_PASSWORD" and ref["key"] in secret["stringData"]
+
+
+# --- locked down: Redis password, NetworkPolicy, metrics bind address -------------------------------
+
+
+def test_redis_requires_a_password_from_the_secret() -> None:
+    conf = redis_conf(REDIS_CONF.read_text())
+    assert conf["protected-mode"] == "yes" and "requirepass" not in conf  # no password in a ConfigMap'd file
+    redis = services()["redis"]
+    argv = redis_server_argv(as_argv(redis["entrypoint"]) + as_argv(redis["command"]))
+    assert argv[argv.index("--requirepass") + 1] == "$$REDIS_PASSWORD"  # $$: compose leaves it to the shell
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")  # required, no default
+    assert redis["environment"]["REDISCLI_AUTH"] == redis["environment"]["REDIS_PASSWORD"]  # the healthcheck
+    (sts,) = k8s_kind("StatefulSet")
+    (c,) = containers(sts)
+    argv = redis_server_argv(as_argv(c.get("command")) + as_argv(c["args"]))
+    assert argv[argv.index("--requirepass") + 1] == "$REDIS_PASSWORD"
+    (secret,) = k8s_kind("Secret")
+    for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
+        (env,) = [e for e in c["env"] if e["name"] == name]
+        assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "REDIS_PASSWORD"}
+
+
+def test_network_policy_lets_only_batchline_pods_reach_redis() -> None:
+    (policy,) = k8s_kind("NetworkPolicy")
+    (sts,) = k8s_kind("StatefulSet")
+    redis_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    peers = rule["from"]
+    assert all("ipBlock" not in p and p.get("podSelector") not in (None, {}) for p in peers), "a peer admits everyone"
+
+    def admitted(labels: dict[str, str], namespace: str | None = None) -> bool:
+        for peer in peers:
+            if "namespaceSelector" in peer and peer["namespaceSelector"]["matchLabels"] != {
+                    "kubernetes.io/metadata.name": namespace}:
+                continue
+            if "namespaceSelector" not in peer and namespace is not None:
+                continue
+            sel = peer["podSelector"]
+            if sel.get("matchLabels", {}).items() <= labels.items() and all(
+                    labels.get(e["key"]) in e["values"] for e in sel.get("matchExpressions", [])):
+                return True
+        return False
+
+    for d in k8s_kind("Deployment"):
+        assert admitted(d["spec"]["template"]["metadata"]["labels"]), d["metadata"]["name"]
+    assert admitted({"batchline.io/redis-client": "true"})  # producers, labelled by their owners
+    assert admitted({"app": "keda-operator"}, namespace="keda")  # the KEDA redis scaler
+    assert not admitted({"app": "something-else"})
+    assert not admitted({"app.kubernetes.io/name": "batchline", "app.kubernetes.io/component": "redis-probe"})
+    assert not admitted({"app": "keda-operator"})  # only in KEDA's namespace
+
+
+def test_metrics_bind_loopback_unless_the_manifest_says_otherwise() -> None:
+    _, args = parse_cli(["metrics"])
+    assert args.host == "127.0.0.1"
+    invocations = [as_argv(s.get("command")) for s in services().values() if uses_batchline_entrypoint(s)]
+    invocations += [as_argv(c.get("args")) for d in k8s_kind("Deployment") for c in containers(d)]
+    metrics = [argv for argv in invocations if argv[:1] == ["metrics"]]
+    assert len(metrics) == 2, "compose and Kubernetes each run `batchline metrics`"
+    for argv in metrics:
+        assert "--host" in argv, f"{argv}: the bind address must be explicit"
+        assert parse_cli(argv)[1].host == "0.0.0.0"
+    assert any(p.startswith("127.0.0.1:") for p in services()["metrics"]["ports"])
+    (svc,) = [s for s in k8s_kind("Service") if s["metadata"]["name"] == "batchline-metrics"]
+    assert svc["spec"]["type"] == "ClusterIP"
+
+
+def test_redis_has_maxmemory_for_the_intake_high_water_mark() -> None:
+    """Admission control stops intake at BATCHLINE_INTAKE_MEMORY_PERCENT of maxmemory: it must be set."""
+    redis = services()["redis"]
+    (sts,) = k8s_kind("StatefulSet")
+    (c,) = containers(sts)
+    for argv in (redis_server_argv(as_argv(redis["entrypoint"]) + as_argv(redis["command"])),
+                 redis_server_argv(as_argv(c.get("command")) + as_argv(c["args"]))):
+        assert re.fullmatch(r"\d+(mb|gb)", argv[argv.index("--maxmemory") + 1]), argv
+    assert redis_conf(REDIS_CONF.read_text())["maxmemory-policy"] == "noeviction"

@@ -58,7 +58,8 @@ def test_state_transitions_in_one_place():
     assert can_move(REQUEST_TRANSITIONS, "queued", "batched")
     assert not can_move(REQUEST_TRANSITIONS, "delivered", "queued")
     assert not can_move(REQUEST_TRANSITIONS, "queued", "nonsense")
-    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERED) == ["batched", "ended", "submitted"]
+    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERED) == ["batched", "ended", "submitted", "undeliverable"]
+    assert sources(REQUEST_TRANSITIONS, RequestState.UNDELIVERABLE) == ["batched", "ended", "submitted"]
 
 
 def test_lines_split_on_newline_only_and_strip_cr_across_chunk_boundaries():
@@ -99,7 +100,9 @@ def test_lua_compare_and_set_matches_the_transition_table():
         text = source(script)
         return set(re.findall(rf"{re.escape(variable)} == '([a-z]+)'", text))
 
-    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "delivered"))
+    assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "undeliverable"))
+    assert accepted("deliver", "rec[1]") | {"undeliverable"} == set(sources(REQUEST_TRANSITIONS, "delivered"))
+    assert re.findall(r"rec\[1\] ~= '([a-z]+)'", source("redeliver")) == ["undeliverable"]  # `batchline redeliver`
     assert accepted("deliver", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "queued"))  # re-drive
     assert accepted("claim", "rec[1]") == set(sources(REQUEST_TRANSITIONS, "batched"))
     # cancel: queued -> batched (the cancel batch), delivered `canceled` from there like any outcome

@@ -1,0 +1,37 @@
+-- Included by intake, deliver and redeliver (see scripts.source): why a reply target's key cannot be
+-- written, or nil. `queues` is the set of Celery queues named by reply targets, `streams` the set of
+-- reply stream names: a name is only ever one of the two, and never a key of another type.
+local function stream_key_error(stream, queues)
+  if redis.call('SISMEMBER', queues, stream) == 1 or redis.call('EXISTS', '_kombu.binding.' .. stream) == 1 then
+    return 'redis-stream:' .. stream .. ': the key is a Celery queue'
+  end
+  local kind = redis.call('TYPE', stream).ok
+  if kind ~= 'none' and kind ~= 'stream' then
+    return 'redis-stream:' .. stream .. ': the key holds a ' .. kind .. ', not a stream'
+  end
+  return nil
+end
+
+local function queue_key_error(queue, streams)
+  if redis.call('SISMEMBER', streams, queue) == 1 then return 'celery queue ' .. queue .. ': the name is a reply stream' end
+  local kind = redis.call('TYPE', queue).ok
+  if kind ~= 'none' and kind ~= 'list' then
+    return 'celery queue ' .. queue .. ': the key holds a ' .. kind .. ', not a Celery queue'
+  end
+  return nil
+end
+
+-- Append one outcome to a reply stream (trimmed to about `maxlen` entries when > 0); errors are returned.
+local function reply_append(stream, maxlen, fields)
+  if maxlen > 0 then
+    return redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  end
+  return redis.pcall('XADD', stream, '*', unpack(fields))
+end
+
+-- The key a reply_to ('redis-stream:NAME' or 'celery:TASK[@QUEUE]') writes, and whether it is a stream.
+local function target_key(rt)
+  local stream = string.match(rt, '^redis%-stream:(.+)$')
+  if stream then return stream, true end
+  return string.match(rt, '^celery:[^@]*@(.+)$') or 'celery', false
+end
