@@ -63,6 +63,8 @@ class B(StrEnum):
     LINES = "lines"
     COST = "cost_micros"
     STANDARD_COST = "standard_micros"
+    POLLED_AT = "polled_at"  # ms: when a poll round last saw it (the round's budget rotates by this)
+    ANSWERED_AT = "answered_at"  # ms: when an ambiguous create answered (the reconcile window's end)
     BETAS = "betas"  # its requests' beta set, sent as anthropic-beta on create and results
     LEASE_OWNER = "lease_owner"  # the lease: who holds this batch ...
     LEASE_UNTIL = "lease_until"  # ... until when (ms, Redis server time)

@@ -14,6 +14,11 @@ def request_id(tenant: str, custom_id: str) -> str:
     return hashlib.blake2b(f"{tenant}\x00{custom_id}".encode(), digest_size=12).hexdigest()
 
 
+#: The batch id of the requests canceled while still queued: never created at the provider; a worker
+#: delivers their one `canceled` outcome (workers/cancels.py).
+CANCEL_BATCH = "canceled"
+
+
 class Keys:
     """Key names under one prefix (`BATCHLINE_KEY_PREFIX`)."""
 
@@ -34,6 +39,8 @@ class Keys:
         self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
+        self.canceled_queue = self.batch_members(CANCEL_BATCH)  # list: queued requests canceled, to deliver
+        self.standing_alerts = f"{prefix}:alerts:standing"  # hash: alerts no sweep rewrites (results unavailable)
         self.cost_months = f"{prefix}:cost:months"  # set of the months older days were rolled into
         # Names reply targets write, by kind: a name used as a stream is never accepted as a Celery
         # queue and back (bounded by the number of distinct targets callers name)
@@ -51,6 +58,10 @@ class Keys:
 
     def batch_members(self, bid: str) -> str:
         return f"{self.prefix}:b:{bid}:ids"
+
+    def reconcile_proofs(self, bid: str) -> str:
+        """hash: provider batch id -> 'ours' | 'not_ours', read from its result lines (reconcile)"""
+        return f"{self.prefix}:b:{bid}:proofs"
 
     def cost_day(self, day: str) -> str:
         """hash '{tenant}|{model}|batch|standard|requests' -> micro-dollars / count, for one UTC day"""

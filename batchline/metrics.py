@@ -84,6 +84,15 @@ class PipelineCollector:
         for labels, n in snap.by("redriven").items():
             redriven.add_metric([labels[0]], n)
         yield redriven
+        api = CounterMetricFamily("batchline_api_calls", "Provider API calls, by role and operation",
+                                  labels=["role", "operation"])
+        for labels, n in snap.by("api_calls").items():
+            api.add_metric(list(labels[:2]), n)
+        yield api
+        yield CounterMetricFamily("batchline_poll_rounds", "Poll rounds run", value=snap.counters.get("poll_rounds", 0))
+        last_round = self.client.hget(self.keys.stats, "poll_round_api_calls")
+        yield gauge("poll_round_api_calls", "List and retrieve calls of the last poll round (bounded by "
+                    "BATCHLINE_POLL_CALL_BUDGET)", int(last_round or 0))
         cost = CounterMetricFamily("batchline_cost_usd", "Spent at batch prices", labels=["tenant", "model"])
         standard = CounterMetricFamily("batchline_standard_cost_usd", "The same work at standard prices",
                                        labels=["tenant", "model"])

@@ -24,7 +24,7 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver", "gateway_count", "gateway_canceled",
+    "redeliver", "gateway_count",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks (lua/targets.lua) names them so
@@ -90,9 +90,10 @@ class Scripts:
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
-        """One code per id: 'removed', 'requested', 'final' or 'unknown'."""
+        """One code per id: 'removed' (queued: moved to the cancel batch, its `canceled` delivered by a
+        worker), 'requested', 'final' or 'unknown'."""
         k = self._keys
-        codes = self._run["cancel"](keys=[k.pending, k.stats, k.counters],
+        codes = self._run["cancel"](keys=[k.pending, k.stats, k.counters, k.canceled_queue],
                                     args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
         return [text(c) or "" for c in codes]
 
@@ -124,12 +125,13 @@ class Scripts:
                                        args=[bid, now, counts_json, provider_ended_at, new_owner(HANDOFF),
                                              handoff_until]))
 
-    def release(self, bid: str, now: int, reason: str, owner: str) -> int:
+    def release(self, bid: str, now: int, reason: str, owner: str, where: str = "head") -> int:
         """claimed/creating -> released by the lease's holder (or anyone, `owner` '', once it expired),
-        its requests back to the head of pending; how many went back."""
+        its requests back to pending (`where`: 'head', 'rotate' or 'tail'); how many went back, or -1
+        while a request its caller canceled is still in it (settle those first)."""
         k = self._keys
         return int(self._run["release"](keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-                                        args=[k.request(""), bid, now, reason, owner]))
+                                        args=[k.request(""), bid, now, reason, owner, where]))
 
     def finish(self, bid: str, owner: str, now: int, lines: int, record_ttl: int) -> bool:
         """ended -> delivered by the collect lease's holder, once every line is settled."""
@@ -175,11 +177,3 @@ class Scripts:
             keys=[k.gateway_batch(gid), k.gateway_results(gid), k.gateway_custom_ids(gid)],
             args=[tenant, cid_prefix, chunk, now, record_ttl])
         return int(read), int(counted), int(n)
-
-    def gateway_canceled(self, gid: str, tenant: str, pairs: Sequence[tuple[str, str]]) -> int:
-        """Append `canceled` for requests of a gateway batch canceled while queued (once each); how many."""
-        k = self._keys
-        args: list[Any] = [k.request(""), tenant]
-        for rid, cid in pairs:
-            args += (rid, cid)
-        return int(self._run["gateway_canceled"](keys=[k.gateway_results(gid)], args=args))

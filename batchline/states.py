@@ -11,21 +11,20 @@ from enum import StrEnum
 
 class RequestState(StrEnum):
     QUEUED = "queued"  # accepted, waiting in the pending list (again, after a re-drive)
-    BATCHED = "batched"  # claimed into a batch that is not yet created at the provider
+    BATCHED = "batched"  # claimed into a batch not yet created at the provider (or, canceled while queued,
+    # into the cancel batch `keys.CANCEL_BATCH`, which never is: a worker delivers its `canceled` outcome)
     SUBMITTED = "submitted"  # inside a provider batch that is in progress
     ENDED = "ended"  # its batch ended; result not yet delivered (shown by status, derived from the batch)
     DELIVERED = "delivered"  # final outcome written to S3 and its reply_to target
-    CANCELED = "canceled"  # canceled by its caller while still queued; nothing delivered
     UNDELIVERABLE = "undeliverable"  # final outcome known, its reply target refused it; `batchline redeliver`
 
 
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
-    RequestState.QUEUED: frozenset({RequestState.BATCHED, RequestState.CANCELED}),
-    # back to queued: nothing was created (canceled instead when its caller canceled it meanwhile);
-    # delivered: the API refused it at create (final failure)
-    RequestState.BATCHED: frozenset({RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED,
-                                     RequestState.CANCELED,
-                                     RequestState.UNDELIVERABLE}),
+    RequestState.QUEUED: frozenset({RequestState.BATCHED}),
+    # back to queued: nothing was created; delivered: the API refused it at create (final failure)
+    RequestState.BATCHED: frozenset(
+        {RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED, RequestState.UNDELIVERABLE}
+    ),
     # back to queued: a re-drive (transient error, expired, no result line) within the attempt budget
     RequestState.SUBMITTED: frozenset(
         {RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}
@@ -34,7 +33,6 @@ REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     # `batchline redeliver`, once the target is fixed
     RequestState.UNDELIVERABLE: frozenset({RequestState.DELIVERED}),
     RequestState.DELIVERED: frozenset(),
-    RequestState.CANCELED: frozenset(),
 }
 
 

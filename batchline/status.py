@@ -9,7 +9,7 @@ import redis
 
 from batchline.clock import iso
 from batchline.fields import B, R
-from batchline.keys import Keys, request_id
+from batchline.keys import CANCEL_BATCH, Keys, request_id
 from batchline.redis_client import text, text_map
 
 _FIELDS = {R.STATE: "state", R.OUTCOME: "outcome", R.BATCH: "batch_id", R.S3_KEY: "s3_key", R.REPLY_TO: "reply_to",
@@ -39,6 +39,8 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         status["standard_cost_usd"] = int(rec.get(R.STANDARD_COST) or 0) / 1e6
     if rec.get(R.CANCEL):
         status["cancel_requested"] = True
+        if rec.get(R.BATCH) == CANCEL_BATCH and status.get("state") == "batched":
+            status["state"] = "canceling"  # left the queue; a worker's sweep delivers its `canceled`
     history = [json.loads(line) for line in rec.get(R.HISTORY, "").split("\n") if line]
     status["history"] = history
     if status.get("state") in ("delivered", "undeliverable") and history and history[-1].get("error_type"):

@@ -47,6 +47,17 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> floa
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: must be true or false (1/0, yes/no, on/off)")
+
+
 def _str(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     raw = env.get(name)
     return default if raw is None or raw == "" else raw
@@ -94,6 +105,11 @@ class Settings:
     create_timeout_seconds: float = 300.0  # BATCHLINE_CREATE_TIMEOUT_SECONDS
     clock_skew_seconds: float = 60.0  # BATCHLINE_CLOCK_SKEW_SECONDS (ours vs the provider's, when reconciling)
     fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
+    reconcile_delay_seconds: float = 10.0  # BATCHLINE_RECONCILE_DELAY_SECONDS (a new batch shows in list by then)
+    reconcile_max_pages: int = 200  # BATCHLINE_RECONCILE_MAX_PAGES (list pages back to a create's window)
+    poll_call_budget: int = 20  # BATCHLINE_POLL_CALL_BUDGET (list + retrieve calls per poll round, >= 2)
+    results_from_base_url: bool = False  # BATCHLINE_RESULTS_FROM_BASE_URL (documented path on ANTHROPIC_BASE_URL)
+    results_404_retries: int = 5  # BATCHLINE_RESULTS_404_RETRIES (then each request: errored results_unavailable)
     record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
     max_attempts: int = 3  # BATCHLINE_MAX_ATTEMPTS
     pause_probe_seconds: float = 60.0  # BATCHLINE_PAUSE_PROBE_SECONDS (while paused, probe this often)
@@ -144,6 +160,8 @@ class Settings:
             raise ConfigError(
                 f"max_batch_bytes={self.max_batch_bytes}: must be between 1024 and {API_MAX_BATCH_BYTES - 1}"
             )
+        if self.poll_call_budget < 2:
+            raise ConfigError(f"poll_call_budget={self.poll_call_budget}: must be >= 2 (one list page, one retrieve)")
         if not 0 <= self.intake_memory_percent <= 100:
             raise ConfigError(f"intake_memory_percent={self.intake_memory_percent}: must be between 0 and 100")
         if self.log_format not in ("auto", "json", "console"):
@@ -192,6 +210,11 @@ class Settings:
             fresh_batch_grace_seconds=_float(
                 env, "BATCHLINE_FRESH_BATCH_GRACE_SECONDS", d.fresh_batch_grace_seconds, 0.0
             ),
+            reconcile_delay_seconds=_float(env, "BATCHLINE_RECONCILE_DELAY_SECONDS", d.reconcile_delay_seconds, 0.0),
+            reconcile_max_pages=_int(env, "BATCHLINE_RECONCILE_MAX_PAGES", d.reconcile_max_pages, 1, 100_000),
+            poll_call_budget=_int(env, "BATCHLINE_POLL_CALL_BUDGET", d.poll_call_budget, 2, 10_000),
+            results_from_base_url=_bool(env, "BATCHLINE_RESULTS_FROM_BASE_URL", d.results_from_base_url),
+            results_404_retries=_int(env, "BATCHLINE_RESULTS_404_RETRIES", d.results_404_retries, 0, 1_000),
             record_ttl_seconds=_int(env, "BATCHLINE_RECORD_TTL_SECONDS", d.record_ttl_seconds, 60),
             max_attempts=_int(env, "BATCHLINE_MAX_ATTEMPTS", d.max_attempts, 1, 100),
             pause_probe_seconds=_float(env, "BATCHLINE_PAUSE_PROBE_SECONDS", d.pause_probe_seconds, 0.1),

@@ -57,6 +57,22 @@ def _check_auth(request: Request) -> None:
         raise ApiError("authentication_error", "x-api-key header is required")
 
 
+class MountPath:
+    """With ``mount_path`` set, serve the API under that path as well (as behind a gateway whose base
+    URL has a path). The prefix becomes the ASGI ``root_path`` (Starlette routes on the path below it),
+    so absolute ``results_url``s keep it."""
+
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mount = self.state.config.mount_path
+        path = scope.get("path", "")
+        if scope["type"] == "http" and mount and path.startswith(mount + "/"):
+            scope = {**scope, "root_path": mount}
+        await self.app(scope, receive, send)
+
+
 def build_app(state: EmulatorState) -> ASGIApp:
     """The ASGI app serving ``state``."""
     store = state.store
@@ -64,6 +80,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
     def api(operation: str, handler: Callable[[Request], Awaitable[Response]]) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
+                state.foreign_tick()  # another application's batches, due since the last call
                 if operation == "create":
                     _check_length(request, state.config.max_body_bytes)
                 _check_auth(request)
@@ -78,7 +95,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
         return endpoint
 
     def batch_json(request: Request, batch: Any) -> dict[str, Any]:
-        json_batch: dict[str, Any] = batch.to_json(state.clock.now(), str(request.base_url))
+        json_batch: dict[str, Any] = batch.to_json(state.clock.now(), _results_base(request, state.config))
         return json_batch
 
     async def create(request: Request) -> Response:
@@ -86,6 +103,8 @@ def build_app(state: EmulatorState) -> ASGIApp:
         payload: list[bytes | bytearray] = [body]
         del body
         batch = await run_in_threadpool(store.create, payload, betas_of(request))
+        if state.lose_create_reply():
+            raise ApiError("api_error", "Internal server error (emulated, after the batch was created).")
         return JSONResponse(batch_json(request, batch))
 
     async def retrieve(request: Request) -> Response:
@@ -126,14 +145,23 @@ def build_app(state: EmulatorState) -> ASGIApp:
         if now >= batch.created_at + batch.archive_after:
             raise ApiError("not_found_error", f"results of message_batch {batch_id!r} were archived")
         cfg = state.config
+        if cfg.results_404:
+            with store.lock:
+                store.http_faults["results_404"] += 1
+            raise ApiError("not_found_error", f"results of message_batch {batch_id!r} not found (emulated)")
+        served = store.served
         with store.lock:
-            store.downloads += 1
+            if batch.foreign:  # reading another application's results is allowed; it has its own count
+                store.foreign["results_downloads"] += 1
+                served = [0, 0, 0, 0]
+            else:
+                store.downloads += 1
             if betas_of(request):
                 store.results_betas[batch_id] = list(betas_of(request))
             if cfg.results_cut_after is not None and cfg.results_cut_after < len(batch.requests):
                 store.http_faults["results_cut"] += 1
         newline = b"\r\n" if cfg.crlf else b"\n"
-        lines = iter_results(batch, cfg.seed, newline, store.served, cfg.results_cut_after)
+        lines = iter_results(batch, cfg.seed, newline, served, cfg.results_cut_after)
         return StreamingResponse(lines, media_type="application/x-jsonl")
 
     one = PREFIX + "/{batch_id}"
@@ -146,7 +174,21 @@ def build_app(state: EmulatorState) -> ASGIApp:
         Route(one + "/results", api("results", results), methods=["GET"]),
         *control_routes(state),
     ]
-    return RequestIdMiddleware(Starlette(routes=routes))
+    return RequestIdMiddleware(MountPath(Starlette(routes=routes), state))
+
+
+UNREACHABLE_BASE = "http://results.unreachable.invalid"
+
+
+def _results_base(request: Request, cfg: Any) -> str:
+    """What ``results_url`` starts with: this server as the client reached it (absolute), its path
+    only (a relative reference, resolved by RFC 3986), or a host the client cannot reach."""
+    root = request.scope.get("root_path", "")
+    if cfg.results_url_mode == "relative":
+        return str(root)
+    if cfg.results_url_mode == "unreachable":
+        return UNREACHABLE_BASE + str(root)
+    return str(request.base_url)
 
 
 def betas_of(request: Request) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ class Batch:
     strings: list[str]
     cancel_initiated_at: float | None = None
     cancel_seconds: float = 0.0
+    foreign: bool = False  # created by "another application" in the workspace (emulator/foreign.py)
     betas: tuple[str, ...] = ()  # the anthropic-beta header of its create
     _final: list[int] | None = None  # cached counts once ended
 
@@ -98,7 +99,8 @@ class Batch:
         return self._final
 
     def to_json(self, now: float, base_url: str) -> dict[str, Any]:
-        """The ``MessageBatch`` object as seen at emulated time ``now``."""
+        """The ``MessageBatch`` object as seen at emulated time ``now``; ``results_url`` starts with
+        ``base_url`` (empty for a relative reference)."""
         status = self.status(now)
         n = len(self.requests)
         counts = dict.fromkeys(("processing", *RESULT_TYPES), 0)

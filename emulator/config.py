@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OPERATIONS: tuple[str, ...] = ("create", "retrieve", "list", "cancel", "delete", "results")
+RESULTS_URL_MODES: tuple[str, ...] = ("absolute", "relative", "unreachable")
 ERROR_TYPES: tuple[str, ...] = (
     "invalid_request_error",
     "authentication_error",
@@ -57,6 +58,14 @@ class EmulatorConfig:
     rpm_limit: int | None = None
     queue_limit: int | None = None
     spend_limit_reached: bool = False
+    create_lost_reply_rate: float = 0.0  # share of creates that create the batch, then answer 500
+    results_404: bool = False  # results of ended batches answer 404 (a URL the client cannot reach)
+    # A busy, shared workspace.
+    list_page_max: int | None = None  # list pages hold at most this many (fewer than limit; has_more true)
+    results_url_mode: str = "absolute"  # absolute | relative (a relative reference) | unreachable (another host)
+    mount_path: str = ""  # serve the API under this path too (a gateway's base URL: http://host/anthropic)
+    foreign_batch_requests: int = 0  # another application creates batches of this many requests ...
+    foreign_every_real_seconds: float = 5.0  # ... this often (real seconds), while the emulator is called
     # Wire format and limits.
     crlf: bool = False
     max_body_bytes: int = 256_000_000
@@ -111,7 +120,14 @@ def validate(cfg: EmulatorConfig) -> None:
         raise ValueError("processing_seconds must be >= 0 and lo <= hi")
     if cfg.clock_speed <= 0:
         raise ValueError("clock_speed must be > 0")
-    rates = [cfg.expire_rate, cfg.http_429_rate, cfg.http_529_rate, cfg.http_500_rate, cfg.http_400_rate]
+    rates = [
+        cfg.expire_rate,
+        cfg.http_429_rate,
+        cfg.http_529_rate,
+        cfg.http_500_rate,
+        cfg.http_400_rate,
+        cfg.create_lost_reply_rate,
+    ]
     rates += list(cfg.error_rates.values())
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ValueError("rates must lie in [0, 1]")
@@ -125,3 +141,13 @@ def validate(cfg: EmulatorConfig) -> None:
         raise ValueError(f"unknown error types: {sorted(bad_types)}")
     if cfg.max_body_bytes < 1 or cfg.max_requests < 1:
         raise ValueError("max_body_bytes and max_requests must be >= 1")
+    if cfg.list_page_max is not None and cfg.list_page_max < 1:
+        raise ValueError("list_page_max must be >= 1")
+    if cfg.results_url_mode not in RESULTS_URL_MODES:
+        raise ValueError(f"results_url_mode must be one of {', '.join(RESULTS_URL_MODES)}")
+    if cfg.mount_path and (not cfg.mount_path.startswith("/") or cfg.mount_path.endswith("/")):
+        raise ValueError("mount_path must start with '/' and not end with '/' (e.g. /anthropic)")
+    if not 0 <= cfg.foreign_batch_requests <= cfg.max_requests:
+        raise ValueError("foreign_batch_requests must lie in [0, max_requests]")
+    if cfg.foreign_every_real_seconds <= 0:
+        raise ValueError("foreign_every_real_seconds must be > 0")

@@ -13,7 +13,8 @@ from .state import EmulatorState
 
 def control_routes(state: EmulatorState) -> list[Route]:
     """Routes: ``GET /_emulator/books``, ``POST /_emulator/reset``, ``GET|POST /_emulator/faults``,
-    ``POST /_emulator/clock`` (``{"advance_seconds": N}``)."""
+    ``POST /_emulator/clock`` (``{"advance_seconds": N}``), ``POST /_emulator/foreign``
+    (``{"batches": B, "requests": N}``: another application creates B batches of N requests)."""
 
     async def books(request: Request) -> JSONResponse:
         return JSONResponse(state.books())
@@ -40,7 +41,21 @@ def control_routes(state: EmulatorState) -> list[Route]:
         state.clock.advance(float(body.get("advance_seconds", 0)))
         return JSONResponse({"now": state.clock.now(), "speed": state.clock.speed})
 
+    async def foreign(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        if isinstance(body, JSONResponse):
+            return body
+        batches, requests = body.get("batches", 1), body.get("requests")
+        limit = state.config.max_requests
+        if not isinstance(batches, int) or not 1 <= batches <= 10_000:
+            return JSONResponse({"error": "batches: must be an integer in [1, 10000]"}, status_code=400)
+        if not isinstance(requests, int) or not 1 <= requests <= limit:
+            return JSONResponse({"error": f"requests: must be an integer in [1, {limit}]"}, status_code=400)
+        made = state.store.create_foreign(batches, requests)
+        return JSONResponse({"batch_ids": [b.id for b in made]})
+
     return [
+        Route("/_emulator/foreign", foreign, methods=["POST"]),
         Route("/_emulator/books", books, methods=["GET"]),
         Route("/_emulator/reset", reset, methods=["POST"]),
         Route("/_emulator/faults", faults, methods=["GET", "POST"]),

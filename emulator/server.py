@@ -154,6 +154,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--rpm-limit", type=int, default=None, help="API calls per real minute before 429")
     a("--queue-limit", type=int, default=None, help="max requests in open batches before create 429s")
     a("--spend-limit-reached", action="store_true", help="answer every call with the spend-cap 429")
+    a(
+        "--create-lost-reply-rate",
+        type=float,
+        default=d.create_lost_reply_rate,
+        help="share of creates that create the batch, then answer 500",
+    )
+    a("--results-404", action="store_true", help="answer 404 on the results of every batch")
+    a("--list-page-max", type=int, default=None, help="list pages hold at most this many batches")
+    a(
+        "--results-url-mode",
+        choices=("absolute", "relative", "unreachable"),
+        default=d.results_url_mode,
+        help="results_url: absolute (default), a relative reference, or on a host clients cannot reach",
+    )
+    a("--mount-path", default=d.mount_path, help="also serve the API under this path (e.g. /anthropic)")
+    a(
+        "--foreign-batch-requests",
+        type=int,
+        default=d.foreign_batch_requests,
+        help="another application creates batches of this many requests (0: off)",
+    )
+    a(
+        "--foreign-every",
+        type=float,
+        default=d.foreign_every_real_seconds,
+        help="real seconds between the other application's batches",
+    )
     a("--crlf", action="store_true", help="end results lines with CRLF")
     a("--max-body-bytes", type=int, default=d.max_body_bytes, help="create body limit (413 above)")
     a("--max-requests", type=int, default=d.max_requests, help="requests per batch limit")
@@ -185,6 +212,13 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         rpm_limit=args.rpm_limit,
         queue_limit=args.queue_limit,
         spend_limit_reached=args.spend_limit_reached,
+        create_lost_reply_rate=args.create_lost_reply_rate,
+        results_404=args.results_404,
+        list_page_max=args.list_page_max,
+        results_url_mode=args.results_url_mode,
+        mount_path=args.mount_path,
+        foreign_batch_requests=args.foreign_batch_requests,
+        foreign_every_real_seconds=args.foreign_every,
         crlf=args.crlf,
         max_body_bytes=args.max_body_bytes,
         max_requests=args.max_requests,

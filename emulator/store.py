@@ -14,9 +14,11 @@ from .batch import EXPIRED, NEVER, RESULT_TYPES, Batch, Requests
 from .clock import Clock
 from .config import EmulatorConfig
 from .errors import ApiError, invalid, not_found
+from .foreign import foreign_analyses, foreign_ids
 from .intake import Analysis, analyze, check_body, parse_body
 
 BASE62 = string.ascii_letters + string.digits
+FOREIGN_BOOKS = ("batches_created", "requests_created", "canceled", "deleted", "results_downloads")
 
 
 class Store:
@@ -39,6 +41,8 @@ class Store:
         self.http_faults: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
         self.requests_created = 0
+        self.foreign: Counter[str] = Counter()  # foreign batches: created, requests, and what was done to them
+        self.foreign_batch_ids: list[str] = []
         self.results_betas: dict[str, list[str]] = {}  # batch id -> betas of its last results download
 
     def reset(self) -> None:
@@ -83,7 +87,28 @@ class Store:
                 headers={"retry-after": str(max(1, self.config.retry_after_seconds))},
             )
 
-    def _record(self, custom_ids: list[str], analyses: list[Analysis]) -> Batch:
+    def create_foreign(self, batches: int, requests: int) -> list[Batch]:
+        """Batches of another application in this workspace (custom_ids not the caller's)."""
+        made = []
+        with self.lock:
+            for _ in range(batches):
+                serial = self.foreign["batches_created"]
+                batch = self._record(
+                    foreign_ids(self.config.seed, serial, requests), foreign_analyses(requests), foreign=True
+                )
+                self.foreign["batches_created"] += 1
+                self.foreign["requests_created"] += requests
+                self.foreign_batch_ids.append(batch.id)
+                made.append(batch)
+        return made
+
+    def touched(self, batch: Batch, what: str) -> None:
+        """Count an operation on a foreign batch (the books' ``foreign`` section)."""
+        if batch.foreign:
+            with self.lock:
+                self.foreign[what] += 1
+
+    def _record(self, custom_ids: list[str], analyses: list[Analysis], foreign: bool = False) -> Batch:
         cfg = self.config
         self.seq += 1
         lo, hi = cfg.processing_range
@@ -126,8 +151,9 @@ class Store:
             reqs.tokens.extend((a.size.input_tokens, a.out_tokens, write, read, int(a.size.cache_ttl_1h)))
         if never_ends:
             end_offset = cfg.expires_after_seconds
-        self.batch_count.update(custom_ids)
-        self.requests_created += len(custom_ids)
+        if not foreign:  # the books count the caller's own work; foreign batches have their own section
+            self.batch_count.update(custom_ids)
+            self.requests_created += len(custom_ids)
         batch = Batch(
             id="msgbatch_" + "".join(secrets.choice(BASE62) for _ in range(24)),
             seq=self.seq,
@@ -138,6 +164,7 @@ class Store:
             archive_after=cfg.archive_after_seconds,
             requests=reqs,
             strings=strings,
+            foreign=foreign,
         )
         self.batches[batch.id] = batch
         return batch
@@ -178,9 +205,12 @@ class Store:
         return batch
 
     def page(self, limit: int, after_id: str | None, before_id: str | None) -> tuple[list[Batch], bool]:
-        """Newest first; ``after_id`` pages to older batches, ``before_id`` to newer ones."""
+        """Newest first; ``after_id`` pages to older batches, ``before_id`` to newer ones. With
+        ``list_page_max`` a page holds fewer than ``limit`` (the API promises at most ``limit``)."""
         if not 1 <= limit <= 1000:
             raise invalid("limit: Input should be between 1 and 1000")
+        if self.config.list_page_max is not None:
+            limit = min(limit, self.config.list_page_max)
         if after_id and before_id:
             raise invalid("after_id and before_id are mutually exclusive")
         with self.lock:
@@ -209,6 +239,7 @@ class Store:
             if status == "in_progress":
                 batch.cancel_initiated_at = round(now, 6)
                 batch.cancel_seconds = self.config.cancel_seconds
+            self.touched(batch, "canceled")
             return batch
 
     def delete(self, batch_id: str) -> None:
@@ -217,8 +248,10 @@ class Store:
             batch = self.get(batch_id)
             if batch.status(self.clock.now()) != "ended":
                 raise invalid(f"message_batch {batch_id!r} is still processing; cancel it and wait until it ends")
-            for k, v in enumerate(batch.final_counts()):
-                self.deleted_counts[k] += v
+            self.touched(batch, "deleted")
+            if not batch.foreign:
+                for k, v in enumerate(batch.final_counts()):
+                    self.deleted_counts[k] += v
             del self.batches[batch_id]
 
     # -- books --------------------------------------------------------------------------------
@@ -230,6 +263,8 @@ class Store:
             results = list(self.deleted_counts)
             open_batches = open_requests = 0
             for b in self.batches.values():
+                if b.foreign:
+                    continue
                 if b.status(now) == "ended":
                     for k, v in enumerate(b.final_counts()):
                         results[k] += v
@@ -238,7 +273,7 @@ class Store:
                     open_requests += len(b.requests)
             multi = sorted(cid for cid, n in self.batch_count.items() if n > 1)
             return {
-                "batches_created": self.seq,
+                "batches_created": self.seq - self.foreign["batches_created"],
                 "requests_created": self.requests_created,
                 "requests_in_multiple_batches": len(multi),
                 "multi_batch_ids": multi,
@@ -250,6 +285,7 @@ class Store:
                 "open_requests": open_requests,
                 "http_faults": dict(self.http_faults),
                 "operations": dict(self.operations),
+                "foreign": {**{k: 0 for k in FOREIGN_BOOKS}, **self.foreign, "batch_ids": list(self.foreign_batch_ids)},
                 "batch_betas": {b.id: list(b.betas) for b in self.batches.values() if b.betas},
                 "results_betas": dict(self.results_betas),
             }

@@ -186,7 +186,8 @@ class Batches:
     # -- cancel, delete ---------------------------------------------------------------------------
 
     def cancel(self, tenant: Tenant, gid: str) -> dict[str, str]:
-        """Unfinished requests end `canceled` (queued ones now, those inside a batch when it returns)."""
+        """Unfinished requests end `canceled`: queued ones leave the queue now and a worker's sweep delivers
+        their `canceled` (seconds); those inside a provider batch when it returns."""
         meta = self.refresh(tenant, gid)
         if meta.get("ended_at"):
             return meta
@@ -197,7 +198,6 @@ class Batches:
             cids = [f"{prefix}{i}" for i in range(start, min(n, start + CHUNK))]
             rids = [request_id(tenant.name, c) for c in cids]
             self.producer.cancel_ids(rids)
-            self.scripts.gateway_canceled(gid, tenant.name, list(zip(rids, cids, strict=True)))
         return self.refresh(tenant, gid)
 
     def delete(self, tenant: Tenant, gid: str) -> None:

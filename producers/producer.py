@@ -270,9 +270,10 @@ class Producer:
             on_progress(len(chunk))
 
     def cancel(self, custom_id: str, tenant: str | None = None) -> str:
-        """Cancel one request: 'removed' (it was still pending), 'requested' (it is in a batch: it will
-        be reported canceled, and the provider batch canceled once all its requests are), 'final'
-        (already settled) or 'unknown'."""
+        """Cancel one request: 'removed' (it was still pending: it leaves the queue now and is reported
+        canceled by a worker shortly), 'requested' (it is in a batch: it will be reported canceled, and
+        the provider batch canceled once all its requests are), 'final' (already settled) or 'unknown'.
+        Either way its caller gets exactly one delivery."""
         tenant = self.settings.default_tenant if tenant is None else tenant
         check_id("tenant", tenant)
         check_id("custom_id", custom_id)

@@ -76,4 +76,5 @@ def pipeline_settings(settings, emulator, s3_server, s3_bucket) -> Settings:
         max_wait_seconds=0.0,
         fresh_batch_grace_seconds=30.0,
         clock_skew_seconds=1.0,
+        reconcile_delay_seconds=0.5,
     )

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import anthropic
+import redis
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
+from batchline.config.settings import Settings
 from batchline.fields import B, R
 from batchline.leases import new_owner
 from batchline.redis_client import text, texts
@@ -107,17 +109,27 @@ def build_body(flat: list[bytes]) -> bytes:
     return b'{"requests":[' + b",".join(items) + b"]}"
 
 
+def intent_lease_ms(s: Settings) -> int:
+    """The lease of a create in flight: its whole timeout and a claim lease on top."""
+    return int((s.create_timeout_seconds + s.claim_lease_seconds) * 1000)
+
+
 @contextmanager
 def lease_renewed(ctx: Context, bid: str, owner: str) -> Iterator[None]:
     """Keep the batch's lease alive while this process works on it (a slow upload of a large body
-    can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over."""
-    lease_ms = int(ctx.settings.claim_lease_seconds * 1000)
+    can outlast any fixed lease); if the process dies, renewals stop and the sweeper takes over.
+    A renewal only ever pushes the lease later (GT), and a Redis error (a restart, a failover) costs
+    one renewal, not the thread: a create in flight is never left without its lease."""
+    lease_ms = intent_lease_ms(ctx.settings)
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(lease_ms / 3000):
             now = ctx.clock.now_ms()  # only while `creating` and ours: a saved or released batch is left alone
-            ctx.scripts.lease(ctx.keys.batch(bid), owner, now, now + lease_ms, state="creating", index=bid)
+            try:
+                ctx.scripts.lease(ctx.keys.batch(bid), owner, now, now + lease_ms, state="creating", index=bid)
+            except redis.RedisError as exc:  # a restart or failover costs one renewal, not the thread
+                logger.warning("batch.lease_renewal_failed", batch_id=bid, error=type(exc).__name__)
 
     thread = threading.Thread(target=renew, name=f"lease-{bid}", daemon=True)
     thread.start()
@@ -133,10 +145,12 @@ def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str =
     `client.beta.messages.batches.create(betas=[...])` sends them."""
     k, s = ctx.keys, ctx.settings
     now = ctx.clock.now_ms()
-    if not ctx.scripts.intent(bid, owner, now, now + int(s.claim_lease_seconds * 1000)):
+    # The intent's lease covers the whole create (its timeout) and a claim lease on top.
+    if not ctx.scripts.intent(bid, owner, now, now + intent_lease_ms(s)):
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")
+    failure: BaseException | None = None
     with lease_renewed(ctx, bid, owner):
         try:
             batch = ctx.anthropic.post(
@@ -147,9 +161,11 @@ def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str =
                          "timeout": s.create_timeout_seconds, "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-            return _create_failed(ctx, bid, owner, n, len(body), exc)
-        ctx.crash_point("after_create")
-        saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), owner)
+            failure = exc
+    if failure is not None:  # renewals have stopped: the failure handling sets the lease it needs
+        return _create_failed(ctx, bid, owner, n, len(body), failure)
+    ctx.crash_point("after_create")
+    saved = ctx.scripts.submitted(bid, batch.id, ctx.clock.now_ms(), owner)
     if not saved:
         return _save_lost(ctx, bid, batch.id, n, len(body))
     if ctx.redis.exists(k.limit_override):  # a split is narrowing batches: some of them do go through
@@ -181,22 +197,44 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
     c = classify(exc)
     k = ctx.keys
     if c.kind is Kind.AMBIGUOUS:
-        # Created or not, nobody knows yet: keep the intent; the sweeper reconciles it with list().
+        # Created or not, nobody knows yet; but no create is in flight any more. Keep the intent, note
+        # when the answer came (the end of the window a batch could have appeared in) and let the sweeper
+        # reconcile it as soon as the provider's list shows what was created (reconcile_delay_seconds).
+        answered = ctx.clock.now_ms()
+        ctx.redis.hset(k.batch(bid), "answered_at", answered)
+        ctx.scripts.lease(k.batch(bid), owner, answered, answered + int(ctx.settings.reconcile_delay_seconds * 1000),
+                          state="creating", index=bid)
         logger.warning("batch.create_ambiguous", batch_id=bid, status=c.status, error=c.message)
         return Created(bid, None, n, size, "ambiguous")
     if c.kind in (Kind.TOO_LARGE, Kind.INVALID) and n == 1:
         if c.kind is Kind.INVALID and not ctx.redis.hexists(k.limit_override, "bisect_ok"):
-            # Every create fails, a lone request's too: the fault is not in the requests. Pause.
-            release(ctx, bid, "create_rejected", owner)
-            pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
+            # Refused alone, and no narrowed create went through yet. One lone refusal proves nothing (the
+            # halves tried so far may all have held it): it goes behind the others, which are tried first.
+            # Two different requests refused alone, or no other to try: the fault is not in the requests.
+            rid = text(ctx.redis.lindex(k.batch_members(bid), 0)) or ""
+            pipe = ctx.redis.pipeline()
+            pipe.hset(k.limit_override, f"lone:{rid}", 1)
+            pipe.hkeys(k.limit_override)
+            pipe.llen(k.pending)
+            _, fields, pending = pipe.execute()
+            lone = sum(1 for f in fields if f.startswith(b"lone:"))
+            if lone >= 2 or pending == 0:
+                release(ctx, bid, "create_rejected", owner)
+                pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
+            else:
+                release(ctx, bid, "create_rejected_alone", owner, where="tail")
+                logger.warning("batch.rejected_alone", batch_id=bid, status=c.status)
             return Created(bid, None, n, size, "released")
         # Bisected down to the one request the API refuses (other halves went through): it alone fails.
         fail_claimed(ctx, bid, "invalid_request_error" if c.kind is Kind.INVALID else "request_too_large",
                      c.message or f"create refused with HTTP {c.status}")
         release(ctx, bid, f"create_{c.kind}", owner)
         return Created(bid, None, n, size, "failed")
-    release(ctx, bid, f"create_{c.kind}", owner)
-    if c.kind in (Kind.TOO_LARGE, Kind.INVALID):
+    splitting = c.kind in (Kind.TOO_LARGE, Kind.INVALID)
+    # A split puts the later half first: wherever the offending request sits, some half without it
+    # goes through (which tells a bad request from a refused account) before it is narrowed alone.
+    release(ctx, bid, f"create_{c.kind}", owner, where="rotate" if splitting else "head")
+    if splitting:
         # Split and resubmit the halves: the next claims are half as big (by bytes for a 413, by count
         # for a 400) until the offending request is alone; the narrowing lapses by itself.
         too_large = c.kind is Kind.TOO_LARGE
@@ -266,10 +304,22 @@ def probe_pause(ctx: Context) -> bool:
     return False
 
 
-def release(ctx: Context, bid: str, reason: str, owner: str = "") -> int:
-    """Return a claimed/creating batch's requests to pending: by its lease's holder, or by anyone
-    (`owner` '') once the lease expired."""
-    return ctx.scripts.release(bid, ctx.clock.now_ms(), reason, owner)
+def release(ctx: Context, bid: str, reason: str, owner: str = "", where: str = "head") -> int:
+    """Return a claimed/creating batch's requests to the queue (`where`: head, rotate, tail; see
+    release.lua): by its lease's holder, or by anyone (`owner` '') once the lease expired. The ones
+    their callers canceled meanwhile get their one `canceled` delivery first."""
+    from batchline.workers.cancels import settle_canceled
+
+    for _ in range(RELEASE_PASSES):
+        settle_canceled(ctx, bid)
+        returned = ctx.scripts.release(bid, ctx.clock.now_ms(), reason, owner, where)
+        if returned >= 0:
+            return returned
+    logger.warning("batch.release_deferred", batch_id=bid, reason=reason)  # cancels keep landing: next sweep
+    return 0
+
+
+RELEASE_PASSES = 5
 
 
 def pack_once(ctx: Context) -> Created | None:

@@ -57,12 +57,24 @@ def _sweep(task: Any, ctx: Context) -> int:
     return len(report.released) + len(report.adopted) + len(report.handed_off)
 
 
+COLLECT_RETRIES = 8  # prompt retries of a collect on a transient error, before the sweeper's hand-off
+
+
+def collect_backoff(tries: int, retry_after: float | None) -> float:
+    """Seconds before the next collect try: the provider's `retry-after`, else 0.5 s doubling, at most 30."""
+    return min(30.0, retry_after if retry_after is not None else 0.5 * 2**tries)
+
+
 def _collect(task: Any, ctx: Context, batch_id: str) -> int:
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
     try:
         return results.collect(ctx, batch_id).delivered
-    except RetryableError as exc:  # e.g. a results file read short: read it again later
-        raise task.retry(exc=exc, countdown=exc.retry_after) from exc
+    except RetryableError as exc:  # a results file read short, a 429/5xx or a 404: read it again soon
+        tries = int(task.request.retries)
+        if tries >= COLLECT_RETRIES:  # the sweeper hands the batch off again later
+            raise
+        raise task.retry(exc=exc, countdown=collect_backoff(tries, exc.retry_after),
+                         max_retries=COLLECT_RETRIES) from exc
     except LeaseLost:  # another collector took the batch over and carries on
         logger.warning("batch.lease_lost", batch_id=batch_id)
         return 0

@@ -15,8 +15,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
+import httpx2
 import orjson
 import redis
+from anthropic.types.messages import MessageBatch
 
 from batchline import log
 from batchline.clock import iso
@@ -30,7 +33,9 @@ from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
 from batchline.workers.costing import cost_field, cost_usd
 from batchline.workers.lines import iter_lines
-from batchline.workers.provider import beta_header
+from batchline.workers.provider import beta_header, classify
+from batchline.workers.results_fetch import results_response
+from batchline.workers.results_location import archived
 from batchline.workers.sinks import RawUpload, S3Results, raw_key, result_key, result_object
 from batchline.workers.targets import send_all
 
@@ -185,11 +190,20 @@ MAX_SHORT_READS = 3
 SHORT_READ_RETRY_SECONDS = 5.0  # a cut stream is read again this much later (the collect task's retry)
 NO_RESULT = {"type": "errored", "error": {"type": "error", "error": {
     "type": "api_error", "message": "batchline: no result line for this request in the batch's results"}}}
+RESULTS_UNAVAILABLE = "results_unavailable"
+STANDING_ALERT_SECONDS = 7 * 86400
 
 
-def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
+def unavailable_line(reason: str) -> dict[str, Any]:
+    """The final outcome of a request whose batch's results cannot be had (404 after retries, archived)."""
+    return {"type": "errored", "error": {"type": "error", "error": {
+        "type": RESULTS_UNAVAILABLE, "message": f"batchline: the batch's results are unavailable ({reason})"}}}
+
+
+def settle_missing(ctx: Context, bid: str, fan: Fanout, line: dict[str, Any] = NO_RESULT) -> None:
     """Requests of the batch that got no result line (a file read short, or an adopted batch that
-    proved not to hold them) are re-driven like a transient error, within the attempt budget."""
+    proved not to hold them) are re-driven like a transient error, within the attempt budget; with
+    `RetryPolicy.final_only()` they get `line` as their final outcome."""
     k = ctx.keys
     rids = texts(ctx.redis.lrange(k.batch_members(bid), 0, -1))
     for i in range(0, len(rids), 1000):
@@ -201,7 +215,29 @@ def settle_missing(ctx: Context, bid: str, fan: Fanout) -> None:
                    if owner == bid.encode() and state in (b"submitted", b"ended")]
         if missing:
             logger.warning("batch.results_missing", batch_id=bid, requests=len(missing))
-            fan.settle([{"custom_id": rid, "result": NO_RESULT} for rid in missing])
+            fan.settle([{"custom_id": rid, "result": line} for rid in missing])
+
+
+def results_404(ctx: Context, bid: str) -> str:
+    """A 404 on an ended batch's results: retried (RetryableError, with a growing delay) a bounded
+    number of times, then the reason its requests get as their final outcome."""
+    tries = int(ctx.redis.hincrby(ctx.keys.batch(bid), "results_404s", 1))
+    if tries <= ctx.settings.results_404_retries:
+        raise RetryableError(f"results of {bid}: 404 ({tries} of {ctx.settings.results_404_retries} retries)",
+                             retry_after=min(30.0, float(2 ** (tries - 1))))
+    return f"404 after {tries} tries"
+
+
+def settle_unavailable(ctx: Context, bid: str, fan: Fanout, reason: str) -> None:
+    """Every request still in the batch ends `errored` / `results_unavailable`; an alert stays up."""
+    fan.policy = RetryPolicy.final_only()
+    settle_missing(ctx, bid, fan, unavailable_line(reason))
+    pipe = ctx.redis.pipeline()
+    pipe.hset(ctx.keys.standing_alerts, f"{RESULTS_UNAVAILABLE}:{bid}", f"results unavailable: {reason}")
+    pipe.expire(ctx.keys.standing_alerts, STANDING_ALERT_SECONDS)
+    pipe.execute()
+    logger.error("batch.results_unavailable", batch_id=bid, provider_batch_id=fan.batch.get(B.PROVIDER_ID),
+                 reason=reason, requests=fan.report.delivered)
 
 
 class CollectLease:
@@ -252,19 +288,27 @@ def collect(ctx: Context, bid: str) -> CollectReport:
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
     try:
         return _stream(ctx, bid, batch, lease)
-    except (RetryableError, LeaseLost):
-        raise  # handed back for the retry / no longer ours
+    except RetryableError:
+        lease.hand_back()  # the task's retry takes it over
+        raise
+    except LeaseLost:
+        raise  # no longer ours
+    except (anthropic.APIStatusError, anthropic.APIConnectionError, httpx2.TransportError) as exc:
+        # a 429/5xx, a dropped or cut stream: worth another try soon (the task retries with backoff)
+        lease.hand_back()
+        wait = classify(exc).retry_after if isinstance(exc, anthropic.APIError) else None
+        raise RetryableError(f"results of {bid}: {type(exc).__name__}", retry_after=wait) from exc
     except Exception:
         lease.drop()
         raise
 
 
-def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUpload | None,
-          lease: CollectLease) -> None:
+def _read(
+    ctx: Context, provider: MessageBatch, batch: dict[str, str], fan: Fanout, raw: RawUpload | None,
+    lease: CollectLease,
+) -> None:
     settings = ctx.settings
-    with ctx.anthropic.messages.batches.with_streaming_response.results(
-        batch[B.PROVIDER_ID], extra_headers=beta_header(batch.get(B.BETAS, ""))  # read as it was created
-    ) as resp:
+    with results_response(ctx, provider, beta_header(batch.get(B.BETAS, ""))) as resp:  # read as it was created
         chunk: list[bytes] = []
         for line in iter_lines(_tee(resp.iter_bytes(64 * 1024), raw)):
             chunk.append(line)
@@ -278,35 +322,48 @@ def _read(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, raw: RawUp
             fan.deliver(chunk)
 
 
-def _stream(
-    ctx: Context, bid: str, batch: dict[str, str], lease: CollectLease
-) -> CollectReport:
-    settings, k = ctx.settings, ctx.keys
-    fan = Fanout(ctx, bid, batch)
-    gone = batch.get(B.GONE) == "1"  # the provider lost it: no file to read, every request re-driven
-    raw = None
-    if settings.s3_bucket and not gone:
-        raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid))
-    expected = int(batch.get(B.N, 0))
+def _read_all(ctx: Context, bid: str, batch: dict[str, str], fan: Fanout, lease: CollectLease) -> str | None:
+    """Stream the results file (tee'd to S3); returns why it cannot be had, or None once read."""
+    settings = ctx.settings
     try:
-        if not gone:
-            _read(ctx, bid, batch, fan, raw, lease)
-            tries = ctx.redis.hincrby(k.batch(bid), B.COLLECT_TRIES, 1)
+        provider = ctx.anthropic.messages.batches.retrieve(
+            batch[B.PROVIDER_ID], extra_headers=beta_header(batch.get(B.BETAS, ""))
+        )
+        if archived(provider.archived_at, time.time()):  # the provider no longer serves it: do not try
+            return "archived"
+        raw = RawUpload(ctx.s3, str(settings.s3_bucket), raw_key(settings, bid)) if settings.s3_bucket else None
+        try:
+            _read(ctx, provider, batch, fan, raw, lease)
+            tries = ctx.redis.hincrby(ctx.keys.batch(bid), B.COLLECT_TRIES, 1)
+            expected = int(batch.get(B.N, 0))
             if fan.report.lines < expected and tries < MAX_SHORT_READS:
-                lease.hand_back()
                 raise RetryableError(f"results of {bid} cut short: {fan.report.lines} of {expected} lines",
                                      retry_after=SHORT_READ_RETRY_SECONDS)
-        lease.renew()  # still ours before settling the rest
-        r = fan.report
-        if r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
-            settle_missing(ctx, bid, fan)
+        except BaseException:
+            if raw is not None:
+                raw.abort()
+            raise
         if raw is not None:
             raw.complete()
-            raw = None
+    except anthropic.NotFoundError:
+        return results_404(ctx, bid)
+    return None
+
+
+def _stream(ctx: Context, bid: str, batch: dict[str, str], lease: CollectLease) -> CollectReport:
+    fan = Fanout(ctx, bid, batch)
+    gone = batch.get(B.GONE) == "1"  # the provider lost it: no file to read, every request re-driven
+    expected = int(batch.get(B.N, 0))
+    try:
+        unavailable = None if gone else _read_all(ctx, bid, batch, fan, lease)
+        lease.renew()  # still ours before settling the rest
+        r = fan.report
+        if unavailable is not None:
+            settle_unavailable(ctx, bid, fan, unavailable)
+        elif r.delivered + r.retried + r.skipped < expected:  # some request got no line: find which
+            settle_missing(ctx, bid, fan)
     finally:
         fan.close()
-        if raw is not None:
-            raw.abort()
     if not finish(ctx, bid, lease.owner, fan.report.lines):
         raise LeaseLost(f"collect lease on {bid} taken over before the finish")
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,

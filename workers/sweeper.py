@@ -2,10 +2,12 @@
 work when its holder is gone. What it does is one table of (batch state, lease state) -> action:
 
 - a claim whose lease ran out before the intent: its requests go back to pending;
-- an intent (`creating`) whose lease ran out: reconcile with the provider's batch list, adopt the
-  batch that was created, or release the requests when nothing was;
+- an intent (`creating`) whose lease ran out (its holder is gone, or its create answered a 5xx or a
+  timeout): reconcile with the provider's batch list, adopt the batch its result lines prove ours,
+  or release the requests when the whole window holds nothing of ours;
 - an ended batch whose hand-off or collect lease ran out (no result worker finished it): handed off again;
-- anything else in the lease index (saved, released, delivered): dropped from the index.
+- anything else in the lease index (saved, released, delivered): dropped from the index;
+- and, outside the table, requests canceled while queued: their one `canceled` delivery (workers/cancels.py).
 """
 
 from __future__ import annotations
@@ -15,20 +17,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import anthropic
-import orjson
-from anthropic.types.messages import MessageBatch
-
 from batchline import log
-from batchline.fields import B, R
+from batchline.fields import B
 from batchline.leases import HANDOFF, LeaseState, handoff_until, lease_state, new_owner
 from batchline.redis_client import text, text_map, texts
 from batchline.states import BatchState
 from batchline.workers import retention
 from batchline.workers.aggregator import release
+from batchline.workers.cancels import settle_queued_cancels
 from batchline.workers.context import Context
-from batchline.workers.lines import iter_lines
-from batchline.workers.provider import classify
+from batchline.workers.reconciler import Action as Verdict
+from batchline.workers.reconciler import reconcile_decision
 
 logger = log.get("batchline.sweeper")
 
@@ -61,70 +60,27 @@ class SweepReport:
     handed_off: list[str] = field(default_factory=list)
 
 
-def _total(b: MessageBatch) -> int:
-    c = b.request_counts
-    return c.processing + c.succeeded + c.errored + c.canceled + c.expired
-
-
-def _first_line_is_ours(ctx: Context, bid: str, pid: str) -> bool:
-    """Read the first result line of an ended provider batch: does its id name a request of `bid`?"""
-    with ctx.anthropic.messages.batches.with_streaming_response.results(pid) as resp:
-        for line in iter_lines(resp.iter_bytes(16 * 1024)):
-            owner = ctx.redis.hget(ctx.keys.request(orjson.loads(line)["custom_id"]), R.BATCH)
-            return text(owner) == bid
-    return False
-
-
-def _rivals(ctx: Context, bid: str, n: int) -> int:
-    """Other unsaved creates of the same size: a batch of that size could be theirs."""
-    count = 0
-    for other in texts(ctx.redis.zrange(ctx.keys.leases, 0, -1)):
-        if other != bid:
-            state, size = ctx.redis.hmget(ctx.keys.batch(other), B.STATE, B.N)
-            count += state == b"creating" and size is not None and int(size) == n
-    return count
-
-
 def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
-    """An intent whose holder is gone: was the batch created? Adopt it only when the provider's list
-    proves it (one batch of that size in the create's time window and no rival create of that size,
-    or its first result line names one of our requests); release only when the window has passed
-    with nothing there; otherwise wait for the next sweep."""
-    k, s = ctx.keys, ctx.settings
+    """An intent whose create's outcome is unknown (its answer was a 5xx or a timeout, or its holder
+    is gone): adopt the batch whose result lines prove it ours, release when the whole window was
+    listed and nothing there is ours, else wait for the next sweep (workers/reconcile.py)."""
+    k = ctx.keys
     batch = text_map(ctx.redis.hgetall(k.batch(bid)))
     if batch.get(B.STATE) != "creating":
         ctx.redis.zrem(k.leases, bid)
         return
-    n, intent_at = int(batch[B.N]), int(batch[B.INTENT_AT])
-    skew = int(s.clock_skew_seconds * 1000)
-    window_end = intent_at + int(s.create_timeout_seconds * 1000) + skew
-    try:
-        page = ctx.anthropic.messages.batches.list(limit=1000)
-        candidates = sorted(
-            (abs(int(b.created_at.timestamp() * 1000) - intent_at), b) for b in page.data
-            if _total(b) == n and intent_at - skew <= int(b.created_at.timestamp() * 1000) <= window_end
-            and not ctx.redis.hexists(k.provider_index, b.id)
-        )
-        chosen = None
-        if len(candidates) == 1 and not _rivals(ctx, bid, n):
-            chosen = candidates[0][1]
-        else:
-            chosen = next((b for _, b in candidates
-                           if b.processing_status == "ended" and _first_line_is_ours(ctx, bid, b.id)), None)
-    except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-        logger.warning("reconcile.failed", batch_id=bid, status=classify(exc).status)
-        return
-    if chosen is not None:
-        if ctx.scripts.submitted(bid, chosen.id, ctx.clock.now_ms(), owner=""):
-            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=chosen.id, requests=n)
+    decision = reconcile_decision(ctx, bid, batch)
+    if decision.action is Verdict.ADOPT:
+        assert decision.provider_id is not None
+        if ctx.scripts.submitted(bid, decision.provider_id, ctx.clock.now_ms(), owner=""):
+            logger.warning("batch.adopted", batch_id=bid, provider_batch_id=decision.provider_id, requests=batch[B.N])
             report.adopted.append(bid)
-        return
-    if candidates or ctx.clock.now_ms() < window_end:
-        logger.info("reconcile.waiting", batch_id=bid, candidates=len(candidates))
-        return
-    if release(ctx, bid, "reconciled_not_created"):
-        logger.warning("batch.released", batch_id=bid, reason="reconciled_not_created")
-        report.released.append(bid)
+    elif decision.action is Verdict.RELEASE:
+        if release(ctx, bid, decision.reason):
+            logger.warning("batch.released", batch_id=bid, reason=decision.reason)
+            report.released.append(bid)
+    else:
+        logger.info("reconcile.waiting", batch_id=bid, reason=decision.reason)
 
 
 def watchdogs(ctx: Context, now: int) -> dict[str, str]:
@@ -139,6 +95,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
     for raw, opened_at in stuck:
         hours = (now - opened_at) / 3_600_000
         alerts[f"stuck:{raw.decode()}"] = f"batch in progress for {hours:.1f} h"
+    alerts.update(text_map(ctx.redis.hgetall(k.standing_alerts)))  # e.g. results unavailable: kept a week
     for bid in texts(ctx.redis.zrange(k.ended, 0, -1)):
         submitted = text(ctx.redis.hget(k.batch(bid), B.SUBMITTED_AT))
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
@@ -164,6 +121,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
+    settle_queued_cancels(ctx)
     # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
     bids = dict.fromkeys(texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)))
     bids.update(dict.fromkeys(texts(ctx.redis.zrange(k.ended, 0, -1))))

@@ -1,7 +1,9 @@
--- Cancel requests by id. A queued one is removed now (final state canceled, no delivery); one in a
--- batch is flagged, reported `canceled` when its batch's results come back, and counted on its batch
--- so the poller cancels the provider batch once all its requests are canceled.
--- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters
+-- Cancel requests by id. A queued one leaves the queue now for the cancel batch (`canceled`, which
+-- never reaches the provider): a worker delivers its one `canceled` outcome (workers/cancels.py, through
+-- deliver.lua: reply target, counters, TTL). One in a batch is flagged, reported `canceled` when its
+-- batch's results come back (or when the batch is released), and counted on its batch so the poller
+-- cancels the provider batch once all its requests are canceled.
+-- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] the cancel batch's member list
 -- ARGV[1] request key prefix, ARGV[2] batch key prefix, ARGV[3] now (ms), ARGV[4] record TTL (s),
 -- ARGV[5] history entry, ARGV[6..] request ids
 -- Returns one code per id: 'removed', 'requested', 'final' (already settled), 'unknown'.
@@ -16,17 +18,16 @@ for i = 6, #ARGV do
   elseif rec[1] == 'queued' then
     -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
     redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
-    redis.call('HSET', key, R.state, 'canceled', R.outcome, 'canceled', R.delivered_at, now, R.history, history)
-    redis.call('HDEL', key, R.params)
-    redis.call('EXPIRE', key, ttl)
-    redis.call('HINCRBY', KEYS[3], 'canceled:' .. rec[6], 1)
-    redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))  -- admission control
+    -- admission control: its bytes are no longer held (z 0: its delivery does not count them again)
+    redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))
+    redis.call('HSET', key, R.state, 'batched', R.batch, 'canceled', R.cancel, '1', R.history, history, R.size, '0')
+    redis.call('RPUSH', KEYS[4], ARGV[i])
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
     redis.call('HSET', key, R.cancel, '1', R.history, history)
     redis.call('HINCRBY', bprefix .. rec[2], 'cancels', 1)
     out[#out + 1] = 'requested'
-  elseif rec[4] then
+  elseif rec[4] and rec[1] ~= 'delivered' then
     out[#out + 1] = 'requested'
   else
     out[#out + 1] = 'final'

@@ -27,7 +27,7 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 for i = 7, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
-  local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts)
+  local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts, R.queued_at)
   if (rec[1] == 'submitted' or rec[1] == 'ended' or rec[1] == 'batched') and rec[2] == bid then
     local history = rec[3] and (rec[3] .. '\n' .. ARGV[i + 8]) or ARGV[i + 8]
     local tenant = ARGV[i + 6]
@@ -45,7 +45,10 @@ for i = 7, #ARGV, 11 do
         err = stream_key_error(stream, KEYS[7])
         if not err then
           local added = reply_append(stream, maxlen, {'custom_id', ARGV[i + 5], 'tenant', tenant,
-            'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7]})
+            'outcome', ARGV[i + 2], 's3_key', ARGV[i + 3], 'batch_id', bid, 'result', ARGV[i + 7],
+            -- the Celery targets' key (tenant:custom_id:queued_at): a consumer dedupes on it after a
+            -- failover lost the last second of writes and an outcome is appended again
+            'idempotency_key', tenant .. ':' .. ARGV[i + 5] .. ':' .. (rec[6] or '')})
           if type(added) == 'table' and added.err then err = 'redis-stream:' .. stream .. ': ' .. added.err end
         end
       end

@@ -107,8 +107,17 @@ class Chaos:
             redriven=len(multi & redriven), recover_seconds=time.monotonic() - fault_at,
             outcomes=dict(outcomes),
             faults={**{k: v for k, v in books["http_faults"].items() if v},
-                    **{f"{k} lines": v for k, v in books["results"].items() if k in ("expired", "errored") and v}},
+                    **{f"{k} lines": v for k, v in books["results"].items() if k in ("expired", "errored") and v},
+                    **foreign_faults(books["foreign"])},
         )
+
+
+def foreign_faults(foreign: dict) -> dict[str, int]:
+    """Another application's batches in the workspace, and what batchline did to them (must be 0)."""
+    if not foreign.get("batches_created"):
+        return {}
+    return {"foreign batches": foreign["batches_created"],
+            "foreign canceled/deleted": foreign["canceled"] + foreign["deleted"]}
 
 
 REPORT_HEADER = """| fault | submitted | delivered | lost | delivered twice | billed in >1 batch | seconds to recover | outcomes | injected by the emulator |

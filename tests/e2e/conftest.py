@@ -34,6 +34,7 @@ def e2e_env(redis_server, emulator, s3_server, s3_bucket) -> dict[str, str]:
         "BATCHLINE_COLLECT_LEASE_SECONDS": "3",
         "BATCHLINE_CREATE_TIMEOUT_SECONDS": "3",
         "BATCHLINE_CLOCK_SKEW_SECONDS": "1",
+        "BATCHLINE_RECONCILE_DELAY_SECONDS": "1",
         "BATCHLINE_FRESH_BATCH_GRACE_SECONDS": "30",
         "BATCHLINE_LOG_FORMAT": "json",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -66,7 +67,10 @@ def pytest_sessionfinish(session, exitstatus):
         "minus distinct delivered; delivered twice = deliveries minus distinct; billed in >1 batch = requests the "
         "emulator's books saw in more than one batch, split into deliberate re-drives (transient errors, expiry) "
         "and the rest (must be 0). Seconds to recover: from the fault (or the submission, for crash points) to "
-        "the last delivery.\n\n"
+        "the last delivery. The shared-workspace rows (`test_shared_workspace`, `test_40_cancels_right_after_submission`) "
+        "also count another application's batches in the same workspace (`foreign batches`, some of exactly batchline's "
+        "batch size, with ids that look like anyone's) and what batchline did to them (`foreign canceled/deleted`, must "
+        "be 0; nothing of them is stored or delivered either); their seconds to recover run from the submission.\n\n"
     )
     with open(path, "w") as f:
         f.write(intro + REPORT_HEADER + "\n" + rows + "\n")

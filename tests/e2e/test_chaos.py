@@ -141,3 +141,81 @@ def test_provider_faults(chaos_env, emulator, processes, chaos_report, name):
     check_logs(procs)
     assert result.faults, "the emulator injected nothing: the run proves nothing"
     check(result, allow_redrive="expire" in name)
+
+
+# A busy, shared, misbehaving workspace. Each: (emulator faults, faults lifted once they bit (None: kept
+# all run), env, foreign batches made at the start). Foreign batches from the generator appear as the
+# emulator is called (each create call finds one created just before it: inside its window).
+WORKSPACE = {
+    "another app's batches of our size every 1 s; creates fail before creating until one did": (
+        dict(foreign_batch_requests=500, foreign_every_real_seconds=1.0, http_500_rate=1.0,
+             fault_operations=("create",)), dict(http_500_rate=0.0), {}, 0),
+    "another app's batches of our size every 1 s; creates answer 500 after creating until one did": (
+        dict(foreign_batch_requests=500, foreign_every_real_seconds=1.0, create_lost_reply_rate=1.0),
+        dict(create_lost_reply_rate=0.0), {}, 0),
+    "list pages of 5 with 300 foreign batches; creates answer 500 after creating until one did": (
+        dict(list_page_max=5, create_lost_reply_rate=1.0), dict(create_lost_reply_rate=0.0), {}, 300),
+    "15% of every operation faulted (429/529/500)": (
+        dict(http_429_rate=0.05, http_529_rate=0.05, http_500_rate=0.05), None, {}, 0),
+    "relative results_url behind a base URL with a path": (
+        dict(mount_path="/anthropic", results_url_mode="relative"), None, {"mount": "/anthropic"}, 0),
+    "results 404 for every batch (final outcome results_unavailable)": (
+        dict(results_404=True), None, {"BATCHLINE_RESULTS_404_RETRIES": "2"}, 0),
+}
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("name", list(WORKSPACE))
+def test_shared_workspace(chaos_env, emulator, processes, chaos_report, name):
+    faults, lifted, extra, foreign_at_start = WORKSPACE[name]
+    env = {**chaos_env, **{k: v for k, v in extra.items() if k != "mount"}}
+    if "mount" in extra:
+        env["ANTHROPIC_BASE_URL"] = emulator.base_url + extra["mount"]
+    emulator.set_faults(**faults)
+    if foreign_at_start:
+        import httpx2
+
+        httpx2.post(f"{emulator.base_url}/_emulator/foreign", json={"batches": foreign_at_start, "requests": 500})
+    chaos = Chaos(env, emulator, PER_TENANT)
+    procs = start(processes, env)
+    t0 = time.monotonic()
+    chaos.submit()
+    if lifted is not None:
+        chaos.wait(lambda: sum(emulator.books()["http_faults"].values()) > 0, 60, "the fault to bite", procs)
+        emulator.set_faults(**lifted)
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 180, "all delivered", procs)
+    time.sleep(1.0)  # a second delivery would show by now
+    result = chaos.measure(name, t0)
+    chaos_report.append(result)
+    check_logs(procs)
+    check(result)
+    assert result.faults or "relative" in name, "the emulator injected nothing: the run proves nothing"
+    foreign = emulator.books()["foreign"]
+    assert foreign["canceled"] == 0 and foreign["deleted"] == 0, foreign
+    if "404" in name:
+        assert result.outcomes == {"errored": 2 * PER_TENANT}
+    else:
+        assert result.outcomes == {"succeeded": 2 * PER_TENANT}
+
+
+@pytest.mark.chaos
+def test_40_cancels_right_after_submission(chaos_env, emulator, processes, chaos_report):
+    from batchline.config.settings import Settings
+    from batchline.producers.producer import Producer
+    from tests.e2e.chaos import TENANTS
+
+    emulator.set_faults(processing_seconds=1.0)
+    chaos = Chaos(chaos_env, emulator, PER_TENANT)
+    procs = start(processes, chaos_env)
+    t0 = time.monotonic()
+    chaos.submit()
+    producer = Producer.from_settings(Settings.from_env(chaos_env))
+    codes = [producer.cancel(f"c-{i * 47 % PER_TENANT}", tenant=TENANTS[i % 2]) for i in range(40)]
+    producer.close()
+    chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 120, "all delivered", procs)
+    time.sleep(1.0)  # a second delivery would show by now
+    result = chaos.measure(f"40 cancels right after submission ({', '.join(f'{c} {codes.count(c)}' for c in sorted(set(codes)))})", t0)
+    chaos_report.append(result)
+    check(result)
+    assert result.outcomes.get("canceled", 0) >= codes.count("removed")
+    assert result.outcomes.get("canceled", 0) + result.outcomes.get("succeeded", 0) == 2 * PER_TENANT

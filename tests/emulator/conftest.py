@@ -57,7 +57,8 @@ def make_client() -> Iterator[Callable[[EmulatorHandle], anthropic.Anthropic]]:
 
     def make(emu: EmulatorHandle, **kwargs: Any) -> anthropic.Anthropic:
         kwargs.setdefault("max_retries", 0)
-        client = anthropic.Anthropic(base_url=emu.base_url, api_key="test", **kwargs)
+        kwargs.setdefault("base_url", emu.base_url)
+        client = anthropic.Anthropic(api_key="test", **kwargs)
         clients.append(client)
         return client
 

@@ -160,10 +160,13 @@ def test_cancel_then_delete(rig):
         client.messages.batches.delete(b.id)
     canceled = client.messages.batches.cancel(b.id)
     assert canceled.cancel_initiated_at is not None
-    assert canceled.processing_status == "ended" and canceled.request_counts.canceled == 20
+    # queued requests leave the queue at once; a worker's sweep delivers each one `canceled`
+    assert canceled.processing_status == "canceling"
+    drain(Context(rig.settings))  # nothing of it reaches a provider batch
+    done = client.messages.batches.retrieve(b.id)
+    assert done.processing_status == "ended" and done.request_counts.canceled == 20
     lines = list(client.messages.batches.results(b.id))
     assert len(lines) == 20 and {r.result.type for r in lines} == {"canceled"}
-    drain(Context(rig.settings))  # nothing of it reaches a provider batch
     assert Context(rig.settings).redis.zcard(Keys(rig.settings.key_prefix).batches) == 0
     assert client.messages.batches.delete(b.id).type == "message_batch_deleted"
     with pytest.raises(anthropic.NotFoundError):

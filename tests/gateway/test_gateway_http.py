@@ -64,7 +64,10 @@ def test_single_requests_submit_status_result_and_cancel(rig):
     gone = httpx.delete(f"{rig.base_url}/v1/requests/later", headers=h(rig))
     assert gone.json() == {"custom_id": "later", "cancel": "removed"}
     assert httpx.delete(f"{rig.base_url}/v1/requests/later", headers=h(rig, "beta")).status_code == 404
-    assert httpx.get(f"{rig.base_url}/v1/requests/later", headers=h(rig)).json()["state"] == "canceled"
+    assert httpx.get(f"{rig.base_url}/v1/requests/later", headers=h(rig)).json()["state"] == "canceling"
+    drain(Context(rig.settings))  # a worker's sweep delivers its one `canceled`
+    later = httpx.get(f"{rig.base_url}/v1/requests/later", headers=h(rig)).json()
+    assert later["state"] == "delivered" and later["outcome"] == "canceled"
 
 
 @pytest.fixture

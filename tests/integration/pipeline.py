@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from batchline.errors import RetryableError
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
 
@@ -17,8 +18,14 @@ def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
         aggregator.pack(ctx)
         ctx.redis.delete(k.poll_lock())
         poller.poll(ctx, handed.append)
+        retry: list[str] = []
         while handed:
-            results.collect(ctx, handed.pop())
+            bid = handed.pop()
+            try:
+                results.collect(ctx, bid)
+            except RetryableError:  # the collect task retries it; here: the next round
+                retry.append(bid)
+        handed.extend(retry)
         sweeper.sweep(ctx, handed.append)
         busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
         if busy == 0:

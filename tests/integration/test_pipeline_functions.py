@@ -9,6 +9,7 @@ import boto3
 
 from batchline.clock import FakeClock
 from batchline.emulator import reply_text
+from batchline.keys import request_id
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
@@ -45,6 +46,9 @@ def test_two_tenants_same_ids_each_gets_own_reply(pipeline_settings, redis_clien
             i = int(f["custom_id"].split("-")[1])
             text = json.loads(f["result"])["message"]["content"][0]["text"]
             assert text == reply_text(params(i, tenant))
+            # the same stable key as a Celery target gets: a consumer dedupes on it after a failover
+            queued_at = redis_client.hget(ctx.keys.request(request_id(tenant, f["custom_id"])), "q").decode()
+            assert f["idempotency_key"] == f"{tenant}:{f['custom_id']}:{queued_at}"
             seen.add(f["custom_id"])
         assert len(seen) == 1000
         obj = json.loads(s3.get_object(Bucket=s.s3_bucket, Key=f"batchline/results/{tenant}/q-7.json")["Body"].read())

@@ -43,13 +43,13 @@ REQUEST_MOVES: dict[str, tuple[BatchState | None, RequestState, Callable[[Script
     "claim": (None, RequestState.BATCHED, lambda s: s.claim("b-new", OWNER, 10, 10_000, NOW, NOW + 1000), False),
     "submitted": (BatchState.CREATING, RequestState.SUBMITTED, BATCH_MOVES["submitted"][1], False),
     "release": (BatchState.CLAIMED, RequestState.QUEUED, BATCH_MOVES["release"][1], False),
-    "release, canceled by its caller": (BatchState.CLAIMED, RequestState.CANCELED, BATCH_MOVES["release"][1], True),
     "deliver": (BatchState.ENDED, RequestState.DELIVERED, deliver("D"), False),
     "deliver, re-drive": (BatchState.ENDED, RequestState.QUEUED, deliver("R"), False),
     "deliver, its target refused it": (BatchState.ENDED, RequestState.UNDELIVERABLE, deliver("U"), False),
     "redeliver": (BatchState.DELIVERED, RequestState.DELIVERED, lambda s: s.redeliver(NOW, "{}", 0, [(RID, "sent")]),
                   False),
-    "cancel": (None, RequestState.CANCELED, lambda s: s.cancel([RID], NOW, 60, "{}"), False),
+    # a queued request canceled moves to the cancel batch; its `canceled` is delivered from there
+    "cancel": (None, RequestState.BATCHED, lambda s: s.cancel([RID], NOW, 60, "{}"), False),
 }
 
 
