@@ -118,14 +118,14 @@ def _batch_id(request: Request) -> str:
 
 
 async def create_batch(gw: Gateway, request: Request, tenant: Tenant) -> Response:
-    betas.check(request.headers)
+    beta_set = betas.check(request.headers)
     body = validate.parse_json(await read_body(request, gw.settings))
     requests = validate.batch_requests(body, gw.settings.gateway_max_batch_requests)
 
     def work() -> dict[str, Any]:
-        size = gw.batches.sizes(tenant, requests)
+        size = gw.batches.sizes(tenant, requests, beta_set)
         gw.check_quota(tenant, len(requests), size)
-        gid, meta = gw.batches.create(tenant, requests)
+        gid, meta = gw.batches.create(tenant, requests, beta_set)
         logger.info("gateway.batch_created", tenant=tenant.name, batch_id=gid, requests=len(requests))
         return gw.batches.view(gid, meta, gw.base_url(request))
 

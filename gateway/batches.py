@@ -56,7 +56,7 @@ class Batches:
 
     # -- create ---------------------------------------------------------------------------------
 
-    def sizes(self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]]) -> int:
+    def sizes(self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None) -> int:
         """Bytes the requests add to the queue; raises InvalidRequest naming the field (e.g. too large)."""
         total = 0
         for i, (_cid, params) in enumerate(requests):
@@ -67,12 +67,16 @@ class Batches:
                     tenant=tenant.name,
                     max_bytes=self.settings.max_batch_bytes,
                     key_prefix=self.settings.key_prefix,
+                    betas=betas,
                 ).size
             except InvalidRequest as exc:
                 raise InvalidRequest(f"requests.{i}.{exc.field}", exc.rule) from None
         return total
 
-    def create(self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, str]]:
+    def create(
+        self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """A new client batch; every request carries `betas` (the batch's request-level betas)."""
         gid = "msgbatch_" + secrets.token_hex(12)
         k, prefix, now = self.keys, prefix_of(gid), now_ms()
         meta_key, cids_key, stream = k.gateway_batch(gid), k.gateway_custom_ids(gid), k.gateway_results(gid)
@@ -95,7 +99,9 @@ class Batches:
         for key in (meta_key, cids_key, stream):
             pipe.expire(key, ttl)
         pipe.execute()
-        items = ({"custom_id": f"{prefix}{i}", "params": params} for i, (_cid, params) in enumerate(requests))
+        items = (
+            {"custom_id": f"{prefix}{i}", "params": params, "betas": betas} for i, (_cid, params) in enumerate(requests)
+        )
         try:
             report = self.producer.submit_many(items, tenant=tenant.name, reply_to=f"redis-stream:{stream}")
         except BaseException:

@@ -1,14 +1,18 @@
 """The `anthropic-beta` header of a batch create.
 
 The batches endpoint's own beta (`message-batches-*`, which `client.beta.messages.batches` sends)
-needs nothing. Betas that change the requests (per batch, as the API applies them) are not carried
-through yet: they are refused with a clear error rather than dropped. Hook for the betas work: return
-the list from `requested` and hand it to the producer with the batch once batches carry betas.
+needs nothing and is dropped. The others change the requests (the API applies them per batch): every
+request of the client batch carries them, so batchline packs it only with requests of the same beta
+set and sends them as that provider batch's `anthropic-beta`. They are checked as intake checks a
+request's `betas`; a bad name is a 400 naming `anthropic-beta`.
 """
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers
+
+from batchline.errors import InvalidRequest
+from batchline.requests import check_betas
 
 from .errors import ApiError
 
@@ -24,7 +28,10 @@ def requested(headers: Headers) -> list[str]:
 
 
 def check(headers: Headers) -> list[str]:
+    """The request-level betas, valid as intake wants them (sorted, unique); ApiError 400 if not."""
     betas = requested(headers)
-    if betas:
-        raise ApiError(400, f"anthropic-beta: {', '.join(betas)} not supported by this gateway yet")
-    return betas
+    try:
+        canonical = check_betas(betas)
+    except InvalidRequest as exc:
+        raise ApiError(400, f"anthropic-beta: {exc.rule}") from None
+    return canonical.split(",") if canonical else []

@@ -56,6 +56,14 @@ BATCH = {
         "results_url": {"type": ["string", "null"]},
     },
 }
+BETA_HEADER = {
+    "name": "anthropic-beta",
+    "in": "header",
+    "required": False,
+    "description": "comma-separated betas; every request of the batch carries them (the endpoint's own "
+    "message-batches-* is ignored); each must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$, at most 20",
+    "schema": {"type": "string"},
+}
 REQUEST_ITEM = {
     "type": "object",
     "required": ["custom_id", "params"],
@@ -132,6 +140,7 @@ def document(base_url: str) -> dict[str, Any]:
             "/v1/messages/batches": {
                 "post": {
                     "operationId": "createBatch",
+                    "parameters": [BETA_HEADER],
                     "requestBody": {
                         "required": True,
                         **_json(

@@ -12,7 +12,10 @@ import httpx2 as httpx
 import pytest
 
 from batchline.emulator import reply_text
-from batchline.keys import Keys
+from batchline.fields import R
+from batchline.gateway.batches import prefix_of
+from batchline.keys import Keys, request_id
+from batchline.producers.producer import Producer
 from batchline.workers.context import Context
 from tests.gateway.conftest import params
 from tests.integration.pipeline import drain
@@ -241,3 +244,35 @@ def test_redriven_transient_errors_are_not_final_outcomes(rig, emulator):
     drain(ctx)
     done = client.messages.batches.retrieve(b.id)
     assert done.processing_status == "ended" and done.request_counts.succeeded == 40
+
+
+def test_betas_of_a_client_batch_reach_its_requests_and_provider_batches(rig, redis_client, emulator):
+    rig.add("alpha")
+    alpha = sdk(rig, "alpha")
+    keys = Keys(rig.settings.key_prefix)
+    betas = ["some-beta-2025-01-01", "output-300k-2026-03-24"]
+    with_betas = alpha.beta.messages.batches.create(requests=requests_of("alpha", 4), betas=betas)
+    plain = alpha.messages.batches.create(requests=requests_of("alpha", 3))
+
+    def stored(gid: str, n: int) -> list[bytes | None]:
+        rids = [request_id("alpha", f"{prefix_of(gid)}{i}") for i in range(n)]
+        return [redis_client.hget(keys.request(rid), R.BETAS) for rid in rids]
+
+    assert stored(with_betas.id, 4) == [b"output-300k-2026-03-24,some-beta-2025-01-01"] * 4
+    assert all(b in (None, b"") for b in stored(plain.id, 3))  # the other client batch has none
+
+    with pytest.raises(anthropic.BadRequestError) as info:  # a name intake refuses: nothing is stored
+        alpha.beta.messages.batches.create(requests=requests_of("alpha", 2), betas=["ok-1", "not ok"])
+    assert info.value.body["error"]["type"] == "invalid_request_error"
+    assert info.value.body["error"]["message"].startswith("anthropic-beta:")
+    assert [b.id for b in alpha.messages.batches.list()] == [plain.id, with_betas.id]
+    assert redis_client.llen(keys.pending) == 7
+
+    drain(Context(rig.settings))
+    books, producer = emulator.books(), Producer.from_settings(rig.settings)
+    for gid, n, expected in ((with_betas.id, 4, sorted(betas)), (plain.id, 3, [])):
+        assert alpha.messages.batches.retrieve(gid).request_counts.succeeded == n
+        for i in range(n):
+            st = producer.status(f"{prefix_of(gid)}{i}", tenant="alpha")
+            assert st is not None and st["outcome"] == "succeeded"
+            assert books["batch_betas"].get(st["provider_batch_id"], []) == expected  # the create's anthropic-beta

@@ -110,12 +110,15 @@ def test_unknown_routes_methods_and_betas_answer_in_the_api_shape(rig):
         assert resp.json()["type"] == "error" and resp.json()["error"]["message"]
     resp = httpx.post(
         f"{rig.base_url}/v1/messages/batches",
-        headers={**h(rig), "anthropic-beta": "some-beta-2025"},
+        headers={**h(rig), "anthropic-beta": "message-batches-2024-09-24,no spaces/allowed"},
         json={"requests": [{"custom_id": "a", "params": params(0, "a")}]},
     )
-    assert resp.status_code == 400 and "anthropic-beta" in resp.json()["error"]["message"]
+    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+    assert resp.json()["error"]["message"].startswith("anthropic-beta:")
+    assert "no spaces/allowed" in resp.json()["error"]["message"]
     doc = httpx.get(f"{rig.base_url}/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/v1/messages/batches/{batch_id}/results" in doc["paths"]
+    assert [p["name"] for p in doc["paths"]["/v1/messages/batches"]["post"]["parameters"]] == ["anthropic-beta"]
     assert httpx.get(f"{rig.base_url}/readyz").status_code == 200
 
 
