@@ -226,6 +226,23 @@ def gateway_batch(console: Any, stack: list[Any], env: dict[str, str], settings:
     return sdk, batch.id
 
 
+def first_result_line(sdk: Any, batch: Any) -> dict[str, Any]:
+    """The first line of an ended batch's results, streamed from its `results_url` and split on \\n
+    ourselves: the SDK's own results decoder breaks on CRLF (docs/batches-api.md, Known traps)."""
+    import httpx2
+
+    from batchline.workers.lines import iter_lines
+    from batchline.workers.results_location import results_location
+
+    url = results_location(str(sdk.base_url), batch.id, batch.results_url, False)
+    resp = sdk.get(url, cast_to=httpx2.Response, stream=True, options={"headers": {"Accept": "application/binary"}})
+    try:
+        line: dict[str, Any] = json.loads(next(iter_lines(resp.iter_bytes(64 * 1024))))
+        return line
+    finally:
+        resp.close()
+
+
 def gateway_results(console: Any, client_batch: Any, deadline: float) -> int:
     sdk, batch_id = client_batch
     batch = sdk.messages.batches.retrieve(batch_id)
@@ -235,10 +252,11 @@ def gateway_results(console: Any, client_batch: Any, deadline: float) -> int:
     if batch.processing_status != "ended":
         console.print(f"[red]Client batch {batch_id} still {batch.processing_status}")
         return 1
-    first = next(iter(sdk.messages.batches.results(batch_id)))
-    text = first.result.message.content[0].text if first.result.type == "succeeded" else first.result.type
+    first = first_result_line(sdk, batch)
+    result = first["result"]
+    text = result["message"]["content"][0]["text"] if result["type"] == "succeeded" else result["type"]
     console.print(f"Client batch {batch_id} through the gateway: ended, {batch.request_counts.succeeded} succeeded; "
-                  f"results line {first.custom_id} -> {text!r}")
+                  f"results line {first['custom_id']} -> {text!r}")
     return 0
 
 
