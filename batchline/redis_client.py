@@ -19,13 +19,17 @@ def text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def texts(values: Iterable[Any]) -> list[str]:
     """Decode a reply that is a list of names (LRANGE, ZRANGE, SMEMBERS on a bytes client)."""
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return [_str(v) for v in values]
 
 
 def text_map(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {texts([k])[0]: texts([v])[0] for k, v in raw.items()}
+    return {_str(k): _str(v) for k, v in raw.items()}
 
 
 def stream_entries(client: redis.Redis, stream: str, count: int | None = None) -> list[dict[str, str]]:

@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
                     bar.update(task, completed=count.bytes, description=f"submitting ({count.lines} lines)")
 
                 report, rejected = submit_file(producer, stream, args.tenant, args.reply_to, progress=advance)
-                bar.update(task, total=total or bar.tasks[0].completed, completed=total or bar.tasks[0].completed)
+                read = bar.tasks[0].completed if total is None else total  # stdin: what was read is the total
+                bar.update(task, total=read, completed=read)
     finally:
         if not from_stdin:
             stream.close()
