@@ -24,8 +24,12 @@ class Keys:
 
     def __init__(self, prefix: str = "bl") -> None:
         self.prefix = prefix
-        self.pending = f"{prefix}:pending"  # list of request ids, oldest first
-        self.stats = f"{prefix}:stats"  # hash: pending_bytes, in_flight
+        # Pending work, per tenant (fair share, lua/pending.lua): a list of request ids per tenant, oldest
+        # first, and the tenants that have some
+        self.pending_lists = f"{prefix}:pending:t:"  # + tenant: list of request ids, oldest first
+        self.pending_tenants = f"{prefix}:pending:tenants"  # zset: tenant -> queued_at (ms) of its list's head
+        self.legacy_pending = f"{prefix}:pending"  # 0.1's one list of every tenant: moved at worker start
+        self.stats = f"{prefix}:stats"  # hash: pending, pending_bytes, in_flight, fair_turn
         self.leases = f"{prefix}:leases"  # zset: batch id -> lease expiry (ms) for claimed/creating
         self.open = f"{prefix}:open"  # zset: batch id -> submitted at (ms), polled by the poller
         self.ended = f"{prefix}:ended"  # zset: batch id -> ended at (ms), awaiting collection
@@ -49,6 +53,9 @@ class Keys:
         self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
         self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)
+
+    def pending_of(self, tenant: str) -> str:
+        return f"{self.pending_lists}{tenant}"
 
     def request(self, rid: str) -> str:
         return f"{self.prefix}:r:{rid}"

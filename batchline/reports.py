@@ -9,8 +9,9 @@ from typing import Any
 
 import redis
 
+from batchline import pending
 from batchline.clock import now_ms
-from batchline.fields import B, R
+from batchline.fields import B
 from batchline.keys import Keys
 from batchline.redis_client import text, text_map, texts
 
@@ -52,25 +53,20 @@ class Snapshot:
 
 
 def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapshot:
+    queue = pending.read(client, keys)
     pipe = client.pipeline(transaction=False)
-    pipe.llen(keys.pending)
-    pipe.hmget(keys.stats, "pending_bytes", "in_flight")
-    pipe.lindex(keys.pending, 0)
     for zset in (keys.open, keys.ended, keys.leases):
         pipe.zcard(zset)
     for hash_key in (keys.paused, keys.alerts, keys.counters):
         pipe.hgetall(hash_key)
     pipe.zcard(keys.undeliverable)
-    pending, (pbytes, in_flight), head, n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable = (
-        pipe.execute()
-    )
+    n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable = pipe.execute()
     age = 0.0
-    if head is not None:
-        queued_at = client.hget(keys.request(head.decode()), R.QUEUED_AT)
-        age = max(0.0, (now_ms() - int(queued_at)) / 1000) if queued_at else 0.0
+    if queue.oldest_queued_at_ms is not None:
+        age = max(0.0, (now_ms() - queue.oldest_queued_at_ms) / 1000)
     snap = Snapshot(
-        pending=int(pending), pending_bytes=int(pbytes or 0), oldest_pending_age_s=age,
-        in_flight=int(in_flight or 0), open_batches=int(n_open), awaiting_delivery=int(n_ended),
+        pending=queue.requests, pending_bytes=queue.bytes, oldest_pending_age_s=age,
+        in_flight=queue.in_flight, open_batches=int(n_open), awaiting_delivery=int(n_ended),
         leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
         counters={text(k) or "": int(v) for k, v in counters.items()},
         undeliverable=int(n_undeliverable),

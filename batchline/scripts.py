@@ -8,6 +8,7 @@ fields come from `batchline.fields`, prepended to every script as the Lua tables
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -24,10 +25,12 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver", "gateway_count",
+    "redeliver", "gateway_count", "migrate_pending",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
-INCLUDE = "-- include: targets\n"  # a script that needs the reply-target checks (lua/targets.lua) names them so
+#: a script that needs shared functions names their file: `-- include: targets` (the reply-target
+#: checks, lua/targets.lua), `-- include: pending` (the per-tenant pending lists, lua/pending.lua)
+INCLUDE = re.compile(r"^-- include: (\w+)\n", re.MULTILINE)
 
 
 @cache
@@ -38,7 +41,7 @@ def source(name: str) -> str:
 
 def _file(name: str) -> str:
     text = resources.files("batchline").joinpath("lua", f"{name}.lua").read_text()
-    return text.replace(INCLUDE, _file("targets")) if INCLUDE in text else text
+    return INCLUDE.sub(lambda m: _file(m.group(1)), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +86,29 @@ class Scripts:
         its reply target is refused, or 'backpressure|LIMIT|CURRENT|MAX|TENANT' (see intake.lua).
         `admission`: max queued requests, max queued bytes, memory percent, K, then K (tenant, max n, max b)."""
         k = self._keys
-        args: list[Any] = [k.request(""), now, *admission]
+        args: list[Any] = [k.request(""), now, k.pending_lists, *admission]
         for r in rows:
             args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
-        codes = self._run["intake"](keys=[k.pending, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
+        codes = self._run["intake"](
+            keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
         """One code per id: 'removed' (queued: moved to the cancel batch, its `canceled` delivered by a
         worker), 'requested', 'final' or 'unknown'."""
         k = self._keys
-        codes = self._run["cancel"](keys=[k.pending, k.stats, k.counters, k.canceled_queue],
+        codes = self._run["cancel"](keys=[k.stats, k.counters, k.canceled_queue],
                                     args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
         return [text(c) or "" for c in codes]
 
     def claim(self, bid: str, owner: str, max_requests: int, max_bytes: int, now: int,
               lease_until: int) -> list[bytes]:
-        """Move pending requests into a new claimed batch leased to `owner`; the flat [rid, params, ...]."""
+        """Move pending requests into a new claimed batch leased to `owner`, shared across tenants by
+        weight (fair share, see claim.lua); the flat [rid, params, ...]."""
         k = self._keys
         return list(self._run["claim"](
-            keys=[k.pending, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid)],
-            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until, owner]))
+            keys=[k.pending_tenants, k.stats, k.leases, k.batches, k.batch(bid), k.batch_members(bid), k.tenants],
+            args=[k.request(""), bid, max_requests, max_bytes, now, lease_until, owner, k.pending_lists]))
 
     def intent(self, bid: str, owner: str, now: int, lease_until: int) -> bool:
         """claimed -> creating by the lease's holder, the lease extended over the create call."""
@@ -130,8 +135,9 @@ class Scripts:
         its requests back to pending (`where`: 'head', 'rotate' or 'tail'); how many went back, or -1
         while a request its caller canceled is still in it (settle those first)."""
         k = self._keys
-        return int(self._run["release"](keys=[k.pending, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
-                                        args=[k.request(""), bid, now, reason, owner, where]))
+        return int(self._run["release"](
+            keys=[k.pending_tenants, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
+            args=[k.request(""), bid, now, reason, owner, where, k.pending_lists]))
 
     def finish(self, bid: str, owner: str, now: int, lines: int, record_ttl: int) -> bool:
         """ended -> delivered by the collect lease's holder, once every line is settled."""
@@ -149,11 +155,11 @@ class Scripts:
                 rows: Sequence[DeliverRow]) -> tuple[int, int, list[tuple[str, str]]]:
         """Settle result lines of one batch; (delivered, re-driven, [(rid, error)] of the undeliverable)."""
         k = self._keys
-        args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen]
+        args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen, k.pending_lists]
         for row in rows:
             args += row.encode()
         delivered, retried, failed = self._run["deliver"](
-            keys=[k.pending, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
+            keys=[k.pending_tenants, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
                   k.undeliverable],
             args=args)
         pairs = [(text(r) or "", text(e) or "") for r, e in zip(failed[::2], failed[1::2], strict=True)]
@@ -177,3 +183,10 @@ class Scripts:
             keys=[k.gateway_batch(gid), k.gateway_results(gid), k.gateway_custom_ids(gid)],
             args=[tenant, cid_prefix, chunk, now, record_ttl])
         return int(read), int(counted), int(n)
+
+    def migrate_pending(self, chunk: int = 5000) -> tuple[int, int]:
+        """Move a chunk of 0.1's single pending list into the per-tenant lists; (moved, left)."""
+        k = self._keys
+        moved, left = self._run["migrate_pending"](keys=[k.legacy_pending, k.pending_tenants, k.stats],
+                                                   args=[k.request(""), k.pending_lists, chunk])
+        return int(moved), int(left)

@@ -18,6 +18,7 @@ import redis
 from batchline.config.settings import Settings
 from batchline.keys import Keys
 from batchline.local_services import BatchlineProcess, free_port, wait_for_port
+from batchline.pending import count as pending_count
 from batchline.tenants import Tenant, TenantStore
 
 
@@ -75,7 +76,7 @@ def bench_create(report: Any, r: redis.Redis, url: str, n: int, items_of: Any) -
         gw_s = time.perf_counter() - t0
         assert batch.request_counts.processing == n
         client.close()
-    assert r.llen(Keys("gc").pending) == n + 10
+    assert pending_count(r, Keys("gc")) == n + 10
     r.flushdb()
     ratio = gw_s / direct_s
     size = f"{n:,} x ~1 KB"

@@ -35,6 +35,7 @@ from batchline import log
 from batchline.config.settings import Settings
 from batchline.keys import request_id
 from batchline.local_services import MotoS3, RedisServer, free_port, wait_for_port
+from batchline.pending import count as pending_count
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -222,7 +223,7 @@ def bench_intake(report: Report, r: redis.Redis, url: str, sz: Sizes) -> None:
     rep = producer.submit_many(items)
     ours_s = time.perf_counter() - t0
     assert rep.accepted == sz.intake, rep
-    assert r.llen(producer.keys.pending) == sz.intake
+    assert pending_count(r, producer.keys) == sz.intake
     producer.close()
     ours = sz.intake / ours_s
 

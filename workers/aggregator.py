@@ -19,9 +19,9 @@ import anthropic
 import redis
 from anthropic.types.messages import MessageBatch
 
-from batchline import log
+from batchline import log, pending
 from batchline.config.settings import Settings
-from batchline.fields import B, R
+from batchline.fields import B
 from batchline.leases import new_owner
 from batchline.redis_client import text, texts
 from batchline.retry import RetryPolicy
@@ -75,17 +75,9 @@ def effective_in_flight_limit(ctx: Context, in_flight: int | None) -> int:
 
 
 def queue_view(ctx: Context) -> QueueView:
-    k = ctx.keys
-    pipe = ctx.redis.pipeline(transaction=False)
-    pipe.llen(k.pending)
-    pipe.hmget(k.stats, "pending_bytes", "in_flight")
-    pipe.lindex(k.pending, 0)
-    pending, (pbytes, in_flight), head = pipe.execute()
-    oldest = 0
-    if head is not None:
-        queued_at = ctx.redis.hget(k.request(head.decode()), R.QUEUED_AT)
-        oldest = max(0, ctx.clock.now_ms() - int(queued_at)) if queued_at else 0
-    return QueueView(int(pending), int(pbytes or 0), oldest, int(in_flight or 0))
+    queue = pending.read(ctx.redis, ctx.keys)
+    oldest = 0 if queue.oldest_queued_at_ms is None else max(0, ctx.clock.now_ms() - queue.oldest_queued_at_ms)
+    return QueueView(queue.requests, queue.bytes, oldest, queue.in_flight)
 
 
 class Claim(NamedTuple):
@@ -215,10 +207,10 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
             pipe = ctx.redis.pipeline()
             pipe.hset(k.limit_override, f"lone:{rid}", 1)
             pipe.hkeys(k.limit_override)
-            pipe.llen(k.pending)
-            _, fields, pending = pipe.execute()
+            pipe.hget(k.stats, "pending")
+            _, fields, waiting = pipe.execute()
             lone = sum(1 for f in fields if f.startswith(b"lone:"))
-            if lone >= 2 or pending == 0:
+            if lone >= 2 or int(waiting or 0) <= 0:
                 release(ctx, bid, "create_rejected", owner)
                 pause(ctx, "create_rejected", c.message or f"every create refused with HTTP {c.status}")
             else:
@@ -340,9 +332,23 @@ def pack_once(ctx: Context) -> Created | None:
     return create(ctx, claimed.batch_id, build_body(claimed.flat), n, claimed.owner, betas)
 
 
+def migrate_legacy_pending(ctx: Context) -> int:
+    """Move what 0.1's single pending list holds into the per-tenant lists (an upgrade, or a 0.1
+    producer still writing during a rolling one); how many requests moved. One EXISTS when none."""
+    moved = 0
+    if ctx.redis.exists(ctx.keys.legacy_pending):
+        left = 1
+        while left:
+            n, left = ctx.scripts.migrate_pending()
+            moved += n
+        logger.info("pending.migrated", requests=moved)
+    return moved
+
+
 def pack(ctx: Context, budget_seconds: float = 30.0) -> list[Created]:
     """Send every batch that is due, for at most `budget_seconds`."""
     deadline = time.monotonic() + budget_seconds
+    migrate_legacy_pending(ctx)
     done: list[Created] = []
     while time.monotonic() < deadline:
         created = pack_once(ctx)

@@ -3,7 +3,7 @@
 -- deliver.lua: reply target, counters, TTL). One in a batch is flagged, reported `canceled` when its
 -- batch's results come back (or when the batch is released), and counted on its batch so the poller
 -- cancels the provider batch once all its requests are canceled.
--- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] the cancel batch's member list
+-- KEYS[1] stats, KEYS[2] counters, KEYS[3] the cancel batch's member list
 -- ARGV[1] request key prefix, ARGV[2] batch key prefix, ARGV[3] now (ms), ARGV[4] record TTL (s),
 -- ARGV[5] history entry, ARGV[6..] request ids
 -- Returns one code per id: 'removed', 'requested', 'final' (already settled), 'unknown'.
@@ -17,11 +17,12 @@ for i = 6, #ARGV do
     out[#out + 1] = 'unknown'
   elseif rec[1] == 'queued' then
     -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
-    redis.call('HINCRBY', KEYS[2], 'pending_bytes', -tonumber(rec[3] or '0'))
+    redis.call('HINCRBY', KEYS[1], 'pending', -1)
+    redis.call('HINCRBY', KEYS[1], 'pending_bytes', -tonumber(rec[3] or '0'))
     -- admission control: its bytes are no longer held (z 0: its delivery does not count them again)
-    redis.call('HINCRBY', KEYS[3], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))
+    redis.call('HINCRBY', KEYS[2], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))
     redis.call('HSET', key, R.state, 'batched', R.batch, 'canceled', R.cancel, '1', R.history, history, R.size, '0')
-    redis.call('RPUSH', KEYS[4], ARGV[i])
+    redis.call('RPUSH', KEYS[3], ARGV[i])
     out[#out + 1] = 'removed'
   elseif (rec[1] == 'batched' or rec[1] == 'submitted' or rec[1] == 'ended') and not rec[4] then
     redis.call('HSET', key, R.cancel, '1', R.history, history)

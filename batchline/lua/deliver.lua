@@ -4,27 +4,29 @@
 --       its cost exactly once;
 --   'U' undeliverable: final outcome, but its reply target refused it (the error is in the stream
 --       slot); kept with its result for `batchline redeliver`;
---   'R' re-drive: back to the pending list for a new batch (attempt counted).
+--   'R' re-drive: back to its tenant's pending list for a new batch (attempt counted).
 -- A stream target's key is checked before the append: a Celery queue (named by a target or bound by
 -- kombu) or a key of another type makes that one request undeliverable; the rest of the chunk settles.
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
 -- or stale line is a no-op, and a line can never reach another request's caller.
--- KEYS[1] pending, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
+-- KEYS[1] tenants with pending work, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
 -- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
 -- KEYS[8] zset of undeliverable requests
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
--- ARGV[6] reply stream MAXLEN (approximate trim; 0: none),
+-- ARGV[6] reply stream MAXLEN (approximate trim; 0: none), ARGV[7] pending list prefix,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
 --   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
 -- Returns {delivered, retried, {rid, error, ...} of the undeliverable}.
 local prefix, bid, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
-local delivered, retried, failed, back, bytes = 0, 0, {}, {}, 0
+local delivered, retried, failed, bytes = 0, 0, {}, 0
+local back, back_order = {}, {}  -- re-driven, by tenant
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
 
 -- include: targets
+-- include: pending
 
-for i = 7, #ARGV, 11 do
+for i = 8, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts, R.queued_at)
@@ -33,7 +35,7 @@ for i = 7, #ARGV, 11 do
     local tenant = ARGV[i + 6]
     if ARGV[i + 1] == 'R' then
       redis.call('HSET', key, R.state, 'queued', R.batch, '', R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
-      back[#back + 1] = rid
+      pending_group(back, back_order, tenant, rid)
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
       add(counts, 'redriven:' .. ARGV[i + 2], 1)
@@ -87,10 +89,12 @@ for i = 7, #ARGV, 11 do
     end
   end
 end
-if #back > 0 then
-  for j = 1, #back, 5000 do
-    redis.call('RPUSH', KEYS[1], unpack(back, j, math.min(j + 4999, #back)))
+if retried > 0 then
+  for _, t in ipairs(back_order) do
+    pending_push(ARGV[7], t, back[t], false)
+    pending_rescore(KEYS[1], ARGV[7], prefix, t)
   end
+  redis.call('HINCRBY', KEYS[2], 'pending', retried)
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
 end
 for k, n in pairs(counts) do redis.call('HINCRBY', KEYS[3], k, n) end

@@ -1,26 +1,27 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
--- KEYS[1] pending list, KEYS[2] stats hash, KEYS[3] counters hash,
+-- KEYS[1] tenants with pending work (zset), KEYS[2] stats hash, KEYS[3] counters hash,
 -- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets
--- ARGV[1] request key prefix, ARGV[2] now (ms),
--- admission control (0: no limit): ARGV[3] max queued requests, ARGV[4] max queued bytes, ARGV[5] percent
---   of Redis maxmemory intake may fill, ARGV[6] K, then K triples: tenant, its max requests, its max bytes;
+-- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] pending list prefix (one list per tenant),
+-- admission control (0: no limit): ARGV[4] max queued requests, ARGV[5] max queued bytes, ARGV[6] percent
+--   of Redis maxmemory intake may fill, ARGV[7] K, then K triples: tenant, its max requests, its max bytes;
 -- then 9 fields per request: rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size,
 --   betas ('' for none)
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest),
 -- or a string: the reply_to target's key collides with the broker's or a key of another kind, or
 -- 'backpressure|LIMIT|CURRENT|MAX|TENANT': a limit is reached. From the first such request on, no
 -- new request of the chunk is stored (the caller resumes there), duplicates are still answered.
--- Queued requests and bytes are those waiting in the pending list; a tenant's are those accepted and
+-- Queued requests and bytes are those waiting in the pending lists; a tenant's are those accepted and
 -- not yet final (from the counters: accepted - delivered - canceled, and their bytes).
 local prefix, now = ARGV[1], ARGV[2]
-local codes, accepted, bytes, tenants, tenant_bytes = {}, {}, 0, {}, {}
-local max_n, max_b, mem_pct = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local limits, first = {}, 7 + 3 * tonumber(ARGV[6])
-for j = 7, first - 1, 3 do limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])} end
+local codes, bytes, tenants, tenant_bytes = {}, 0, {}, {}
+local accepted, accepted_order, n_accepted = {}, {}, 0  -- by tenant
+local max_n, max_b, mem_pct = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local limits, first = {}, 8 + 3 * tonumber(ARGV[7])
+for j = 8, first - 1, 3 do limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])} end
 local refused_by = nil  -- once set, every new request of the chunk is refused with it
 
-local queued_n = redis.call('LLEN', KEYS[1])
-local queued_b = tonumber(redis.call('HGET', KEYS[2], 'pending_bytes') or '0')
+local queued = redis.call('HMGET', KEYS[2], 'pending', 'pending_bytes')
+local queued_n, queued_b = tonumber(queued[1]) or 0, tonumber(queued[2]) or 0
 -- Redis memory: the high-water mark is mem_pct of maxmemory; what this chunk adds counts as it goes
 local mem_used, mem_high = 0, 0
 if mem_pct > 0 then
@@ -68,6 +69,7 @@ end
 local checked = {}  -- reply_to -> false (fine) or the reason it is refused, once per chunk
 
 -- include: targets
+-- include: pending
 
 local function target_error(rt)
   local key, is_stream = target_key(rt)
@@ -104,7 +106,8 @@ for i = first, #ARGV, 9 do
       if rt ~= '' then redis.call('HSET', key, R.reply_to, rt) end
       if ARGV[i + 5] ~= '' then redis.call('HSET', key, R.metadata, ARGV[i + 5]) end
       if ARGV[i + 8] ~= '' then redis.call('HSET', key, R.betas, ARGV[i + 8]) end
-      accepted[#accepted + 1] = rid
+      pending_group(accepted, accepted_order, ARGV[i + 1], rid)
+      n_accepted = n_accepted + 1
       local size, tenant = tonumber(ARGV[i + 7]), ARGV[i + 1]
       bytes = bytes + size
       tenants[tenant] = (tenants[tenant] or 0) + 1
@@ -118,10 +121,12 @@ for i = first, #ARGV, 9 do
     end
   end
 end
-if #accepted > 0 then
-  for j = 1, #accepted, 5000 do
-    redis.call('RPUSH', KEYS[1], unpack(accepted, j, math.min(j + 4999, #accepted)))
+if n_accepted > 0 then
+  for _, t in ipairs(accepted_order) do
+    pending_push(ARGV[3], t, accepted[t], false)
+    redis.call('ZADD', KEYS[1], 'NX', now, t)  -- a tenant new to pending: its head is one of these
   end
+  redis.call('HINCRBY', KEYS[2], 'pending', n_accepted)
   redis.call('HINCRBY', KEYS[2], 'pending_bytes', bytes)
   for tenant, n in pairs(tenants) do
     redis.call('HINCRBY', KEYS[3], 'accepted:' .. tenant, n)

@@ -15,6 +15,7 @@ from batchline.emulator import reply_text
 from batchline.fields import R
 from batchline.gateway.batches import prefix_of
 from batchline.keys import Keys, request_id
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 from batchline.workers.context import Context
 from tests.gateway.conftest import params
@@ -139,7 +140,7 @@ def test_quotas_refuse_with_429_naming_the_quota_and_store_nothing(rig):
         info.value.body["error"]["type"] == "rate_limit_error" and "max_queued" in info.value.body["error"]["message"]
     )
     keys = Keys(rig.settings.key_prefix)
-    assert rig.store.redis.llen(keys.pending) == 0
+    assert pending_count(rig.store.redis, keys) == 0
     client.messages.batches.create(requests=requests_of("small", 8))
     with pytest.raises(anthropic.RateLimitError, match="max_queued"):
         client.messages.batches.create(requests=requests_of("small", 3))
@@ -147,7 +148,7 @@ def test_quotas_refuse_with_429_naming_the_quota_and_store_nothing(rig):
     rig.store.set("small", max_queued=None)
     with pytest.raises(anthropic.RateLimitError, match="max_queued_bytes"):
         client.messages.batches.create(requests=big)
-    assert rig.store.redis.llen(keys.pending) == 8
+    assert pending_count(rig.store.redis, keys) == 8
     # the monthly budget comes from the cost ledger
     drain(Context(rig.settings))
     rig.store.set("small", monthly_budget_usd=0.000001)
@@ -214,7 +215,7 @@ def test_create_checks_name_the_field_and_store_nothing(rig, body, field):
     assert resp.status_code == 400
     err = resp.json()["error"]
     assert err["type"] == "invalid_request_error" and err["message"].startswith(field)
-    assert rig.store.redis.llen(Keys(rig.settings.key_prefix).pending) == 0
+    assert pending_count(rig.store.redis, Keys(rig.settings.key_prefix)) == 0
     assert sdk(rig, "alpha").messages.batches.list().data == []
 
 
@@ -234,7 +235,7 @@ def test_redriven_transient_errors_are_not_final_outcomes(rig, emulator):
         ctx.redis.delete(keys.poll_lock())
         poller.poll(ctx, handed.append)
     results.collect(ctx, handed[0])
-    redriven = ctx.redis.llen(keys.pending)
+    redriven = pending_count(ctx.redis, keys)
     assert redriven > 0  # about half came back overloaded: queued again, not an outcome
     mid = client.messages.batches.retrieve(b.id)
     assert mid.processing_status == "in_progress"
@@ -266,7 +267,7 @@ def test_betas_of_a_client_batch_reach_its_requests_and_provider_batches(rig, re
     assert info.value.body["error"]["type"] == "invalid_request_error"
     assert info.value.body["error"]["message"].startswith("anthropic-beta:")
     assert [b.id for b in alpha.messages.batches.list()] == [plain.id, with_betas.id]
-    assert redis_client.llen(keys.pending) == 7
+    assert pending_count(redis_client, keys) == 7
 
     drain(Context(rig.settings))
     books, producer = emulator.books(), Producer.from_settings(rig.settings)

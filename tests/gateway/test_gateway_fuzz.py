@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from batchline.gateway.openapi import document
 from batchline.keys import Keys
+from batchline.pending import count as pending_count
 from tests.gateway.conftest import GatewayRig, start_rig
 
 
@@ -43,7 +44,7 @@ def ndjson(ctx: schemathesis.SerializationContext, value: object) -> dict[str, o
 
 def stored(rig: GatewayRig) -> tuple[int, dict[bytes, bytes]]:
     keys = Keys(rig.settings.key_prefix)
-    return rig.store.redis.llen(keys.pending), rig.store.redis.hgetall(keys.counters)
+    return pending_count(rig.store.redis, keys), rig.store.redis.hgetall(keys.counters)
 
 
 @schema.parametrize()

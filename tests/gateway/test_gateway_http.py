@@ -11,6 +11,7 @@ import pytest
 
 from batchline.emulator import reply_text
 from batchline.keys import Keys
+from batchline.pending import count as pending_count
 from batchline.workers.context import Context
 from tests.gateway.conftest import params, start_rig
 from tests.integration.pipeline import drain
@@ -95,7 +96,7 @@ def test_body_limit_is_413_and_rate_limit_is_429_with_retry_after(tight):
     assert resp.status_code == 429 and resp.json()["error"]["type"] == "rate_limit_error"
     assert 1 <= int(resp.headers["retry-after"]) <= 3600
     assert httpx.get(f"{tight.base_url}/v1/messages/batches", headers=h(tight, "beta")).status_code == 200  # per key
-    assert tight.store.redis.llen(Keys(tight.settings.key_prefix).pending) == 0
+    assert pending_count(tight.store.redis, Keys(tight.settings.key_prefix)) == 0
 
 
 def test_unknown_routes_methods_and_betas_answer_in_the_api_shape(rig):
@@ -167,5 +168,5 @@ def test_a_body_sent_too_slowly_is_408_and_stores_nothing(impatient):
 
     resp = httpx.post(f"{impatient.base_url}/v1/requests", headers=h(impatient), content=trickle(), timeout=10)
     assert resp.status_code == 408 and resp.json()["error"]["type"] == "timeout_error"
-    assert impatient.store.redis.llen(Keys(impatient.settings.key_prefix).pending) == 0
+    assert pending_count(impatient.store.redis, Keys(impatient.settings.key_prefix)) == 0
     assert httpx.get(f"{impatient.base_url}/v1/requests/slow", headers=h(impatient)).status_code == 404

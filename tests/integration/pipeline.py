@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from batchline.errors import RetryableError
+from batchline.pending import count as pending_count
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
 
@@ -27,7 +28,7 @@ def drain(ctx: Context, timeout: float = 30.0, sleep: float = 0.1) -> None:
                 retry.append(bid)
         handed.extend(retry)
         sweeper.sweep(ctx, handed.append)
-        busy = ctx.redis.llen(k.pending) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
+        busy = pending_count(ctx.redis, k) + ctx.redis.zcard(k.open) + ctx.redis.zcard(k.ended) + ctx.redis.zcard(k.leases)
         if busy == 0:
             return
         time.sleep(sleep)

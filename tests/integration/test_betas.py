@@ -52,11 +52,11 @@ def test_the_claim_takes_one_beta_set_and_keeps_the_others_in_order(settings, re
     for cid, betas in order:
         assert producer.submit(cid, params(0), tenant="t", betas=betas) == "accepted"
     ctx = Context(settings.replace(anthropic_api_key="unused"))
-    pending = [r.decode() for r in redis_client.lrange(ctx.keys.pending, 0, -1)]
+    pending = [r.decode() for r in redis_client.lrange(ctx.keys.pending_of("t"), 0, -1)]
     bid, _, flat = aggregator.claim(ctx, Take(100, 10_000_000, "aged"))
     assert flat[0::2] == [pending[0].encode(), pending[2].encode()]  # a and c: the head's beta set
     assert redis_client.hget(ctx.keys.batch(bid), "betas") == OUT300K.encode()
-    assert [r.decode() for r in redis_client.lrange(ctx.keys.pending, 0, -1)] == [pending[1], pending[3], pending[4]]
+    assert [r.decode() for r in redis_client.lrange(ctx.keys.pending_of("t"), 0, -1)] == [pending[1], pending[3], pending[4]]
     bid2, _, flat2 = aggregator.claim(ctx, Take(100, 10_000_000, "aged"))
     assert flat2[0::2] == [pending[1].encode(), pending[4].encode()] and not redis_client.hexists(ctx.keys.batch(bid2), "betas")
 

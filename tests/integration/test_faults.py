@@ -8,6 +8,7 @@ from batchline.clock import FakeClock
 from batchline.errors import RetryableError
 from batchline.fields import B
 from batchline.leases import HANDOFF
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, sweeper
 from batchline.workers.context import Context
@@ -146,7 +147,7 @@ def test_spend_cap_pauses_submission_and_a_probe_resumes_it(fast, redis_client, 
     calls_before = emulator.books()["operations"]
     for _ in range(5):
         assert aggregator.pack(ctx) == []  # paused: nothing claimed, the queue is not burnt through
-    assert redis_client.llen(ctx.keys.pending) == 30
+    assert pending_count(redis_client, ctx.keys) == 30
     assert producer.status("r-3")["state"] == "queued"
     assert sum(emulator.books()["operations"].values()) - sum(calls_before.values()) <= 2  # probes only
     emulator.set_faults(spend_limit_reached=False)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from batchline.errors import InvalidRequest
 from batchline.keys import Keys, request_id
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 
 json_scalar = st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8)
@@ -46,16 +47,16 @@ def producer(redis_server):
 def test_accepted_whole_or_refused_with_nothing_stored(producer, cid, body, target, meta):
     r = producer.redis
     keys = Keys("prop")
-    before = (r.dbsize(), r.llen(keys.pending))
+    before = (r.dbsize(), pending_count(r, keys))
     try:
         producer.submit(cid, body, reply_to=target, metadata=meta, tenant="t")
     except InvalidRequest as exc:
         assert exc.field.split(".")[0].split("[")[0] in FIELDS
         assert exc.rule and str(exc).startswith(exc.field)
-        assert (r.dbsize(), r.llen(keys.pending)) == before
+        assert (r.dbsize(), pending_count(r, keys)) == before
         return
     stored = r.hgetall(keys.request(request_id("t", cid)))
     assert json.loads(stored[b"p"]) == body
     assert body["max_tokens"] >= 1 and body["messages"] and not body.get("stream")
     r.delete(keys.request(request_id("t", cid)))
-    r.delete(keys.pending)
+    r.delete(keys.pending_of("t"), keys.pending_tenants)

@@ -10,6 +10,7 @@ import boto3
 from batchline.clock import FakeClock
 from batchline.emulator import reply_text
 from batchline.keys import request_id
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, poller, results, sweeper
 from batchline.workers.context import Context
@@ -96,11 +97,11 @@ def test_sweeper_releases_expired_claim(pipeline_settings, redis_client):
     ctx = Context(s, clock=clock)
     take = aggregator.next_batch(aggregator.queue_view(ctx), aggregator.limits(ctx))
     bid, _, flat = aggregator.claim(ctx, take)
-    assert len(flat) == 100 and redis_client.llen(ctx.keys.pending) == 0
+    assert len(flat) == 100 and pending_count(redis_client, ctx.keys) == 0
     sweeper.sweep(ctx, lambda b: None)
-    assert redis_client.llen(ctx.keys.pending) == 0  # the lease still holds
+    assert pending_count(redis_client, ctx.keys) == 0  # the lease still holds
     clock.advance(1.1)
     report = sweeper.sweep(ctx, lambda b: None)
     assert report.released == [bid]
-    assert redis_client.llen(ctx.keys.pending) == 50
+    assert pending_count(redis_client, ctx.keys) == 50
     assert redis_client.hget(ctx.keys.stats, "in_flight") == b"0"

@@ -6,6 +6,7 @@ import pytest
 
 from batchline.errors import Conflict, InvalidRequest
 from batchline.keys import Keys, request_id
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 
 
@@ -26,7 +27,7 @@ def test_submit_is_idempotent_and_detects_conflicts(producer, redis_client):
     with pytest.raises(Conflict, match="a-1"):
         producer.submit("a-1", params("other"), reply_to="redis-stream:out")
     keys = Keys(producer.settings.key_prefix)
-    assert redis_client.llen(keys.pending) == 1
+    assert pending_count(redis_client, keys) == 1
     assert producer.status("a-1")["state"] == "queued"
 
 
@@ -73,7 +74,7 @@ def test_submit_many_counts_and_keeps_good_lines(producer, redis_client):
     assert report.duplicate == 1
     assert sorted(r.field for r in report.rejected) == ["custom_id", "custom_id"]
     assert {r.custom_id for r in report.rejected} == {"bad!", "r-5"}
-    assert redis_client.llen(Keys(producer.settings.key_prefix).pending) == 2500
+    assert pending_count(redis_client, Keys(producer.settings.key_prefix)) == 2500
 
 
 def test_reply_to_may_not_point_into_batchlines_own_keys(producer, redis_client):

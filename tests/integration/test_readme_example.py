@@ -12,6 +12,8 @@ from pathlib import Path
 import redis
 
 from batchline.config.settings import Settings
+from batchline.keys import Keys
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -42,5 +44,5 @@ def test_readme_python_example_runs_as_written(redis_server, tmp_path):
     assert lines[0] == "100 0 []"  # accepted, duplicate, rejected of submit_many
     assert "'state': 'queued'" in lines[1] and "invoice-0042" in lines[1]
     assert producer.status("long-0001", tenant="default")["state"] == "queued"  # the betas example
-    assert redis.Redis.from_url(redis_server.url).llen(f"{prefix}:pending") == 102
+    assert pending_count(redis.Redis.from_url(redis_server.url), Keys(prefix)) == 102
     producer.close()

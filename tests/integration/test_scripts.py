@@ -65,7 +65,10 @@ def put_request(client: redis.Redis, keys: Keys, state: str, cancel: bool) -> No
                                              R.CUSTOM_ID: "c0", R.PARAMS: "{}", R.OUTCOME: "succeeded"})
     if cancel:
         client.hset(keys.request(RID), R.CANCEL, "1")
-    client.rpush(keys.pending, RID)
+    if state == "queued":  # waiting in its tenant's list, counted as intake.lua leaves it
+        client.rpush(keys.pending_of("t0"), RID)
+        client.zadd(keys.pending_tenants, {"t0": NOW})
+        client.hset(keys.stats, mapping={"pending": 1, "pending_bytes": 10})
 
 
 def edges(table) -> set[tuple[str, str]]:

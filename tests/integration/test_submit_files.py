@@ -13,6 +13,7 @@ import pytest
 
 from batchline.config.settings import Settings
 from batchline.keys import Keys
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 from batchline.producers.submit_cli import submit_file
 
@@ -50,7 +51,7 @@ def test_submit_50k_lines_with_progress(redis_server, redis_client, tmp_path, so
     assert done.returncode == 0, (out, done.stderr.decode()[-2000:])
     assert f"accepted: {LINES}  duplicate: 0  rejected: 0" in out
     assert "submitting" in done.stderr.decode()  # the bar was on (it draws on stderr)
-    assert redis_client.llen(Keys(prefix).pending) == LINES
+    assert pending_count(redis_client, Keys(prefix)) == LINES
     producer = Producer.from_settings(Settings(redis_url=redis_server.url, key_prefix=prefix))
     assert producer.status(f"{source}-{LINES - 1}", tenant="bulk")["state"] == "queued"
     producer.close()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from batchline.config.settings import Settings
 from batchline.errors import InvalidRequest
 from batchline.keys import Keys, request_id
+from batchline.pending import count as pending_count
 from batchline.producers.producer import Producer
 from batchline.producers.submit_cli import submit_file
 
@@ -71,7 +72,7 @@ def test_every_bad_line_is_reported_and_the_file_read_to_the_end(settings, tmp_p
     assert producer.status("null-tenant", tenant="main")["state"] == "queued"  # null: --tenant applies
     assert "reply_to" not in producer.status("null-tenant", tenant="main")
     assert producer.status("ok-2", tenant="main")["state"] == "queued"  # read on after every bad line
-    assert producer.redis.llen(Keys(settings.key_prefix).pending) == 3
+    assert pending_count(producer.redis, Keys(settings.key_prefix)) == 3
 
     clean = tmp_path / "clean.jsonl"
     clean.write_bytes(line("c-1") + b"\n")
@@ -167,7 +168,7 @@ def test_fuzz_no_line_escapes_and_refused_lines_store_nothing(fuzz_producer, lin
             numbered[number] = f"z{next(ids)}"
             raw = raw.replace(CID.encode(), numbered[number].encode())
         out.append(raw)
-    pending = r.llen(keys.pending)
+    pending = pending_count(r, keys)
     report, rejected = submit_file(fuzz_producer, io.BytesIO(b"\n".join(out) + b"\n"), tenant="fz", reply_to=None)
     seen["lines"] += len(lines)
     seen["accepted"] = seen.get("accepted", 0) + report.accepted
@@ -178,7 +179,7 @@ def test_fuzz_no_line_escapes_and_refused_lines_store_nothing(fuzz_producer, lin
         assert rej.field.split(".")[0].split("[")[0] in FIELDS, rej
         assert rej.reason and len(rej.reason) < 1000, rej
         f"line {rej.index}: {rej.custom_id or '-'}: {rej.field}: {rej.reason}".encode()  # printable as the CLI does
-    assert r.llen(keys.pending) - pending == report.accepted
+    assert pending_count(r, keys) - pending == report.accepted
     stored = 0
     for number, cid in numbered.items():
         item_tenant = None
