@@ -43,14 +43,17 @@ class Backpressure(RetryableError):
     `maximum` are its values. From `submit_many`, `report` holds what was stored before it and
     `index` the position of the first item not stored: submit again from there once it drains."""
 
-    def __init__(self, limit: str, current: int, maximum: int, tenant: str | None = None) -> None:
-        setting = "BATCHLINE_" + {"memory": "INTAKE_MEMORY_PERCENT"}.get(limit, f"MAX_{limit.upper()}")
-        if limit.startswith("tenant_"):
-            setting = f"BATCHLINE_TENANT_MAX_{limit.removeprefix('tenant_').upper()} or BATCHLINE_TENANT_LIMITS"
-        what = {"memory": "Redis memory (bytes)"}.get(limit, limit.replace("_", " "))
-        whose = f"tenant {tenant!r}: " if tenant else ""
-        super().__init__(f"backpressure: {whose}{what} at {current:,} of the limit {maximum:,} ({setting}); "
-                         "retry once it drains", retry_after=None)
+    def __init__(self, limit: str, current: int, maximum: int, tenant: str | None = None,
+                 message: str | None = None) -> None:
+        if message is None:
+            setting = "BATCHLINE_" + {"memory": "INTAKE_MEMORY_PERCENT"}.get(limit, f"MAX_{limit.upper()}")
+            if limit.startswith("tenant_"):
+                setting = f"BATCHLINE_TENANT_MAX_{limit.removeprefix('tenant_').upper()} or BATCHLINE_TENANT_LIMITS"
+            what = {"memory": "Redis memory (bytes)"}.get(limit, limit.replace("_", " "))
+            whose = f"tenant {tenant!r}: " if tenant else ""
+            message = (f"backpressure: {whose}{what} at {current:,} of the limit {maximum:,} ({setting}); "
+                       "retry once it drains")
+        super().__init__(message, retry_after=None)
         self.limit, self.current, self.maximum, self.tenant = limit, current, maximum, tenant
         self.report: object | None = None
         self.index: int | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from batchline import quotas
 from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
 from batchline.errors import Backpressure, Conflict, InvalidRequest
@@ -28,7 +29,10 @@ BACKPRESSURE = "backpressure|"  # intake.lua's code when admission control refus
 
 
 def backpressure(code: str) -> Backpressure:
+    """intake.lua's refusal: admission control's `Backpressure`, or `QuotaExceeded` by a tenant's quota."""
     _, limit, current, maximum, tenant = code.split("|", 4)
+    if limit in quotas.QUOTAS:
+        return quotas.refused(limit, tenant, int(current), int(maximum))
     return Backpressure(limit, int(current), int(maximum), tenant or None)
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
 CONFLICT_RULE = "conflict: already submitted with other params"
@@ -80,6 +84,7 @@ class Producer:
         self.keys = Keys(settings.key_prefix)
         self._scripts = Scripts(client, self.keys)
         self._record_prefix = self.keys.request("")
+        self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
@@ -112,13 +117,24 @@ class Producer:
         st = self.settings
         tenants = sorted({r.tenant for r in chunk})
         admission: list[Any] = [st.max_queued_requests, st.max_queued_bytes, st.intake_memory_percent, len(tenants)]
+        over_budget: dict[str, str] = {}  # tenant -> its refusal, in intake.lua's words (cents)
         for tenant in tenants:
-            admission += (tenant, *st.limits_of(tenant))
+            quota, spent = self.quotas.get(tenant)
+            over = quota is not None and quota.monthly_budget_usd is not None and spent >= quota.monthly_budget_usd
+            if over and quota is not None and quota.monthly_budget_usd is not None:
+                over_budget[tenant] = (f"{BACKPRESSURE}monthly_budget_usd|{round(spent * 100)}|"
+                                       f"{round(quota.monthly_budget_usd * 100)}|{tenant}")
+            admission += (tenant, *quotas.intake_limits(st.limits_of(tenant), quota, over))
         try:
-            return self._scripts.intake(chunk, now_ms(), admission)
+            codes = self._scripts.intake(chunk, now_ms(), admission)
         except redis.exceptions.OutOfMemoryError:  # past maxmemory already: the same answer, from Redis
             info = self.redis.info("memory")
             raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
+        if over_budget:
+            marker = f"{BACKPRESSURE}monthly_budget_usd|"
+            codes = [over_budget[r.tenant] if isinstance(c, str) and c.startswith(marker) else c
+                     for r, c in zip(chunk, codes, strict=True)]
+        return codes
 
     def submit(
         self,

@@ -3,7 +3,9 @@
 -- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets
 -- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] pending list prefix (one list per tenant),
 -- admission control (0: no limit): ARGV[4] max queued requests, ARGV[5] max queued bytes, ARGV[6] percent
---   of Redis maxmemory intake may fill, ARGV[7] K, then K triples: tenant, its max requests, its max bytes;
+--   of Redis maxmemory intake may fill, ARGV[7] K, then K groups of 5: tenant, its max requests, the
+--   limit's name, its max bytes, that limit's name (-1: none; the tighter of admission control's
+--   per-tenant limit and the tenant's own quota, named so a refusal says which: batchline/quotas.py);
 -- then 9 fields per request: rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size,
 --   betas ('' for none)
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest),
@@ -16,8 +18,10 @@ local prefix, now = ARGV[1], ARGV[2]
 local codes, bytes, tenants, tenant_bytes = {}, 0, {}, {}
 local accepted, accepted_order, n_accepted = {}, {}, 0  -- by tenant
 local max_n, max_b, mem_pct = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local limits, first = {}, 8 + 3 * tonumber(ARGV[7])
-for j = 8, first - 1, 3 do limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2])} end
+local limits, first = {}, 8 + 5 * tonumber(ARGV[7])
+for j = 8, first - 1, 5 do
+  limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 3]), ARGV[j + 2], ARGV[j + 4]}
+end
 local refused_by = nil  -- once set, every new request of the chunk is refused with it
 
 local queued = redis.call('HMGET', KEYS[2], 'pending', 'pending_bytes')
@@ -57,11 +61,11 @@ local function over_limit(tenant, size)
   local lim = limits[tenant]
   if lim then
     local st = tenant_state(tenant)
-    if lim[1] > 0 and st[1] + 1 > lim[1] then
-      return 'backpressure|tenant_queued_requests|' .. st[1] .. '|' .. lim[1] .. '|' .. tenant
+    if lim[1] >= 0 and st[1] + 1 > lim[1] then
+      return 'backpressure|' .. lim[3] .. '|' .. st[1] .. '|' .. lim[1] .. '|' .. tenant
     end
-    if lim[2] > 0 and st[2] + size > lim[2] then
-      return 'backpressure|tenant_queued_bytes|' .. st[2] .. '|' .. lim[2] .. '|' .. tenant
+    if lim[2] >= 0 and st[2] + size > lim[2] then
+      return 'backpressure|' .. lim[4] .. '|' .. st[2] .. '|' .. lim[2] .. '|' .. tenant
     end
   end
   return nil

@@ -7,7 +7,7 @@ import pytest
 from batchline import apikeys
 from batchline.errors import InvalidRequest, RetryableError
 from batchline.keys import Keys
-from batchline.quotas import Limits, QuotaExceeded, Usage, check
+from batchline.quotas import Limits, QuotaExceeded, Usage, check, intake_limits
 from batchline.tenants import Tenant
 
 
@@ -93,3 +93,18 @@ def test_batchline_errors_map_to_the_api_statuses(exc, status, retry_after):
     assert (resp.headers.get("retry-after") is not None) == (retry_after is not None)
     with pytest.raises(ZeroDivisionError):  # anything else is not ours to answer: a 500 upstream
         from_exception(ZeroDivisionError())
+
+
+@pytest.mark.parametrize(
+    ("admission", "quota", "over", "expected"),
+    [
+        ((0, 0), None, False, (-1, "tenant_queued_requests", -1, "tenant_queued_bytes")),  # no limits at all
+        ((100, 0), Limits(max_queued=10), False, (10, "max_queued", -1, "tenant_queued_bytes")),  # quota tighter
+        ((5, 0), Limits(max_queued=10), False, (5, "tenant_queued_requests", -1, "tenant_queued_bytes")),
+        ((0, 500), Limits(max_queued_bytes=900), False, (-1, "tenant_queued_requests", 500, "tenant_queued_bytes")),
+        ((0, 0), Limits(max_queued=0), False, (0, "max_queued", -1, "tenant_queued_bytes")),  # 0 takes nothing
+        ((7, 8), Limits(monthly_budget_usd=1.0), True, (0, "monthly_budget_usd", 8, "tenant_queued_bytes")),
+    ],
+)
+def test_intake_limits_take_the_tighter_and_name_it(admission, quota, over, expected):
+    assert intake_limits(admission, quota, over) == expected
