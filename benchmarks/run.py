@@ -690,6 +690,12 @@ METHOD = [
     "figure is the gateway's read path alone; then `GET .../results` is read by a raw HTTP client, counting "
     "lines. The gateway's peak RSS (VmHWM of its process) is read after a batch of a tenth the size and "
     "after the full one: flat means it does not grow with the batch.",
+    "7. **fair share**: (a) tenant A submits the backlog (~256 B requests), one batch of it is created at the "
+    "emulator, then tenant B submits 50; `aggregator.pack_once` runs (real creates) until none of B's is "
+    "queued. The wait is from B's submit to the create that took its last request; the interval is the "
+    "median time between creates in that run. The baseline submits B's 50 into A's own list: one FIFO "
+    "for everyone, as 0.1 kept. (b) the same N ~1 KB requests spread over 100 tenants or held by one, "
+    "`FLUSHDB` between; `aggregator.claim` of all N timed alone.",
 ]
 
 
@@ -714,7 +720,8 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,gateway", help="comma list of benchmarks")
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway",
+                    help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
     sizes = Sizes().quick() if args.quick else Sizes()
@@ -740,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
                 bench_fanout(report, r, redis_srv.url, base_url, moto.url, sizes)
             if "memory" in only:
                 bench_memory(report, r, redis_srv.url, base_url, sizes, Path(tmp))
+            if "fairshare" in only:
+                from benchmarks import fairshare_bench
+
+                fairshare_bench.bench_wait(report, redis_srv.url, base_url, sizes.intake, settings_for, items_of,
+                                           verdict)
+                fairshare_bench.bench_claim(report, redis_srv.url, sizes.pack, settings_for, items_of, verdict)
         if "gateway" in only:
             from benchmarks import gateway_bench
 
