@@ -7,9 +7,9 @@ others, until the batch is full or nobody has more. So a tenant with 50 queued b
 backlog never starves a small one. Rounding goes to the largest remainders, ties to the tenant with
 the larger `carry` (what it was rounded down by before), so rounding evens out across batches.
 
-Not wired into packing yet: the claim script still keeps one pending list. Using this needs one
-pending list per tenant, which belongs with the claim script's rework (issue 10); the claim then
-takes `shares(...)[t]` ids from each tenant's list.
+The model of `batchline/lua/claim.lua`, which fills each batch by the same rule in rounds of small
+quanta inside Redis (it cannot call Python): tests/integration/test_fair_share.py checks the
+claim's split against `shares` within one quantum.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ class Snapshot:
     counters: dict[str, int]
     open: list[dict[str, Any]] = field(default_factory=list)
     undeliverable: int = 0  # requests whose reply target refused them, awaiting `batchline redeliver`
+    waiting_by_tenant: dict[str, int] = field(default_factory=dict)  # per-tenant pending list lengths
 
     def by(self, kind: str) -> dict[tuple[str, ...], int]:
         """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
@@ -70,6 +71,7 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
         counters={text(k) or "": int(v) for k, v in counters.items()},
         undeliverable=int(n_undeliverable),
+        waiting_by_tenant=pending.by_tenant(client, keys),
     )
     if with_open:
         now = now_ms()

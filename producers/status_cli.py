@@ -38,11 +38,12 @@ def render(snap: Snapshot, limit: int) -> Any:
     ]:
         queue.add_row(name, value)
     tenants = Table(title="by tenant")
-    for col in ("tenant", "outstanding", "succeeded", "errored", "canceled", "expired"):
+    for col in ("tenant", "waiting", "outstanding", "succeeded", "errored", "canceled", "expired"):
         tenants.add_column(col)
     delivered = snap.by("delivered")
     for tenant, outstanding in sorted(snap.outstanding_by_tenant().items()):
-        tenants.add_row(tenant, f"{outstanding:,}", *(f"{delivered.get((tenant, o), 0):,}"
+        waiting = snap.waiting_by_tenant.get(tenant, 0)
+        tenants.add_row(tenant, f"{waiting:,}", f"{outstanding:,}", *(f"{delivered.get((tenant, o), 0):,}"
                                                       for o in ("succeeded", "errored", "canceled", "expired")))
     batches = Table(title="open batches (oldest 50)")
     for col in ("batch", "provider batch", "requests", "age", "expires in"):

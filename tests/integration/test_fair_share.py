@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from batchline.fairshare import shares
 from batchline.fields import R
 from batchline.keys import Keys, request_id
 from batchline.pending import by_tenant
@@ -77,8 +78,11 @@ def test_backlogged_tenants_share_each_batch_by_weight(settings, redis_client):
     got = tenants_of(ctx, flat)
     assert sum(got.values()) == 5000
     quantum = -(-5000 // (8 * 5))  # claim.lua: an eighth of the batch over the weights' sum, per round
-    assert abs(got["heavy"] - 3000) <= 3 * quantum and abs(got["light"] - 1000) <= quantum
-    assert abs(got["unregistered"] - 1000) <= quantum
+    model = shares({"heavy": 6000, "light": 6000, "unregistered": 6000},
+                   {"heavy": 3, "light": 1, "unregistered": 1}, 5000)  # the pure rule (batchline/fairshare.py)
+    assert model == {"heavy": 3000, "light": 1000, "unregistered": 1000}
+    assert all(abs(got[t] - model[t]) <= 3 * quantum for t in model)
+    assert abs(got["light"] - 1000) <= quantum and abs(got["unregistered"] - 1000) <= quantum
     # the head of each tenant's list went first, in order (a FIFO per tenant)
     heavy = sorted(int(cid.split("-")[1]) for cid in _custom_ids(ctx, flat, "heavy"))
     assert heavy == list(range(len(heavy)))
@@ -91,6 +95,20 @@ def _custom_ids(ctx: Context, flat: list[bytes], tenant: str) -> list[str]:
         if t.decode() == tenant:
             out.append(cid.decode())
     return out
+
+
+def test_a_small_tenant_is_filled_first_and_the_rest_goes_to_the_backlog(settings, redis_client):
+    producer = Producer.from_settings(settings)
+    producer.submit_many(({"custom_id": f"a-{i}", "params": params(i)} for i in range(3000)), tenant="A")
+    producer.submit_many(({"custom_id": f"b-{i}", "params": params(i)} for i in range(40)), tenant="B")
+    producer.submit_many(({"custom_id": f"c-{i}", "params": params(i)} for i in range(700)), tenant="C")
+    ctx = Context(settings.replace(anthropic_api_key="unused"))
+    _, _, flat = aggregator.claim(ctx, Take(1500, 10**9, "full"))
+    got = tenants_of(ctx, flat)
+    model = shares({"A": 3000, "B": 40, "C": 700}, {"A": 1, "B": 1, "C": 1}, 1500)
+    assert model == {"A": 760, "B": 40, "C": 700}  # B and C have less than a third: all of theirs
+    assert got["B"] == 40 and sum(got.values()) == 1500
+    assert abs(got["A"] - 760) <= 63 and abs(got["C"] - 700) <= 63  # one quantum: ceil(1500 / 24)
 
 
 def test_a_batch_cut_by_bytes_is_shared_too(settings, redis_client):
