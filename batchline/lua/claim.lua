@@ -12,6 +12,7 @@
 -- takes what it has and drops out; the others fill the rest in further rounds. So a tenant with 50
 -- requests beside one with 100,000 has all 50 in this batch, and two backlogged tenants split it by
 -- weight. The tenant a round starts with rotates from one claim to the next (ties, beta sets).
+-- With more tenants waiting than one batch can take, those whose oldest request waited longest go in.
 -- A batch carries one beta set (its anthropic-beta header): that of the first queued request met.
 -- Requests of other beta sets stay at the head of their list, in order, for a later batch; a tenant
 -- whose window holds only those is done for this batch.
@@ -19,7 +20,9 @@
 
 local prefix, bid = ARGV[1], ARGV[2]
 local max_n, max_bytes, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[8]
-local tenants = redis.call('ZRANGE', KEYS[1], 0, -1)
+-- at most max_n tenants can each add one (and at most 5,000 are weighed per claim): those whose
+-- oldest request has waited longest
+local tenants = redis.call('ZRANGE', KEYS[1], 0, math.min(max_n, 5000) - 1)
 if #tenants == 0 or max_n <= 0 then return {} end
 table.sort(tenants)
 local start = redis.call('HINCRBY', KEYS[2], 'fair_turn', 1) % #tenants

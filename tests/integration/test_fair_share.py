@@ -159,3 +159,15 @@ def test_a_01_single_pending_list_is_moved_and_nothing_is_lost(pipeline_settings
     drain(ctx)
     assert redis_client.xlen("fair-legacy") == 120  # 119 answered, and old-0's one `canceled`
     assert pending_count(redis_client, k) == 0 and not redis_client.exists(k.pending_tenants)
+
+
+def test_more_tenants_than_a_batch_holds_the_longest_waiting_go_first(settings, redis_client):
+    producer = Producer.from_settings(settings)
+    for t in range(30):  # submitted one after another: t0's request has waited longest
+        producer.submit(f"r-{t}", params(t), tenant=f"t{t:02d}")
+        time.sleep(0.002)
+    ctx = Context(settings.replace(anthropic_api_key="unused"))
+    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
+    assert set(tenants_of(ctx, flat)) == {f"t{t:02d}" for t in range(10)}
+    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
+    assert set(tenants_of(ctx, flat)) == {f"t{t:02d}" for t in range(10, 20)}
