@@ -97,6 +97,10 @@ class Keys:
     def gateway_rate(self, key_hash: str, window: int) -> str:
         return f"{self.prefix}:gw:rate:{key_hash[:24]}:{window}"
 
+    def gateway_auth_failures(self, address_hash: str, window: int) -> str:
+        """counter: failed authentications from one client address in one rate window"""
+        return f"{self.prefix}:gw:authfail:{address_hash[:24]}:{window}"
+
     @property
     def gateway_stream_prefix(self) -> str:
         """Reply streams of client batches. A reply_to must name a stream, never a key of ours

@@ -145,6 +145,10 @@ class Settings:
     gateway_max_batch_requests: int = 1_000_000  # BATCHLINE_GATEWAY_MAX_BATCH_REQUESTS (per client batch)
     gateway_rate_limit: int = 600  # BATCHLINE_GATEWAY_RATE_LIMIT (HTTP requests per key per window)
     gateway_rate_window_seconds: int = 60  # BATCHLINE_GATEWAY_RATE_WINDOW_SECONDS
+    # failed authentications per client address per window, then 429 for that address (guessing keys)
+    gateway_auth_failure_limit: int = 30  # BATCHLINE_GATEWAY_AUTH_FAILURE_LIMIT
+    # proxies in front that append X-Forwarded-For (0: the peer address is the client; never trust XFF)
+    gateway_trusted_proxy_hops: int = 0  # BATCHLINE_GATEWAY_TRUSTED_PROXY_HOPS
     gateway_body_timeout_seconds: float = 60.0  # BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS (slow clients: 408)
     gateway_cors_origins: tuple[str, ...] = ()  # BATCHLINE_GATEWAY_CORS_ORIGINS (comma-separated; none: no CORS)
     gateway_public_url: str | None = None  # BATCHLINE_GATEWAY_PUBLIC_URL (base of results_url; default: the Host)
@@ -254,6 +258,12 @@ class Settings:
             gateway_rate_limit=_int(env, "BATCHLINE_GATEWAY_RATE_LIMIT", d.gateway_rate_limit, 1),
             gateway_rate_window_seconds=_int(
                 env, "BATCHLINE_GATEWAY_RATE_WINDOW_SECONDS", d.gateway_rate_window_seconds, 1, 86400
+            ),
+            gateway_auth_failure_limit=_int(
+                env, "BATCHLINE_GATEWAY_AUTH_FAILURE_LIMIT", d.gateway_auth_failure_limit, 1
+            ),
+            gateway_trusted_proxy_hops=_int(
+                env, "BATCHLINE_GATEWAY_TRUSTED_PROXY_HOPS", d.gateway_trusted_proxy_hops, 0, 16
             ),
             gateway_body_timeout_seconds=_float(
                 env, "BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS", d.gateway_body_timeout_seconds, 0.1

@@ -29,7 +29,7 @@ from batchline.redis_client import connect
 from batchline.tenants import Tenant, TenantStore
 
 from . import betas, single, validate
-from .auth import RateLimiter, authenticate
+from .auth import RateLimiter, authenticate, client_address, presented_key
 from .batches import Batches
 from .errors import ApiError, error_response, from_exception, on_http_exception, on_unexpected
 from .openapi import document
@@ -48,13 +48,28 @@ class Gateway:
         self.tenants = TenantStore(self.redis, self.keys, settings.key_grace_seconds)
         self.batches = Batches(self.producer)
         self.limiter = RateLimiter(
-            self.redis, self.keys, settings.gateway_rate_limit, settings.gateway_rate_window_seconds
+            self.redis,
+            self.keys,
+            settings.gateway_rate_limit,
+            settings.gateway_rate_window_seconds,
+            settings.gateway_auth_failure_limit,
         )
         self.single = single.Requests(self.producer)
 
     def caller(self, request: Request) -> Tenant:
-        tenant = authenticate(self.tenants, request.headers)
-        self.limiter.hit(request.headers)
+        """The tenant behind the request's key: a throttled address first (429), then the key
+        (401, counted against the address when a key was presented), then the key's rate (429)."""
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers, self.settings.gateway_trusted_proxy_hops)
+        self.limiter.refuse_guessing(address)
+        key = presented_key(request.headers)
+        try:
+            tenant = authenticate(self.tenants, request.headers)
+        except ApiError:
+            if key is not None:
+                self.limiter.failed(address)
+            raise
+        self.limiter.hit(key or "")
         return tenant
 
     def check_quota(self, tenant: Tenant, requests: int, size: int) -> None:

@@ -170,3 +170,57 @@ def test_a_body_sent_too_slowly_is_408_and_stores_nothing(impatient):
     assert resp.status_code == 408 and resp.json()["error"]["type"] == "timeout_error"
     assert pending_count(impatient.store.redis, Keys(impatient.settings.key_prefix)) == 0
     assert httpx.get(f"{impatient.base_url}/v1/requests/slow", headers=h(impatient)).status_code == 404
+
+
+@pytest.fixture
+def guarded(pipeline_settings):
+    yield from start_rig(pipeline_settings.replace(gateway_auth_failure_limit=3, gateway_rate_window_seconds=3600))
+
+
+@pytest.fixture
+def proxied(pipeline_settings):
+    yield from start_rig(
+        pipeline_settings.replace(
+            gateway_auth_failure_limit=3, gateway_rate_window_seconds=3600, gateway_trusted_proxy_hops=1
+        )
+    )
+
+
+def _gateway_keys(rig) -> set[bytes]:
+    return set(rig.store.redis.scan_iter(match=f"{rig.settings.key_prefix}:gw:*", count=1000))
+
+
+def test_guessing_keys_is_throttled_per_address_and_costs_one_counter(guarded):
+    key = guarded.add("alpha")
+    url = f"{guarded.base_url}/v1/messages/batches"
+    assert httpx.get(url, headers={"x-api-key": key}).status_code == 200
+    before = _gateway_keys(guarded)
+    for i in range(3):  # every guess a new random key, and a forged X-Forwarded-For (not trusted here)
+        resp = httpx.get(url, headers={"x-api-key": f"sk-guess-{i}", "x-forwarded-for": f"10.0.0.{i}"})
+        assert resp.status_code == 401 and resp.json()["error"]["type"] == "authentication_error"
+    added = _gateway_keys(guarded) - before
+    assert len(added) == 1 and b":gw:authfail:" in next(iter(added))  # not one key per guess
+    resp = httpx.get(url, headers={"x-api-key": "sk-guess-4", "x-forwarded-for": "10.0.0.9"})
+    assert resp.status_code == 429 and resp.json()["error"]["type"] == "rate_limit_error"
+    assert "failed authentications" in resp.json()["error"]["message"]
+    assert 1 <= int(resp.headers["retry-after"]) <= 3600
+    # a right guess from the throttled address looks the same as a wrong one
+    resp = httpx.get(url, headers={"x-api-key": key})
+    assert resp.status_code == 429 and key not in resp.text
+    # no key at all is not a guess: the address's count did not move, and the answer is still 429
+    assert httpx.get(url).status_code == 429
+    assert _gateway_keys(guarded) - before == added
+
+
+def test_trusted_proxy_hop_separates_addresses(proxied):
+    key = proxied.add("alpha")
+    url = f"{proxied.base_url}/v1/messages/batches"
+
+    def get(xff: str, api_key: str) -> int:
+        return httpx.get(url, headers={"x-api-key": api_key, "x-forwarded-for": xff}).status_code
+
+    # the client forges the left entries; the ingress appends the address it saw, which is what counts
+    assert [get(f"1.1.1.{i}, 192.0.2.7", "sk-wrong") for i in range(4)] == [401, 401, 401, 429]
+    assert get("192.0.2.7", key) == 429
+    assert get("192.0.2.8", key) == 200  # another client behind the same ingress is unaffected
+    assert get("192.0.2.7, 192.0.2.8", key) == 200

@@ -108,3 +108,17 @@ def test_batchline_errors_map_to_the_api_statuses(exc, status, retry_after):
 )
 def test_intake_limits_take_the_tighter_and_name_it(admission, quota, over, expected):
     assert intake_limits(admission, quota, over) == expected
+
+
+def test_client_address_reads_only_trusted_forwarded_entries():
+    from starlette.datastructures import Headers
+
+    from batchline.gateway.auth import client_address
+
+    two = Headers(raw=[(b"x-forwarded-for", b"6.6.6.6, 10.0.0.1"), (b"x-forwarded-for", b"10.0.0.2")])
+    assert client_address("172.16.0.9", two, 0) == "172.16.0.9"  # no trusted proxy: the header is ignored
+    assert client_address("172.16.0.9", two, 1) == "10.0.0.2"
+    assert client_address("172.16.0.9", two, 2) == "10.0.0.1"
+    assert client_address("172.16.0.9", two, 5) == "6.6.6.6"  # fewer entries than hops: the leftmost
+    assert client_address("172.16.0.9", Headers(), 1) == "172.16.0.9"
+    assert client_address(None, Headers(), 0) == "unknown"
