@@ -4,58 +4,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import threading
-import time
-from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from batchline.threaded_server import ServerThread, bind_socket
 
 from .app import build_app
 from .config import EmulatorConfig
 from .state import EmulatorState
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket; TCP_NODELAY (inherited by accepted sockets) avoids 40 ms delayed-ACK stalls."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    return sock
-
-
-class EmulatorHandle:
+class EmulatorHandle(ServerThread):
     """A running emulator in a daemon thread; a context manager that stops it on exit."""
+
+    name = "batchline-emulator"
 
     def __init__(self, config: EmulatorConfig, log_level: str = "critical") -> None:
         self.state = EmulatorState(config)
-        self._sock = bind_socket(config.host, config.port)
-        host, port = self._sock.getsockname()[:2]
-        self.base_url = f"http://{host}:{port}"
-        uv_config = uvicorn.Config(build_app(self.state), lifespan="off", log_level=log_level)
-        self._server = uvicorn.Server(uv_config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, name="batchline-emulator", daemon=True
+        super().__init__(
+            uvicorn.Config(build_app(self.state), lifespan="off", log_level=log_level), config.host, config.port
         )
-
-    def start(self, timeout: float = 10.0) -> EmulatorHandle:
-        """Start serving and wait until the server accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread to end."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
 
     @property
     def config(self) -> EmulatorConfig:
@@ -76,14 +45,6 @@ class EmulatorHandle:
     def advance(self, seconds: float) -> None:
         """Move the emulated clock forward by ``seconds``."""
         self.state.clock.advance(seconds)
-
-    def __enter__(self) -> EmulatorHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def run_in_thread(config: EmulatorConfig | None = None, log_level: str = "critical") -> EmulatorHandle:

@@ -6,15 +6,12 @@ TLS is the ingress's job (deploy/); the gateway speaks plain HTTP behind it.
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
-import time
-from types import TracebackType
 
 import uvicorn
 
 from batchline import log
 from batchline.config.settings import Settings
+from batchline.threaded_server import ServerThread
 
 from .app import build_app
 
@@ -58,41 +55,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class GatewayHandle:
+class GatewayHandle(ServerThread):
     """A gateway serving in a daemon thread on a free port; a context manager that stops it."""
 
+    name = "batchline-gateway"
+
     def __init__(self, settings: Settings, log_level: str = "critical") -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        host, port = self._sock.getsockname()[:2]
-        self.base_url = f"http://{host}:{port}"
-        self._server = uvicorn.Server(_config(settings, log_level))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, name="batchline-gateway", daemon=True
-        )
-
-    def start(self, timeout: float = 10.0) -> GatewayHandle:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        self._sock.close()
-
-    def __enter__(self) -> GatewayHandle:
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+        super().__init__(_config(settings, log_level))
 
 
 def run_in_thread(settings: Settings, log_level: str = "critical") -> GatewayHandle:
