@@ -22,7 +22,6 @@ from batchline.keys import request_id
 from batchline.producers.producer import Producer
 from batchline.redis_client import text, text_map
 from batchline.requests import encode
-from batchline.scripts import Scripts
 from batchline.tenants import Tenant
 
 from . import errors
@@ -51,7 +50,7 @@ class Batches:
         self.redis = producer.redis
         self.keys = producer.keys
         self.settings = producer.settings
-        self.scripts = Scripts(self.redis, self.keys)
+        self.scripts = producer.scripts
         self._ttl_ms = MAX_BATCH_AGE_MS
 
     # -- create ---------------------------------------------------------------------------------

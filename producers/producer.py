@@ -82,7 +82,7 @@ class Producer:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._scripts = Scripts(client, self.keys)
+        self.scripts = Scripts(client, self.keys)  # shared with the gateway, which drives the same records
         self._record_prefix = self.keys.request("")
         self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
 
@@ -126,7 +126,7 @@ class Producer:
                                        f"{round(quota.monthly_budget_usd * 100)}|{tenant}")
             admission += (tenant, *quotas.intake_limits(st.limits_of(tenant), quota, over))
         try:
-            codes = self._scripts.intake(chunk, now_ms(), admission)
+            codes = self.scripts.intake(chunk, now_ms(), admission)
         except redis.exceptions.OutOfMemoryError:  # past maxmemory already: the same answer, from Redis
             info = self.redis.info("memory")
             raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
@@ -311,7 +311,7 @@ class Producer:
     def cancel_ids(self, rids: list[str]) -> list[str]:
         now = now_ms()
         entry = json.dumps({"event": "cancel_requested", "at": iso(now)}, separators=(",", ":"))
-        return self._scripts.cancel(rids, now, self.settings.record_ttl_seconds, entry)
+        return self.scripts.cancel(rids, now, self.settings.record_ttl_seconds, entry)
 
     def status(self, custom_id: str, tenant: str | None = None) -> dict[str, Any] | None:
         """The request's current state and details, or None if batchline does not know it."""
