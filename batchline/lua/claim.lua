@@ -46,6 +46,10 @@ if pn > 0 and pb > 0 then est = math.max(1, math.min(max_n, math.floor(max_bytes
 local base = math.max(1, math.ceil(est / (8 * sum_w)))
 
 local out, taken, bytes, full = {}, {}, 0, false
+-- list entries looked at by one claim, whatever they turn out to be (canceled, another beta set):
+-- bounded by the batch's size, not by the lists' lengths (a list of canceled entries is walked over
+-- several claims, never in one)
+local scanned, scan_max = 0, math.max(2 * max_n, 20000)
 local betas = nil
 local pos, other, live, n_live = {}, {}, {}, #order
 for _, t in ipairs(order) do pos[t], other[t], live[t] = 0, {}, true end
@@ -77,7 +81,8 @@ while not full and n_live > 0 do
         end
         -- entries that are no longer queued (canceled, gone) are dropped from the list as we pass them
         pos[t] = pos[t] + 1
-        if #taken >= max_n then full = true break end
+        scanned = scanned + 1
+        if #taken >= max_n or scanned >= scan_max then full = true break end
       end
       if #ids < q or (took == 0 and skipped) then
         live[t] = false
