@@ -46,3 +46,21 @@ def test_one_claim_does_bounded_work_over_requests_canceled_while_queued(setting
     examined = n - redis_client.llen(key)
     # bounded by the batch's size (a small multiple of it, or a fixed cap), not by the list's length
     assert examined <= 20_000, f"one claim of max 10 requests examined {examined} entries in {elapsed:.2f}s"
+    assert examined <= 20_000, f"one claim of max 10 requests examined {examined} entries in {elapsed:.2f}s"
+
+
+def test_a_tenant_of_large_requests_does_not_end_every_batch_for_the_others(settings, redis_client):
+    """The byte budget is shared: as soon as one tenant's next request does not fit, claim.lua ends
+    the whole batch (`full = true`), although other tenants' small requests would still fit. A
+    tenant sending large requests thus cuts every batch to a few requests of everybody else's."""
+    s = settings.replace(max_batch_bytes=100_000)
+    producer = Producer.from_settings(s)
+    big = "x" * 30_000
+    producer.submit_many(({"custom_id": f"a-{i}", "params": params(i, big)} for i in range(50)), tenant="hog")
+    producer.submit_many(({"custom_id": f"b-{i}", "params": params(i)} for i in range(2000)), tenant="small")
+    ctx = Context(s.replace(anthropic_api_key="unused"))
+    got: Counter[str] = Counter()
+    for _ in range(2):  # both lead tenants
+        _, _, flat = aggregator.claim(ctx, Take(10_000, 100_000, "full"))
+        got += tenants_of(ctx, flat)
+    # each batch has ~90 KB of hog's and ~10 KB of room: ~60 small requests of ~150 bytes
