@@ -46,7 +46,6 @@ def test_one_claim_does_bounded_work_over_requests_canceled_while_queued(setting
     examined = n - redis_client.llen(key)
     # bounded by the batch's size (a small multiple of it, or a fixed cap), not by the list's length
     assert examined <= 20_000, f"one claim of max 10 requests examined {examined} entries in {elapsed:.2f}s"
-    assert examined <= 20_000, f"one claim of max 10 requests examined {examined} entries in {elapsed:.2f}s"
 
 
 def test_a_tenant_of_large_requests_does_not_end_every_batch_for_the_others(settings, redis_client):
@@ -64,3 +63,33 @@ def test_a_tenant_of_large_requests_does_not_end_every_batch_for_the_others(sett
         _, _, flat = aggregator.claim(ctx, Take(10_000, 100_000, "full"))
         got += tenants_of(ctx, flat)
     # each batch has ~90 KB of hog's and ~10 KB of room: ~60 small requests of ~150 bytes
+    assert got["small"] >= 100, f"two batches of 100 KB held only {got['small']} small requests: {got}"
+
+
+def test_a_lone_refused_request_sent_to_the_tail_lets_other_tenants_go_first(pipeline_settings, redis_client,
+                                                                              emulator):
+    """A 400 bisection narrows batches to one request; a request refused alone (before any narrowed
+    create went through) is released 'tail', "behind the others, which are tried first". With one
+    list per tenant, the tail is its own tenant's tail: a tenant whose only request is that one is
+    at once the oldest head again, and a claim of one request weighs only the oldest tenant
+    (ZRANGE 0..max_n-1), so the same request is created, refused and released in a loop while the
+    good tenant's requests (which would prove the refusal is that request's) are never tried."""
+    s = pipeline_settings.replace(s3_bucket=None, pause_probe_seconds=0.2, sweep_interval_seconds=0.5)
+    producer = Producer.from_settings(s)
+    producer.submit("bad", params(0), tenant="p", reply_to="redis-stream:lone")  # oldest head
+    time.sleep(0.01)
+    producer.submit_many(({"custom_id": f"g-{i}", "params": params(i)} for i in range(40)), tenant="g",
+                         reply_to="redis-stream:lone")
+    ctx = Context(s)
+    ctx.redis.hset(ctx.keys.request(request_id("p", "bad")), "p", '"not an object"')  # refused at create
+    for _ in range(40):  # each refused create ends a pack(); 40 creates are plenty to bisect 41
+        aggregator.pack(ctx, budget_seconds=2.0)
+        if producer.status("bad", tenant="p")["state"] != "queued":
+            break
+    creates = emulator.books()["operations"]["create"]
+    status = producer.status("bad", tenant="p")
+    good_sent = sum(producer.status(f"g-{i}", tenant="g")["state"] != "queued" for i in range(40))
+    assert status["state"] != "queued" or redis_client.exists(ctx.keys.paused), (
+        f"after {creates} creates the bad request is still queued, and {good_sent} of the 40 good ones "
+        f"went out; override: {redis_client.hgetall(ctx.keys.limit_override)}")
+    assert status.get("error_type") == "invalid_request_error" and not redis_client.exists(ctx.keys.paused)
