@@ -93,3 +93,27 @@ def test_a_lone_refused_request_sent_to_the_tail_lets_other_tenants_go_first(pip
         f"after {creates} creates the bad request is still queued, and {good_sent} of the 40 good ones "
         f"went out; override: {redis_client.hgetall(ctx.keys.limit_override)}")
     assert status.get("error_type") == "invalid_request_error" and not redis_client.exists(ctx.keys.paused)
+
+
+def test_a_chunk_of_two_tenants_one_over_its_budget_is_refused_cleanly(settings, redis_client):
+    """Items may name their own tenant, so one chunk holds several. intake.lua refuses every new
+    request of the chunk from the first refusal on with that refusal's code; the producer then maps
+    budget refusals to its message by the *item's* tenant (`over_budget[r.tenant]`): a request of
+    another tenant behind the over-budget one raises KeyError instead of QuotaExceeded."""
+    import pytest
+
+    from batchline.keys import Keys
+    from batchline.quotas import QuotaExceeded
+    from batchline.tenants import Tenant, TenantStore
+
+    keys = Keys(settings.key_prefix)
+    TenantStore(redis_client, keys).add(Tenant("spender", monthly_budget_usd=1.0))
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    redis_client.hset(keys.cost_day(day), "spender|claude-haiku-4-5|batch", 1_500_000)  # $1.50 this month
+    redis_client.sadd(keys.cost_days, day)
+    producer = Producer.from_settings(settings)
+    items = [{"custom_id": "s-0", "params": params(0), "tenant": "spender"},
+             {"custom_id": "o-0", "params": params(1), "tenant": "other"}]
+    with pytest.raises(QuotaExceeded, match="monthly_budget_usd") as info:
+        producer.submit_many(items)
+    assert info.value.tenant == "spender" and info.value.index == 0
