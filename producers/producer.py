@@ -132,8 +132,10 @@ class Producer:
             raise Backpressure("memory", int(info["used_memory"]), int(info["maxmemory"])) from None
         if over_budget:
             marker = f"{BACKPRESSURE}monthly_budget_usd|"
-            codes = [over_budget[r.tenant] if isinstance(c, str) and c.startswith(marker) else c
-                     for r, c in zip(chunk, codes, strict=True)]
+            # by the tenant the code names: from the first refusal on, the chunk's later requests (of any
+            # tenant) carry that refusal's code
+            codes = [over_budget.get(c.rsplit("|", 1)[-1], c) if isinstance(c, str) and c.startswith(marker) else c
+                     for c in codes]
         return codes
 
     def submit(

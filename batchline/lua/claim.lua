@@ -11,7 +11,8 @@
 -- batch (estimated by count and by bytes) over the weights' sum. A tenant with less than its share
 -- takes what it has and drops out; the others fill the rest in further rounds. So a tenant with 50
 -- requests beside one with 100,000 has all 50 in this batch, and two backlogged tenants split it by
--- weight. The tenant a round starts with rotates from one claim to the next (ties, beta sets).
+-- weight. A tenant whose next request does not fit in the bytes left is done for this batch; the
+-- others go on filling it. The tenant a round starts with rotates from one claim to the next (ties, beta sets).
 -- With more tenants waiting than one batch can take, those whose oldest request waited longest go in.
 -- A batch carries one beta set (its anthropic-beta header): that of the first queued request met.
 -- Requests of other beta sets stay at the head of their list, in order, for a later batch; a tenant
@@ -46,6 +47,10 @@ if pn > 0 and pb > 0 then est = math.max(1, math.min(max_n, math.floor(max_bytes
 local base = math.max(1, math.ceil(est / (8 * sum_w)))
 
 local out, taken, bytes, full = {}, {}, 0, false
+-- list entries looked at by one claim, whatever they turn out to be (canceled, another beta set):
+-- bounded by the batch's size, not by the lists' lengths (a list of canceled entries is walked over
+-- several claims, never in one)
+local scanned, scan_max = 0, math.max(2 * max_n, 20000)
 local betas = nil
 local pos, other, live, n_live = {}, {}, {}, #order
 for _, t in ipairs(order) do pos[t], other[t], live[t] = 0, {}, true end
@@ -54,7 +59,7 @@ while not full and n_live > 0 do
     if live[t] and not full then
       local q = math.min(math.max(1, math.floor(weights[t] * base + 0.5)), max_n - #taken)
       local ids = redis.call('LRANGE', lists .. t, pos[t], pos[t] + q - 1)
-      local took, skipped = 0, false
+      local took, skipped, no_room = 0, false, false
       for _, rid in ipairs(ids) do
         local key = prefix .. rid
         local rec = redis.call('HMGET', key, R.state, R.size, R.params, R.betas)
@@ -66,7 +71,8 @@ while not full and n_live > 0 do
             skipped = true
           else
             local z = tonumber(rec[2])
-            if #taken > 0 and bytes + z > max_bytes then full = true break end
+            -- its next request does not fit: this tenant is done for this batch, the others go on
+            if #taken > 0 and bytes + z > max_bytes then no_room = true break end
             taken[#taken + 1] = rid
             took = took + 1
             bytes = bytes + z
@@ -77,9 +83,10 @@ while not full and n_live > 0 do
         end
         -- entries that are no longer queued (canceled, gone) are dropped from the list as we pass them
         pos[t] = pos[t] + 1
-        if #taken >= max_n then full = true break end
+        scanned = scanned + 1
+        if #taken >= max_n or scanned >= scan_max then full = true break end
       end
-      if #ids < q or (took == 0 and skipped) then
+      if no_room or #ids < q or (took == 0 and skipped) then
         live[t] = false
         n_live = n_live - 1
       end

@@ -36,7 +36,13 @@ local groups, order = {}, {}
 for i = 1, #back do pending_group(groups, order, tenant_of[back[i]], back[i]) end
 for _, t in ipairs(order) do
   pending_push(ARGV[7], t, groups[t], where ~= 'tail')
-  pending_rescore(KEYS[1], ARGV[7], prefix, t)
+  if where == 'tail' and redis.call('LINDEX', ARGV[7] .. t, 0) == groups[t][1] then
+    -- behind the others: nothing else of its tenant waits, so the tenant goes behind the other
+    -- tenants (claims of few requests weigh the longest-waiting tenants first)
+    redis.call('ZADD', KEYS[1], ARGV[3], t)
+  else
+    pending_rescore(KEYS[1], ARGV[7], prefix, t)
+  end
 end
 local n = tonumber(redis.call('HGET', KEYS[4], B.n) or '0')
 redis.call('HINCRBY', KEYS[2], 'in_flight', -n)
