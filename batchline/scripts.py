@@ -97,7 +97,7 @@ class Scripts:
         """One code per id: 'removed' (queued: moved to the cancel batch, its `canceled` delivered by a
         worker), 'requested', 'final' or 'unknown'."""
         k = self._keys
-        codes = self._run["cancel"](keys=[k.stats, k.counters, k.canceled_queue],
+        codes = self._run["cancel"](keys=[k.stats, k.counters, k.canceled_queue, k.legacy_pending],
                                     args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
         return [text(c) or "" for c in codes]
 

@@ -3,12 +3,14 @@
 -- deliver.lua: reply target, counters, TTL). One in a batch is flagged, reported `canceled` when its
 -- batch's results come back (or when the batch is released), and counted on its batch so the poller
 -- cancels the provider batch once all its requests are canceled.
--- KEYS[1] stats, KEYS[2] counters, KEYS[3] the cancel batch's member list
+-- KEYS[1] stats, KEYS[2] counters, KEYS[3] the cancel batch's member list, KEYS[4] 0.1's one
+-- pending list (its entries are not in the pending count until migrate_pending.lua moves them)
 -- ARGV[1] request key prefix, ARGV[2] batch key prefix, ARGV[3] now (ms), ARGV[4] record TTL (s),
 -- ARGV[5] history entry, ARGV[6..] request ids
 -- Returns one code per id: 'removed', 'requested', 'final' (already settled), 'unknown'.
 local prefix, bprefix, now, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local out = {}
+local legacy = redis.call('LLEN', KEYS[4]) > 0
 for i = 6, #ARGV do
   local key = prefix .. ARGV[i]
   local rec = redis.call('HMGET', key, R.state, R.batch, R.size, R.cancel, R.history, R.tenant)
@@ -17,7 +19,11 @@ for i = 6, #ARGV do
     out[#out + 1] = 'unknown'
   elseif rec[1] == 'queued' then
     -- no LREM (O(N) on a long list): claim.lua drops entries that are no longer queued as it passes
-    redis.call('HINCRBY', KEYS[1], 'pending', -1)
+    -- a request a 0.1 producer queued and no worker has moved yet is not counted: leave the count
+    -- (that list lives only during an upgrade and is emptied at every pack, so the scan is short)
+    if not (legacy and redis.call('LPOS', KEYS[4], ARGV[i], 'MAXLEN', 100000)) then
+      redis.call('HINCRBY', KEYS[1], 'pending', -1)
+    end
     redis.call('HINCRBY', KEYS[1], 'pending_bytes', -tonumber(rec[3] or '0'))
     -- admission control: its bytes are no longer held (z 0: its delivery does not count them again)
     redis.call('HINCRBY', KEYS[2], 'settled_bytes:' .. rec[6], tonumber(rec[3] or '0'))

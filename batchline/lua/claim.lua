@@ -12,8 +12,10 @@
 -- takes what it has and drops out; the others fill the rest in further rounds. So a tenant with 50
 -- requests beside one with 100,000 has all 50 in this batch, and two backlogged tenants split it by
 -- weight. A tenant whose next request does not fit in the bytes left is done for this batch; the
--- others go on filling it. The tenant a round starts with rotates from one claim to the next (ties, beta sets).
--- With more tenants waiting than one batch can take, those whose oldest request waited longest go in.
+-- others go on filling it. The tenant a round starts with rotates from one claim to the next (ties,
+-- beta sets): by the number of tenants that took something when not all did, so with more tenants
+-- waiting than one batch can take they take turns (round robin over claims), else by one. Up to
+-- 5,000 tenants are weighed per claim, those whose oldest request waited longest.
 -- A batch carries one beta set (its anthropic-beta header): that of the first queued request met.
 -- Requests of other beta sets stay at the head of their list, in order, for a later batch; a tenant
 -- whose window holds only those is done for this batch.
@@ -21,12 +23,16 @@
 
 local prefix, bid = ARGV[1], ARGV[2]
 local max_n, max_bytes, lists = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[8]
--- at most max_n tenants can each add one (and at most 5,000 are weighed per claim): those whose
--- oldest request has waited longest
-local tenants = redis.call('ZRANGE', KEYS[1], 0, math.min(max_n, 5000) - 1)
-if #tenants == 0 or max_n <= 0 then return {} end
+local tenants = redis.call('ZRANGE', KEYS[1], 0, 4999)
+if #tenants == 0 then
+  -- nothing waits in the per-tenant lists, so nothing is counted: heals a count that a release
+  -- mixing 0.1 and this version left off (a 0.1 cancel of a moved request lowers no count)
+  redis.call('HSET', KEYS[2], 'pending', 0)
+  return {}
+end
+if max_n <= 0 then return {} end
 table.sort(tenants)
-local start = redis.call('HINCRBY', KEYS[2], 'fair_turn', 1) % #tenants
+local start = tonumber(redis.call('HGET', KEYS[2], 'fair_turn') or '0') % #tenants
 local order, weights, sum_w = {}, {}, 0
 for i = 1, #tenants do order[i] = tenants[((start + i - 1) % #tenants) + 1] end
 for j = 1, #order, 1000 do
@@ -53,6 +59,7 @@ local out, taken, bytes, full = {}, {}, 0, false
 local scanned, scan_max = 0, math.max(2 * max_n, 20000)
 local betas = nil
 local pos, other, live, n_live = {}, {}, {}, #order
+local took_any, n_takers = {}, 0
 for _, t in ipairs(order) do pos[t], other[t], live[t] = 0, {}, true end
 while not full and n_live > 0 do
   for _, t in ipairs(order) do
@@ -86,6 +93,7 @@ while not full and n_live > 0 do
         scanned = scanned + 1
         if #taken >= max_n or scanned >= scan_max then full = true break end
       end
+      if took > 0 and not took_any[t] then took_any[t], n_takers = true, n_takers + 1 end
       if no_room or #ids < q or (took == 0 and skipped) then
         live[t] = false
         n_live = n_live - 1
@@ -93,6 +101,7 @@ while not full and n_live > 0 do
     end
   end
 end
+redis.call('HINCRBY', KEYS[2], 'fair_turn', (n_takers > 0 and n_takers < #order) and n_takers or 1)
 for _, t in ipairs(order) do
   if pos[t] > 0 then redis.call('LTRIM', lists .. t, pos[t], -1) end
   if #other[t] > 0 then pending_push(lists, t, other[t], true) end

@@ -161,13 +161,16 @@ def test_a_01_single_pending_list_is_moved_and_nothing_is_lost(pipeline_settings
     assert pending_count(redis_client, k) == 0 and not redis_client.exists(k.pending_tenants)
 
 
-def test_more_tenants_than_a_batch_holds_the_longest_waiting_go_first(settings, redis_client):
+def test_more_tenants_than_a_batch_holds_take_turns(settings, redis_client):
     producer = Producer.from_settings(settings)
-    for t in range(30):  # submitted one after another: t0's request has waited longest
-        producer.submit(f"r-{t}", params(t), tenant=f"t{t:02d}")
-        time.sleep(0.002)
+    for t in range(30):  # three requests each: 30 tenants, batches of 10
+        producer.submit_many(({"custom_id": f"r-{t}-{i}", "params": params(i)} for i in range(3)), tenant=f"t{t:02d}")
     ctx = Context(settings.replace(anthropic_api_key="unused"))
-    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
-    assert set(tenants_of(ctx, flat)) == {f"t{t:02d}" for t in range(10)}
-    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
-    assert set(tenants_of(ctx, flat)) == {f"t{t:02d}" for t in range(10, 20)}
+    served: list[set[str]] = []
+    for _ in range(3):
+        _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
+        got = tenants_of(ctx, flat)
+        assert sum(got.values()) == 10 and set(got.values()) == {1}
+        served.append(set(got))
+    # three claims of ten: every tenant served once, none twice (round robin over claims)
+    assert set().union(*served) == {f"t{t:02d}" for t in range(30)}

@@ -1,4 +1,6 @@
-"""Review 13: defects found in fair share / quotas, each proven by a test against real Redis."""
+"""Fair share and quotas at their edges, each found by an adversarial review (real Redis): bounded
+claims over canceled entries, large requests beside small ones, a lone refused request, counts
+through a rolling upgrade from 0.1, newcomers beside many backlogs, chunks of several tenants."""
 
 from __future__ import annotations
 
@@ -97,14 +99,12 @@ def test_a_lone_refused_request_sent_to_the_tail_lets_other_tenants_go_first(pip
     assert status.get("error_type") == "invalid_request_error" and not redis_client.exists(ctx.keys.paused)
 
 
-@pytest.mark.xfail(strict=True, reason="review 13: not fixed (needs a 'counted out' mark on cancels)")
 def test_a_request_in_the_01_list_canceled_before_it_is_moved_leaves_the_pending_count_right(settings,
                                                                                              redis_client):
     """Rolling upgrade (README: 'also while a 0.1 producer still writes'): a request a 0.1 producer
     put in `{prefix}:pending` is not in the count yet (0.1 kept none; migrate adds what it moves).
-    A cancel by the new version before the next pass counts it out anyway (cancel.lua: pending -1),
-    and migrate_pending skips it (no longer queued): the count ends one low, for good. It is
-    admission control's figure for queued requests and what pending.count / _create_failed read."""
+    The new version's cancel of it before the next pass must not count it out (cancel.lua looks in
+    the old list while it has entries), or the count would end one low for good."""
     producer = Producer.from_settings(settings)
     k = producer.keys
     producer.submit("old", params(0), tenant="legacy")
@@ -119,13 +119,11 @@ def test_a_request_in_the_01_list_canceled_before_it_is_moved_leaves_the_pending
     assert int(redis_client.hget(k.stats, "pending")) == 5  # five queued
 
 
-@pytest.mark.xfail(strict=True, reason="review 13: not fixed (tenant selection is oldest-head first by design)")
 def test_a_newcomer_is_not_starved_when_more_tenants_are_backlogged_than_a_batch_weighs(settings, redis_client):
-    """A claim weighs only the min(max_n, 5000) tenants whose list head waited longest, and a served
-    tenant's score becomes its next head's queued_at. A tenant whose backlog was all submitted before
-    a newcomer's request keeps an older head than the newcomer until that whole backlog is gone: with
-    as many backlogged tenants as a batch weighs, the newcomer waits behind all of their work (one
-    FIFO again), e.g. at max_batch_requests=10 with 10 backlogged tenants."""
+    """With as many backlogged tenants as a batch holds requests, a tenant whose backlog was all
+    submitted before a newcomer's request keeps an older head than the newcomer until that backlog is
+    gone; if claims weighed only the longest-waiting max_n tenants, the newcomer would wait behind all
+    of it (one FIFO again). The lead tenant advances by the tenants served, so all take turns."""
     producer = Producer.from_settings(settings)
     for t in range(10):
         producer.submit_many(({"custom_id": f"a-{i}", "params": params(i)} for i in range(200)), tenant=f"old{t}")
@@ -159,3 +157,25 @@ def test_a_chunk_of_two_tenants_one_over_its_budget_is_refused_cleanly(settings,
     with pytest.raises(QuotaExceeded, match="monthly_budget_usd") as info:
         producer.submit_many(items)
     assert info.value.tenant == "spender" and info.value.index == 0
+
+
+def test_a_01_cancel_of_a_moved_request_leaves_no_count_behind_once_drained(settings, redis_client):
+    """The other way round: a 0.1 producer's cancel of a request a new worker already moved lowers
+    pending_bytes but not the count (0.1 kept none). The count heals once nothing is pending: a claim
+    that finds no tenant with work sets it to 0."""
+    producer = Producer.from_settings(settings)
+    k = producer.keys
+    producer.submit_many(({"custom_id": f"m-{i}", "params": params(i)} for i in range(3)), tenant="legacy")
+    rid = request_id("legacy", "m-1")
+    size = int(redis_client.hget(k.request(rid), R.SIZE))
+    # what 0.1's cancel.lua did to a queued request: batched into the cancel batch, bytes let go
+    redis_client.hset(k.request(rid), mapping={R.STATE: "batched", R.BATCH: "canceled", R.CANCEL: "1", R.SIZE: 0})
+    redis_client.hincrby(k.stats, "pending_bytes", -size)
+    assert int(redis_client.hget(k.stats, "pending")) == 3  # one too many: two are queued
+    ctx = Context(settings.replace(anthropic_api_key="unused"))
+    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
+    assert len(flat) == 4  # the two queued ones
+    assert int(redis_client.hget(k.stats, "pending")) == 1  # not yet healed: a claim found work
+    _, _, flat = aggregator.claim(ctx, Take(10, 10**9, "full"))
+    assert flat == [] and int(redis_client.hget(k.stats, "pending")) == 0
+    assert int(redis_client.hget(k.stats, "pending_bytes")) == 0
