@@ -15,17 +15,11 @@ from batchline.producers.producer import Producer
 from batchline.workers import aggregator
 from batchline.workers.context import Context
 from batchline.workers.packing import Take
+from tests.integration.test_fair_share import tenants_of
 
 
 def params(i: int, pad: str = "") -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": f"q{i}{pad}"}]}
-
-
-def tenants_of(ctx: Context, flat: list[bytes]) -> Counter[str]:
-    pipe = ctx.redis.pipeline(transaction=False)
-    for rid in flat[0::2]:
-        pipe.hget(ctx.keys.request(rid.decode()), R.TENANT)
-    return Counter(t.decode() for t in pipe.execute())
 
 
 def test_one_claim_does_bounded_work_over_requests_canceled_while_queued(settings, redis_client):
