@@ -334,13 +334,16 @@ def pack_once(ctx: Context) -> Created | None:
 
 def migrate_legacy_pending(ctx: Context) -> int:
     """Move what 0.1's single pending list holds into the per-tenant lists (an upgrade, or a 0.1
-    producer still writing during a rolling one); how many requests moved. One EXISTS when none."""
-    moved = 0
-    if ctx.redis.exists(ctx.keys.legacy_pending):
-        left = 1
-        while left:
-            n, left = ctx.scripts.migrate_pending()
+    producer still writing during a rolling one); how many requests moved. One LLEN when none."""
+    moved, chunk = 0, 5000
+    length = int(ctx.redis.llen(ctx.keys.legacy_pending))
+    if length:
+        # at most what was there when we looked, so a 0.1 producer writing faster cannot hold the pack
+        for _ in range(-(-length // chunk)):
+            n, left = ctx.scripts.migrate_pending(chunk)
             moved += n
+            if not left:
+                break
         logger.info("pending.migrated", requests=moved)
     return moved
 
