@@ -30,7 +30,7 @@ from batchline.tenants import Tenant, TenantStore
 
 from . import betas, single, validate
 from .auth import RateLimiter, authenticate, client_address, presented_key
-from .batches import Batches
+from .batches import Batches, new_id
 from .errors import ApiError, error_response, from_exception, on_http_exception, on_unexpected
 from .openapi import document
 
@@ -138,9 +138,10 @@ async def create_batch(gw: Gateway, request: Request, tenant: Tenant) -> Respons
     requests = validate.batch_requests(body, gw.settings.gateway_max_batch_requests)
 
     def work() -> dict[str, Any]:
-        size = gw.batches.sizes(tenant, requests, beta_set)
-        gw.check_quota(tenant, len(requests), size)
-        gid, meta = gw.batches.create(tenant, requests, beta_set)
+        gid = new_id()
+        encoded = gw.batches.encode(tenant, gid, requests, beta_set)
+        gw.check_quota(tenant, len(encoded), sum(r.size for r in encoded))
+        meta = gw.batches.create(tenant, gid, [cid for cid, _ in requests], encoded)
         logger.info("gateway.batch_created", tenant=tenant.name, batch_id=gid, requests=len(requests))
         return gw.batches.view(gid, meta, gw.base_url(request))
 

@@ -21,7 +21,7 @@ from batchline.errors import InvalidRequest
 from batchline.keys import request_id
 from batchline.producers.producer import Producer
 from batchline.redis_client import text, text_map
-from batchline.requests import encode
+from batchline.requests import EncodedRequest
 from batchline.tenants import Tenant
 
 from . import errors
@@ -35,6 +35,10 @@ COUNT_CHUNK = 5000
 
 def _texts(raw: Any) -> list[str]:
     return [text(r) or "" for r in cast(list[bytes], raw)]
+
+
+def new_id() -> str:
+    return "msgbatch_" + secrets.token_hex(12)
 
 
 def prefix_of(gid: str) -> str:
@@ -55,29 +59,23 @@ class Batches:
 
     # -- create ---------------------------------------------------------------------------------
 
-    def sizes(self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None) -> int:
-        """Bytes the requests add to the queue; raises InvalidRequest naming the field (e.g. too large)."""
-        total = 0
+    def encode(
+        self, tenant: Tenant, gid: str, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None
+    ) -> list[EncodedRequest]:
+        """The client batch's requests checked and encoded once, as they will be stored (their sizes
+        are what the quota weighs); InvalidRequest names the field (e.g. `requests.3.params...`)."""
+        prefix, reply_to = prefix_of(gid), f"redis-stream:{self.keys.gateway_results(gid)}"
+        encoded = []
         for i, (_cid, params) in enumerate(requests):
             try:
-                total += encode(
-                    f"g{'0' * 24}_{i}",
-                    params,
-                    tenant=tenant.name,
-                    max_bytes=self.settings.max_batch_bytes,
-                    key_prefix=self.settings.key_prefix,
-                    betas=betas,
-                ).size
+                encoded.append(self.producer.encode_request(f"{prefix}{i}", params, tenant.name, reply_to, None, betas))
             except InvalidRequest as exc:
                 raise InvalidRequest(f"requests.{i}.{exc.field}", exc.rule) from None
-        return total
+        return encoded
 
-    def create(
-        self, tenant: Tenant, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None
-    ) -> tuple[str, dict[str, str]]:
-        """A new client batch; every request carries `betas` (the batch's request-level betas)."""
-        gid = "msgbatch_" + secrets.token_hex(12)
-        k, prefix, now = self.keys, prefix_of(gid), now_ms()
+    def create(self, tenant: Tenant, gid: str, custom_ids: list[str], encoded: list[EncodedRequest]) -> dict[str, str]:
+        """Store client batch `gid` (a `new_id`) of `encoded` requests, the callers' `custom_ids` beside."""
+        k, now = self.keys, now_ms()
         meta_key, cids_key, stream = k.gateway_batch(gid), k.gateway_custom_ids(gid), k.gateway_results(gid)
         ttl = (self._ttl_ms + self.settings.record_ttl_seconds * 1000) // 1000
         pipe = self.redis.pipeline(transaction=False)
@@ -86,35 +84,32 @@ class Batches:
             meta_key,
             mapping={
                 "tenant": tenant.name,
-                "n": len(requests),
+                "n": len(custom_ids),
                 "created_at": now,
                 "expires_at": expires,
                 "intake": "open",
             },
         )
         pipe.xadd(stream, {"marker": "created"})  # the stream exists from now on, so its TTL holds
-        for i in range(0, len(requests), 5000):
-            pipe.hset(cids_key, mapping={str(j): cid for j, (cid, _) in enumerate(requests[i : i + 5000], i)})
+        for i in range(0, len(custom_ids), 5000):
+            pipe.hset(cids_key, mapping={str(j): cid for j, cid in enumerate(custom_ids[i : i + 5000], i)})
         for key in (meta_key, cids_key, stream):
             pipe.expire(key, ttl)
         pipe.execute()
-        items = (
-            {"custom_id": f"{prefix}{i}", "params": params, "betas": betas} for i, (_cid, params) in enumerate(requests)
-        )
         try:
-            report = self.producer.submit_many(items, tenant=tenant.name, reply_to=f"redis-stream:{stream}")
+            report = self.producer.submit_encoded(encoded)
         except BaseException:
-            self._abandon(tenant, gid, len(requests))
+            self._abandon(tenant, gid, len(custom_ids))
             raise
         if report.rejected:  # validated before; only a race with another writer could get here
-            self._abandon(tenant, gid, len(requests))
+            self._abandon(tenant, gid, len(custom_ids))
             r = report.rejected[0]
             raise errors.ApiError(400, f"requests.{r.index}.{r.field}: {r.reason}")
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(meta_key, "intake", "done")
         pipe.zadd(k.gateway_tenant_batches(tenant.name), {gid: now})
         pipe.execute()
-        return gid, self._meta(tenant, gid)
+        return self._meta(tenant, gid)
 
     def _abandon(self, tenant: Tenant, gid: str, n: int) -> None:
         prefix = prefix_of(gid)

@@ -97,9 +97,10 @@ class Producer:
     def close(self) -> None:
         self.redis.close()
 
-    def _encode(
+    def encode_request(
         self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any = None
     ) -> EncodedRequest:
+        """One request checked and encoded as intake.lua stores it; InvalidRequest names the field."""
         return encode(
             custom_id,
             params,
@@ -151,7 +152,7 @@ class Producer:
         """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`.
         `betas` (beta names) go out as the `anthropic-beta` header of the batch that carries it: requests
         are only batched with requests of the same beta set."""
-        encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas)
+        encoded = self.encode_request(custom_id, params, tenant, reply_to, metadata, betas)
         code = self._store([encoded])[0]
         if isinstance(code, str):
             if code.startswith(BACKPRESSURE):
@@ -178,11 +179,28 @@ class Producer:
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
         report = SubmitReport()
+        return self._write(self._encoded_chunks(items, tenant, reply_to, chunk_size, report), report, on_progress)
+
+    def submit_encoded(self, requests: Sequence[EncodedRequest], chunk_size: int = 1000) -> SubmitReport:
+        """`submit_many` of requests already checked and encoded (`encode_request`): the gateway sizes
+        a client batch for its quota from them, then stores the same bytes."""
+        chunks = (
+            (list(requests[i : i + chunk_size]), list(range(i, min(i + chunk_size, len(requests)))))
+            for i in range(0, len(requests), chunk_size)
+        )
+        return self._write(chunks, SubmitReport(), None)
+
+    def _write(
+        self,
+        chunks: Iterable[tuple[list[EncodedRequest], list[int]]],
+        report: SubmitReport,
+        on_progress: Callable[[int], None] | None,
+    ) -> SubmitReport:
         # A sender thread writes one chunk while the next is validated and encoded here: Redis runs
         # the Lua script on its own core meanwhile, and the GIL is free during the socket wait.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchline-intake") as sender:
             writing: Future[None] | None = None
-            for chunk, positions in self._encoded_chunks(items, tenant, reply_to, chunk_size, report):
+            for chunk, positions in chunks:
                 if writing is not None:
                     writing.result()
                 if report.backpressure is not None:
@@ -210,7 +228,7 @@ class Producer:
                     raise InvalidRequest("request", f"must be an object, got {type(item).__name__}")
                 # a field set to null is not set: the call's default applies
                 item_tenant, item_reply_to = item.get("tenant"), item.get("reply_to")
-                encoded = self._encode(
+                encoded = self.encode_request(
                     item.get("custom_id"),
                     item.get("params"),
                     tenant if item_tenant is None else item_tenant,
