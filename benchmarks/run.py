@@ -747,17 +747,17 @@ def main(argv: list[str] | None = None) -> int:
                 bench_fanout(report, r, redis_srv.url, base_url, moto.url, sizes)
             if "memory" in only:
                 bench_memory(report, r, redis_srv.url, base_url, sizes, Path(tmp))
+            if "gateway" in only:  # rows 5-6 (no emulator needed), before row 7
+                from benchmarks import gateway_bench
+
+                gateway_bench.bench_create(report, r, redis_srv.url, sizes.pack, items_of)
+                gateway_bench.bench_results(report, r, redis_srv.url, sizes.fanout)
             if "fairshare" in only:
                 from benchmarks import fairshare_bench
 
                 fairshare_bench.bench_wait(report, redis_srv.url, base_url, sizes.intake, settings_for, items_of,
                                            verdict)
                 fairshare_bench.bench_claim(report, redis_srv.url, sizes.pack, settings_for, items_of, verdict)
-        if "gateway" in only:
-            from benchmarks import gateway_bench
-
-            gateway_bench.bench_create(report, r, redis_srv.url, sizes.pack, items_of)
-            gateway_bench.bench_results(report, r, redis_srv.url, sizes.fanout)
     finally:
         if moto is not None:
             moto.stop()
