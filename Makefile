@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e and not slow"
 
 chaos: $(STAMP)
-	BATCHLINE_CHAOS_REPORT=docs/chaos.md $(BIN)/pytest -q tests/e2e/test_chaos.py
+	BATCHLINE_CHAOS_REPORT=docs/chaos.md $(BIN)/pytest -q tests/e2e/test_chaos*.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -61,7 +61,7 @@ def pytest_sessionfinish(session, exitstatus):
     rows = "\n".join(r.row() for r in _CHAOS_ROWS)
     intro = (
         "# Chaos suite: figures\n\n"
-        "Written by `make chaos` (tests/e2e/test_chaos.py). Each row is one end-to-end run of "
+        "Written by `make chaos` (tests/e2e/test_chaos*.py). Each row is one end-to-end run of "
         f"{_CHAOS_ROWS[0].submitted} requests from 2 tenants through real `batchline worker` and `batchline beat` "
         "processes, the emulator over HTTP and a redis-server with AOF on, with one fault. Lost = submitted "
         "minus distinct delivered; delivered twice = deliveries minus distinct; billed in >1 batch = requests the "
