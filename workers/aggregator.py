@@ -46,20 +46,21 @@ def new_batch_id(now: int) -> str:
     return f"blb_{now:012x}{secrets.token_hex(5)}"
 
 
-def limits(ctx: Context, in_flight: int | None = None) -> Limits:
+def limits(ctx: Context, in_flight: int | None = None, lift: bool = True) -> Limits:
     """The configured limits, narrowed for a while after a 413 (bytes) or a 400 (count, bisecting),
-    and the in-flight limit lowered after a queue-full 429 until our batches have ended."""
+    and the in-flight limit lowered after a queue-full 429 until our batches have ended (`lift`
+    False: only read, as beat's check does; the pack that follows lifts it)."""
     s = ctx.settings
     max_requests, max_bytes = ctx.redis.hmget(ctx.keys.limit_override, "max_requests", "max_bytes")
     return Limits(
         min(s.max_batch_requests, int(max_requests or s.max_batch_requests)),
         min(s.max_batch_bytes, int(max_bytes or s.max_batch_bytes)),
         int(s.max_wait_seconds * 1000),
-        effective_in_flight_limit(ctx, in_flight),
+        effective_in_flight_limit(ctx, in_flight, lift),
     )
 
 
-def effective_in_flight_limit(ctx: Context, in_flight: int | None) -> int:
+def effective_in_flight_limit(ctx: Context, in_flight: int | None, lift: bool = True) -> int:
     """`BATCHLINE_MAX_REQUESTS_IN_FLIGHT`, or less after the provider said its queue is full: then what
     was in flight at that moment, so only as much goes out as ending batches free. Lifted once every
     batch has ended (nothing in flight) or after a day, when every batch of that time has expired."""
@@ -68,6 +69,8 @@ def effective_in_flight_limit(ctx: Context, in_flight: int | None) -> int:
     if cap is None:
         return configured
     if in_flight == 0:
+        if not lift:
+            return configured
         ctx.redis.delete(ctx.keys.in_flight_cap)
         logger.info("submission.queue_limit_lifted", limit=configured)
         return configured

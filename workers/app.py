@@ -18,8 +18,10 @@ from batchline import log
 from batchline.config.settings import Settings
 from batchline.errors import RetryableError
 from batchline.leases import LeaseLost
-from batchline.workers import aggregator, poller, results, sweeper
+from batchline.workers import aggregator, due, poller, results, sweeper
 from batchline.workers.context import Context, current
+
+Summary = dict[str, Any]
 
 logger = log.get("batchline.app")
 
@@ -30,8 +32,9 @@ class TaskSpec:
 
     role: str  # the name's middle part; also the queue's, unless `queued` is False
     short: str
-    run: Callable[..., int | None]  # (task, ctx, *args): a thin adapter over a plain function
+    run: Callable[..., Summary | None]  # (task, ctx, *args, **seen): a thin adapter over a plain function
     every: Callable[[Settings], float] | None = None  # beat: how often (None: not scheduled)
+    due: Callable[[Context], Summary | None] | None = None  # beat sends it only when this sees work
     queued: bool = True  # False: sent to one worker's own queue (`worker_direct`), not a role's
 
     @property
@@ -44,17 +47,25 @@ def _hand_off(task: Any) -> Callable[[str], None]:
     return lambda bid: task.app.send_task(spec.name, args=[bid], queue=QUEUES[spec.role])
 
 
-def _pack(task: Any, ctx: Context) -> int:
-    return len(aggregator.pack(ctx))
+# Each adapter returns what its task did, as a small dict: the task's result in Flower's task list
+# (`workers/task_summary.py` says which results count as work). `seen` is what beat's check saw.
+
+def _pack(task: Any, ctx: Context, **seen: Any) -> Summary:
+    created = aggregator.pack(ctx)
+    return {"batches": [c.batch_id for c in created], "requests": sum(c.requests for c in created),
+            "outcomes": [c.outcome for c in created]}
 
 
-def _poll(task: Any, ctx: Context) -> int:
-    return len(poller.poll(ctx, _hand_off(task)).ended)
+def _poll(task: Any, ctx: Context, **seen: Any) -> Summary:
+    report = poller.poll(ctx, _hand_off(task))
+    out: Summary = {"open": report.open, "api_calls": report.api_calls, "ended": report.ended}
+    if report.skipped or report.failed:
+        out["skipped"] = report.skipped or report.failed
+    return out
 
 
-def _sweep(task: Any, ctx: Context) -> int:
-    report = sweeper.sweep(ctx, _hand_off(task))
-    return len(report.released) + len(report.adopted) + len(report.handed_off)
+def _sweep(task: Any, ctx: Context, **seen: Any) -> Summary:
+    return sweeper.sweep(ctx, _hand_off(task)).summary()
 
 
 COLLECT_RETRIES = 8  # prompt retries of a collect on a transient error, before the sweeper's hand-off
@@ -65,10 +76,10 @@ def collect_backoff(tries: int, retry_after: float | None) -> float:
     return min(30.0, retry_after if retry_after is not None else 0.5 * 2**tries)
 
 
-def _collect(task: Any, ctx: Context, batch_id: str) -> int:
+def _collect(task: Any, ctx: Context, batch_id: str) -> Summary:
     structlog.contextvars.bind_contextvars(batch_id=batch_id)
     try:
-        return results.collect(ctx, batch_id).delivered
+        report = results.collect(ctx, batch_id)
     except RetryableError as exc:  # a results file read short, a 429/5xx or a 404: read it again soon
         tries = int(task.request.retries)
         if tries >= COLLECT_RETRIES:  # the sweeper hands the batch off again later
@@ -77,7 +88,9 @@ def _collect(task: Any, ctx: Context, batch_id: str) -> int:
                          max_retries=COLLECT_RETRIES) from exc
     except LeaseLost:  # another collector took the batch over and carries on
         logger.warning("batch.lease_lost", batch_id=batch_id)
-        return 0
+        return {"batch_id": batch_id, "status": "lease lost", "delivered": 0}
+    return {"batch_id": batch_id, "status": report.status, "lines": report.lines, "delivered": report.delivered,
+            "retried": report.retried, "undeliverable": report.undeliverable}
 
 
 def _ping(task: Any, ctx: Context, key: str) -> None:
@@ -86,12 +99,13 @@ def _ping(task: Any, ctx: Context, key: str) -> None:
 
 
 TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
-    TaskSpec("aggregator", "pack", _pack, every=lambda s: s.pack_interval_seconds),
-    TaskSpec("poller", "poll", _poll, every=lambda s: s.poll_interval_seconds),
-    TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds),
+    TaskSpec("aggregator", "pack", _pack, every=lambda s: s.pack_interval_seconds, due=due.pack_due),
+    TaskSpec("poller", "poll", _poll, every=lambda s: s.poll_interval_seconds, due=due.poll_due),
+    TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds, due=due.sweep_due),
     TaskSpec("results", "collect", _collect),
     TaskSpec("health", "ping", _ping, queued=False),
 )}
+BY_NAME = {spec.name: spec for spec in TASKS.values()}
 QUEUES = {spec.role: f"batchline.{spec.role}" for spec in TASKS.values() if spec.queued}
 PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "sweep", "collect", "ping"))
 
@@ -116,7 +130,7 @@ def create_app(settings: Settings) -> Celery:
         task_queues=[Queue(q) for q in QUEUES.values()],
         task_default_queue=QUEUES["results"],
         task_routes={spec.name: {"queue": QUEUES[spec.role]} for spec in TASKS.values() if spec.queued},
-        beat_scheduler="celery.beat:Scheduler",
+        beat_scheduler="batchline.workers.beat_scheduler:DueScheduler",  # sends a tick only when work is due
         beat_schedule={
             spec.short: {"task": spec.name, "schedule": timedelta(seconds=spec.every(settings)),
                          "options": {"expires": max(1.0, spec.every(settings) * 2)}}
@@ -133,8 +147,8 @@ def register(app: Celery, settings: Settings, spec: TaskSpec) -> None:
     """The Celery task of `spec`: binds the task id to the log context and runs the adapter with this
     process's context (which owns the clients, the clock and the reply sender)."""
 
-    def task(self: Any, *args: Any) -> int | None:
+    def task(self: Any, *args: Any, **seen: Any) -> Summary | None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
-        return spec.run(self, current(settings, app), *args)
+        return spec.run(self, current(settings, app), *args, **seen)
 
     app.task(name=spec.name, bind=True, shared=False)(task)

@@ -41,29 +41,37 @@ def trim(ctx: Context, now: int) -> RetentionReport:
     return report
 
 
-def trim_batches(ctx: Context, now: int) -> int:
+def settled_old_batches(ctx: Context, now: int) -> list[tuple[str, str | None, str | None]]:
+    """(batch id, state, provider id) of batches created more than the record TTL ago and settled
+    (delivered, released, or gone), at most `BATCHES_PER_SWEEP` looked at."""
     k, ttl_ms = ctx.keys, ctx.settings.record_ttl_seconds * 1000
     old = texts(ctx.redis.zrangebyscore(k.batches, "-inf", now - ttl_ms, start=0, num=BATCHES_PER_SWEEP))
     if not old:
-        return 0
+        return []
     pipe = ctx.redis.pipeline(transaction=False)
     for bid in old:
         pipe.hmget(k.batch(bid), "state", "provider_id")
-    states = pipe.execute()
+    settled = []
+    for bid, (state, pid) in zip(old, pipe.execute(), strict=True):
+        if text(state) in (None, "delivered", "released"):  # still in flight (a stuck batch is the watchdog's): kept
+            settled.append((bid, text(state), text(pid)))
+    return settled
+
+
+def trim_batches(ctx: Context, now: int) -> int:
+    k = ctx.keys
+    settled = settled_old_batches(ctx, now)
+    if not settled:
+        return 0
     pipe = ctx.redis.pipeline(transaction=True)
-    trimmed = 0
-    for bid, (state, pid) in zip(old, states, strict=True):
-        state = text(state)
-        if state not in (None, "delivered", "released"):
-            continue  # still in flight (a stuck batch is the watchdog's): keep it indexed
+    for bid, state, pid in settled:
         pipe.zrem(k.batches, bid)
         if pid:
-            pipe.hdel(k.provider_index, text(pid) or "")
+            pipe.hdel(k.provider_index, pid)
         if state == "released":
             pipe.delete(k.batch(bid), k.batch_members(bid))
-        trimmed += 1
     pipe.execute()
-    return trimmed
+    return len(settled)
 
 
 def month_of(day: str) -> str:
@@ -73,8 +81,7 @@ def month_of(day: str) -> str:
 def roll_cost_days(ctx: Context, now: int) -> int:
     """Per-day cost hashes older than `cost_days_kept` days are added into their month's hash."""
     k = ctx.keys
-    cutoff = time.strftime("%Y-%m-%d", time.gmtime(now / 1000 - ctx.settings.cost_days_kept * 86400))
-    days = sorted(d for d in texts(ctx.redis.smembers(k.cost_days)) if d < cutoff)
+    days = days_to_roll(ctx, now)
     for day in days:
         fields = ctx.redis.hgetall(k.cost_day(day))
         pipe = ctx.redis.pipeline(transaction=True)
@@ -85,3 +92,9 @@ def roll_cost_days(ctx: Context, now: int) -> int:
         pipe.srem(k.cost_days, day)
         pipe.execute()
     return len(days)
+
+
+def days_to_roll(ctx: Context, now: int) -> list[str]:
+    """The days whose cost hash is older than `cost_days_kept` days, oldest first."""
+    cutoff = time.strftime("%Y-%m-%d", time.gmtime(now / 1000 - ctx.settings.cost_days_kept * 86400))
+    return sorted(d for d in texts(ctx.redis.smembers(ctx.keys.cost_days)) if d < cutoff)

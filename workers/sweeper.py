@@ -58,6 +58,18 @@ class SweepReport:
     released: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     handed_off: list[str] = field(default_factory=list)
+    canceled: int = 0  # requests canceled while queued, given their `canceled` delivery
+    alerts: int | None = None  # how many alerts stand, when they changed (None: unchanged)
+    trimmed: int = 0  # batches trimmed from the indexes and cost days rolled into months
+
+    def summary(self) -> dict[str, Any]:
+        """What this sweep did, as its Celery task's result (Flower shows it)."""
+        out: dict[str, Any] = {name: value for name, value in (
+            ("released", self.released), ("adopted", self.adopted), ("handed_off", self.handed_off),
+            ("canceled", self.canceled), ("alerts", self.alerts), ("trimmed", self.trimmed)) if value}
+        if self.alerts == 0:
+            out["alerts"] = 0  # cleared: a change too
+        return out
 
 
 def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
@@ -83,10 +95,9 @@ def reconcile(ctx: Context, bid: str, report: SweepReport) -> None:
         logger.info("reconcile.waiting", batch_id=bid, reason=decision.reason)
 
 
-def watchdogs(ctx: Context, now: int) -> dict[str, str]:
-    """Batches in progress too long, results not delivered as the provider's 29-day end nears, and
-    requests whose reply target refused them.
-    Alerts are rewritten each sweep (shown by `batchline status`) and logged."""
+def current_alerts(ctx: Context, now: int) -> dict[str, str]:
+    """The alerts as they stand now (read only): batches in progress too long, results not delivered
+    as the provider's 29-day end nears, standing alerts, and requests whose reply target refused them."""
     k, s = ctx.keys, ctx.settings
     alerts: dict[str, str] = {}
     stuck: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]
@@ -101,12 +112,28 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
         if submitted and now - int(submitted) > s.results_warn_age_seconds * 1000:
             days = (now - int(submitted)) / 86_400_000
             alerts[f"expiring:{bid}"] = f"results not delivered, {days:.1f} days after create (limit 29)"
-    # undeliverable requests expire with their records; the index forgets them with the same TTL
-    ctx.redis.zremrangebyscore(k.undeliverable, "-inf", now - s.record_ttl_seconds * 1000)
-    undeliverable = ctx.redis.zcard(k.undeliverable)
+    undeliverable = ctx.redis.zcount(k.undeliverable, f"({now - s.record_ttl_seconds * 1000}", "+inf")
     if undeliverable:
         alerts["undeliverable"] = (f"{undeliverable} requests whose reply target refused them "
                                    "(batchline status CUSTOM_ID shows why; fix the target, then batchline redeliver)")
+    return alerts
+
+
+def stored_alerts(ctx: Context) -> dict[str, str]:
+    return text_map(ctx.redis.hgetall(ctx.keys.alerts))
+
+
+def watchdogs(ctx: Context, now: int, report: SweepReport | None = None) -> dict[str, str]:
+    """Rewrite the alerts (shown by `batchline status`) when they changed, and log each one then.
+    Returns the alerts."""
+    k = ctx.keys
+    # undeliverable requests expire with their records; the index forgets them with the same TTL
+    ctx.redis.zremrangebyscore(k.undeliverable, "-inf", now - ctx.settings.record_ttl_seconds * 1000)
+    alerts = current_alerts(ctx, now)
+    if alerts == stored_alerts(ctx):
+        return alerts
+    if report is not None:
+        report.alerts = len(alerts)
     pipe = ctx.redis.pipeline()
     pipe.delete(k.alerts)
     if alerts:
@@ -121,7 +148,7 @@ def watchdogs(ctx: Context, now: int) -> dict[str, str]:
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
-    settle_queued_cancels(ctx)
+    report.canceled = settle_queued_cancels(ctx)
     # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
     bids = dict.fromkeys(texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)))
     bids.update(dict.fromkeys(texts(ctx.redis.zrange(k.ended, 0, -1))))
@@ -144,6 +171,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
         elif todo is Action.FORGET:
             ctx.redis.zrem(k.leases, bid)
             ctx.redis.zrem(k.ended, bid)
-    watchdogs(ctx, now)
-    retention.trim(ctx, now)
+    watchdogs(ctx, now, report)
+    trimmed = retention.trim(ctx, now)
+    report.trimmed = trimmed.batches_trimmed + trimmed.days_rolled
     return report
