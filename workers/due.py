@@ -13,14 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from batchline import pending
-from batchline.fields import B
-from batchline.leases import lease_state
-from batchline.redis_client import text
+from batchline.redis_client import texts
 from batchline.workers import retention
 from batchline.workers.aggregator import limits, queue_view
 from batchline.workers.context import Context
 from batchline.workers.packing import next_batch
-from batchline.workers.sweeper import Action, action, current_alerts, stored_alerts
+from batchline.workers.sweeper import Action, actions, current_alerts, stored_alerts
 
 Seen = dict[str, Any]
 
@@ -32,7 +30,11 @@ def pack_due(ctx: Context) -> Seen | None:
     """A batch is due by the packing rule (full, or its oldest request waited `max_wait`), or a
     paused submission's probe is due, or 0.1's pending list has requests to move."""
     k, r = ctx.keys, ctx.redis
-    legacy, backoff, probed_at = r.llen(k.legacy_pending), r.exists(k.create_backoff), r.hget(k.paused, "probed_at")
+    pipe = r.pipeline(transaction=False)
+    pipe.llen(k.legacy_pending)
+    pipe.exists(k.create_backoff)
+    pipe.hget(k.paused, "probed_at")
+    legacy, backoff, probed_at = pipe.execute()
     if legacy:
         return {"reason": "migrate", "legacy_pending": int(legacy)}
     if backoff:
@@ -75,21 +77,10 @@ def sweep_due(ctx: Context) -> Seen | None:
         seen["leases_expired"] = int(expired)
     if forgotten:
         seen["undeliverable_expired"] = int(forgotten)
-    if ended_to_move := _ended_to_move(ctx, [text(b) or "" for b in ended], now):
+    if ended_to_move := sum(todo is not Action.WAIT for _, todo in actions(ctx, texts(ended), now)):
         seen["ended_to_hand_off"] = ended_to_move
     if current_alerts(ctx, now) != stored_alerts(ctx):
         seen["alerts_changed"] = True
     if trim := len(retention.settled_old_batches(ctx, now)) + len(retention.days_to_roll(ctx, now)):
         seen["to_trim"] = trim
     return seen or None
-
-
-def _ended_to_move(ctx: Context, bids: list[str], now: int) -> int:
-    """Ended batches the sweep's table would act on (hand off again, or forget): few, they are collected."""
-    if not bids:
-        return 0
-    pipe = ctx.redis.pipeline(transaction=False)
-    for bid in bids:
-        pipe.hmget(ctx.keys.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
-    return sum(action(text(state) or "", lease_state(text(owner), text(until), now)) is not Action.WAIT
-               for state, owner, until in pipe.execute())

@@ -66,9 +66,9 @@ class SweepReport:
         """What this sweep did, as its Celery task's result (Flower shows it)."""
         out: dict[str, Any] = {name: value for name, value in (
             ("released", self.released), ("adopted", self.adopted), ("handed_off", self.handed_off),
-            ("canceled", self.canceled), ("alerts", self.alerts), ("trimmed", self.trimmed)) if value}
-        if self.alerts == 0:
-            out["alerts"] = 0  # cleared: a change too
+            ("canceled", self.canceled), ("trimmed", self.trimmed)) if value}
+        if self.alerts is not None:  # 0 too: alerts cleared is a change
+            out["alerts"] = self.alerts
         return out
 
 
@@ -145,6 +145,15 @@ def watchdogs(ctx: Context, now: int, report: SweepReport | None = None) -> dict
     return alerts
 
 
+def actions(ctx: Context, bids: list[str], now: int) -> list[tuple[str, Action]]:
+    """The table's action for each batch, from its state and lease (one round trip)."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    for bid in bids:
+        pipe.hmget(ctx.keys.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
+    return [(bid, action(text(state) or "", lease_state(text(owner), text(until), now)))
+            for bid, (state, owner, until) in zip(bids, pipe.execute(), strict=True)]
+
+
 def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     k, now = ctx.keys, ctx.clock.now_ms()
     report = SweepReport()
@@ -152,11 +161,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
     # leased claims and creates that ran out, and every batch awaiting delivery (few: they are collected)
     bids = dict.fromkeys(texts(ctx.redis.zrangebyscore(k.leases, "-inf", now)))
     bids.update(dict.fromkeys(texts(ctx.redis.zrange(k.ended, 0, -1))))
-    pipe = ctx.redis.pipeline(transaction=False)
-    for bid in bids:
-        pipe.hmget(k.batch(bid), B.STATE, B.LEASE_OWNER, B.LEASE_UNTIL)
-    for bid, (state, owner, until) in zip(bids, pipe.execute(), strict=True):
-        todo = action(text(state) or "", lease_state(text(owner), text(until), now))
+    for bid, todo in actions(ctx, list(bids), now):
         if todo is Action.RELEASE:
             if release(ctx, bid, "claim_lease_expired"):
                 logger.warning("batch.released", batch_id=bid, reason="claim_lease_expired")
