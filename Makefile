@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/batchline demo
+	$(BIN)/batchline demo $(if $(FLOWER),--flower)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how many rejections the file is known to hold (default 0; more fails the demo)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--keep-logs", default=".demo", help="folder for the processes' logs")
+    parser.add_argument("--flower", action="store_true",
+                        help="start Flower beside the demo (loopback, a free port, credentials printed)")
 
 
 def reachable_redis(url: str) -> bool:
@@ -161,6 +163,12 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
             "BATCHLINE_PACK_INTERVAL_SECONDS": "0.5", "BATCHLINE_SWEEP_INTERVAL_SECONDS": "5",
             "BATCHLINE_LOG_FORMAT": "json",
         }
+        flower = None
+        if args.flower:
+            from batchline import demo_flower
+
+            flower = demo_flower.start(stack, env, logs)
+            console.print(f"Flower: {flower.url} (user {flower.user}, password {flower.password})", markup=False)
         for role in ("aggregator", "poller", "results"):
             stack.append(BatchlineProcess(["worker", "--role", role, "--concurrency", "1"], env,
                                           str(logs / f"worker-{role}.log")).start())
@@ -196,7 +204,10 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
         producer.close()
         code = verdict(console, report.accepted, delivered, repeats, len(report.rejected), args.expect_rejected,
                        logs)
-        return gateway_results(console, client_batch, deadline) or code
+        code = gateway_results(console, client_batch, deadline) or code
+        if flower is not None:
+            linger(console, flower)
+        return code
     finally:
         for item in reversed(stack):
             item.stop()
@@ -258,6 +269,19 @@ def gateway_results(console: Any, client_batch: Any, deadline: float) -> int:
     console.print(f"Client batch {batch_id} through the gateway: ended, {batch.request_counts.succeeded} succeeded; "
                   f"results line {first['custom_id']} -> {text!r}")
     return 0
+
+
+def linger(console: Any, flower: Any) -> None:
+    """Flower's share of tasks that did work; in a terminal, Flower stays up until Enter."""
+    from batchline import demo_flower
+
+    console.print(demo_flower.report(flower), markup=False)
+    if sys.stdin.isatty():
+        console.print(f"Flower stays up at {flower.url}: press Enter to stop it and the demo", markup=False)
+        try:
+            input()
+        except EOFError:
+            pass
 
 
 def verdict(console: Any, accepted: int, delivered: int, repeats: int, rejected: int, expect_rejected: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from batchline import pending
+from batchline.fields import B
 from batchline.redis_client import texts
 from batchline.workers import retention
 from batchline.workers.aggregator import limits, queue_view
@@ -51,12 +52,16 @@ def pack_due(ctx: Context) -> Seen | None:
 
 
 def poll_due(ctx: Context) -> Seen | None:
-    """Open batches exist and polling is not backing off."""
+    """Open batches exist, polling is not backing off, and no poll holds the round's lock (a round
+    that started less than 0.8 poll intervals ago: the task would skip, so the tick is not sent)."""
     k = ctx.keys
     pipe = ctx.redis.pipeline(transaction=False)
     pipe.zcard(k.open)
     pipe.exists(k.poll_backoff)
-    open_, backoff = pipe.execute()
+    pipe.hget(k.poll_lock(), B.LEASE_UNTIL)
+    open_, backoff, locked_until = pipe.execute()
+    if locked_until is not None and int(locked_until) > ctx.clock.now_ms():
+        return None
     return {"open": int(open_)} if open_ and not backoff else None
 
 

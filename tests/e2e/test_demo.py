@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
+import httpx2
 import pytest
 import redis
 
 from batchline.config.settings import Settings
 from batchline.demo import SAMPLE
+from batchline.demo_flower import FlowerView, finished, idle
 from batchline.producers.producer import Producer
+from batchline.workers.task_summary import parse
 
 SIZE = 150
+FLOWER_LINE = re.compile(r"Flower: (?P<url>http://127\.0\.0\.1:\d+) \(user (?P<user>\S+), password (?P<password>\S+)\)")
 
 
 def demo(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -57,3 +64,55 @@ def test_demo_refuses_a_bad_file_in_one_line(tmp_path, content):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"batchline demo: --file {path}"), done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.e2e
+def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
+    """`batchline demo --flower` as a newcomer watches it: Flower's own API, read all through the run,
+    lists tasks of which at least 90% did work; their kwargs and results name batches and counts, never
+    a key or a result body."""
+    url = redis_server.url.rsplit("/", 1)[0] + "/4"
+    redis.Redis.from_url(url).flushdb()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_", "FLOWER_"))},
+           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600",
+                             "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    view, tasks, deadline = None, {}, time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if view is None:
+            found = next(filter(None, (FLOWER_LINE.search(x) for x in list(lines))), None)
+            view = found and FlowerView(found["url"], found["user"], found["password"])
+            if view:  # it answers only with the printed credentials
+                assert httpx2.get(f"{view.url}/api/tasks", timeout=5).status_code == 401
+            continue
+        with contextlib.suppress(httpx2.HTTPError):
+            tasks.update(view.tasks(timeout=2))
+    if proc.poll() is None:
+        proc.kill()
+    reader.join(10)
+    out = "".join(lines)
+    assert proc.wait() == 0, out[-3000:]
+    assert view is not None, out[-2000:]
+    with pytest.raises(httpx2.HTTPError):  # the demo stopped its Flower with the rest
+        FlowerView(view.url, view.user, view.password).tasks(timeout=2)
+
+    done = finished(tasks)
+    names = {t["name"] for t in done}
+    assert {"batchline.aggregator.pack", "batchline.poller.poll", "batchline.results.collect"} <= names, names
+    worked = len(done) - len(idle(tasks))
+    assert worked / len(done) >= 0.9, [(t["name"], t["result"]) for t in idle(tasks)]
+    printed = re.search(r"Flower: (\d+) finished tasks listed, (\d+) did work", out)
+    assert printed and int(printed[2]) <= int(printed[1]) and int(printed[2]) / int(printed[1]) >= 0.9, out[-2000:]
+    for t in done:
+        shown = f"{t.get('args')} {t.get('kwargs')} {t.get('result')}"
+        assert "emulator-demo-key" not in shown and "blk_" not in shown and view.password not in shown, shown
+        assert "Reply " not in shown and "'content'" not in shown and "usage" not in shown, shown
+        assert len(shown) < 2000, shown
+    collected = [parse(t["result"]) for t in done if t["name"] == "batchline.results.collect"]
+    assert sum(c["delivered"] for c in collected) == 620  # 600 of the sample and the gateway's 20
+    assert all(c["batch_id"].startswith("blb_") for c in collected)

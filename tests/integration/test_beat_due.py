@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from batchline.clock import FakeClock
 from batchline.producers.producer import Producer
-from batchline.workers import aggregator, due, sweeper
+from batchline.workers import aggregator, due, poller, sweeper
 from batchline.workers.context import Context
 from batchline.workers.task_summary import did_work
 
@@ -66,6 +66,23 @@ def test_poll_is_due_only_with_open_batches(pipeline_settings):
     assert due.poll_due(ctx) == {"open": 1}
     ctx.redis.set(ctx.keys.poll_backoff, "rate_limit", px=60_000)
     assert due.poll_due(ctx) is None
+
+
+def test_poll_is_not_due_while_a_round_holds_the_lock_and_the_poll_agrees(pipeline_settings):
+    """A tick right after a round (worker late, beat on time) would be a poll that skips: not sent."""
+    s = pipeline_settings.replace(max_wait_seconds=0.0, poll_interval_seconds=10.0)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
+    Producer.from_settings(s).submit("l-1", params(1))
+    assert [c.outcome for c in aggregator.pack(ctx)] == ["submitted"]
+    assert due.poll_due(ctx) == {"open": 1}
+    assert poller.poll(ctx, lambda bid: None).api_calls  # a round: it holds the lock for 8 s
+    clock.advance(7.9)
+    assert due.poll_due(ctx) is None
+    assert poller.poll(ctx, lambda bid: None).skipped  # what the task would have done
+    clock.advance(0.2)
+    assert due.poll_due(ctx) == {"open": 1}
+    assert not poller.poll(ctx, lambda bid: None).skipped
 
 
 def test_sweep_is_due_exactly_when_the_sweep_would_act(pipeline_settings):
