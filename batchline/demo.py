@@ -8,6 +8,7 @@ Exits 0 only when every accepted request was delivered and nothing unexpected wa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -278,10 +279,8 @@ def linger(console: Any, flower: Any) -> None:
     console.print(demo_flower.report(flower), markup=False)
     if sys.stdin.isatty():
         console.print(f"Flower stays up at {flower.url}: press Enter to stop it and the demo", markup=False)
-        try:
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
             input()
-        except EOFError:
-            pass
 
 
 def verdict(console: Any, accepted: int, delivered: int, repeats: int, rejected: int, expect_rejected: int,
