@@ -3,8 +3,7 @@ instead of retrying creates into the full queue after `retry-after`."""
 
 from __future__ import annotations
 
-import time
-
+from batchline.clock import FakeClock
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator
 from batchline.workers.context import Context
@@ -19,16 +18,20 @@ def test_queue_full_429_lowers_the_in_flight_limit_until_batches_end(pipeline_se
         "model": "claude-haiku-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": f"q{i}"}]}}
         for i in range(150))
     assert report.accepted == 150
-    ctx = Context(s)
+    clock = FakeClock()
+    ctx = Context(s, clock=clock)
     assert [c.outcome for c in aggregator.pack(ctx)] == ["submitted", "submitted", "released"]
     assert redis_client.get(ctx.keys.in_flight_cap) == b"60"  # what was in flight when the queue was full
     assert not redis_client.exists(ctx.keys.create_backoff)
     assert aggregator.limits(ctx, 60).max_in_flight == 60
-    time.sleep(1.5)  # past retry-after, before the batches end: no create goes into the full queue
+    # past retry-after on both clocks, before the batches end (3 s): no create goes into the full queue
+    clock.advance(1.5)
+    emulator.advance(1.5)
     assert aggregator.pack(ctx) == []
     books = emulator.books()
     assert books["operations"]["create"] == 3 and books["http_faults"]["queue_limit"] == 1
 
+    ctx = Context(s)  # the rest on Redis time: the batches end and make room
     drain(ctx, timeout=60)
     books = emulator.books()
     assert books["billed_requests"] == 150 and books["requests_in_multiple_batches"] == 0
