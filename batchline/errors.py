@@ -57,3 +57,8 @@ class Backpressure(RetryableError):
         self.limit, self.current, self.maximum, self.tenant = limit, current, maximum, tenant
         self.report: object | None = None
         self.index: int | None = None
+
+
+class NotReplicated(RetryableError):
+    """The write is on the primary but not yet on BATCHLINE_REDIS_MIN_REPLICAS replicas: a failover now
+    could lose it, so it is not acknowledged. Retrying is safe (every such write is idempotent)."""

@@ -46,6 +46,7 @@ class Keys:
         self.canceled_queue = self.batch_members(CANCEL_BATCH)  # list: queued requests canceled, to deliver
         self.standing_alerts = f"{prefix}:alerts:standing"  # hash: alerts no sweep rewrites (results unavailable)
         self.cost_months = f"{prefix}:cost:months"  # set of the months older days were rolled into
+        self.replication_probe = f"{prefix}:replication:probe"  # counter written before each WAIT (MIN_REPLICAS)
         # Names reply targets write, by kind: a name used as a stream is never accepted as a Celery
         # queue and back (bounded by the number of distinct targets callers name)
         self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names

@@ -71,10 +71,12 @@ class ChildServer:
 class RedisServer(ChildServer):
     """A redis-server process on a free port, with AOF on so a SIGKILL loses (almost) nothing."""
 
-    def __init__(self, port: int | None = None, directory: str | None = None, appendonly: bool = True) -> None:
+    def __init__(self, port: int | None = None, directory: str | None = None, appendonly: bool = True,
+                 extra: list[str] | None = None) -> None:
         self.port = port or free_port()
         self.dir = directory or tempfile.mkdtemp(prefix="batchline-redis-")
         self.appendonly = appendonly
+        self.extra = extra or []  # more redis-server options, e.g. ["--replicaof", "127.0.0.1", "6379"]
 
     @property
     def url(self) -> str:
@@ -85,7 +87,7 @@ class RedisServer(ChildServer):
         args = [
             redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", str(Path(self.dir) / "redis.log"),
+            "--daemonize", "no", "--logfile", str(Path(self.dir) / "redis.log"), *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)

@@ -6,11 +6,23 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
+from redis.sentinel import Sentinel
+
+from batchline import redis_url
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for the data side. Bytes in, bytes out: the hot paths decode only what they use."""
-    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    """A client for the data side. Bytes in, bytes out: the hot paths decode only what they use.
+    A sentinel URL (`batchline/redis_url.py`) gives a client of the current primary, found again
+    through the sentinels on every new connection (after a failover, the next command reconnects)."""
+    target = redis_url.parse(url)
+    if target is None:
+        return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    sentinels = Sentinel(list(target.hosts), sentinel_kwargs=target.sentinel_kwargs(),  # type: ignore[no-untyped-call]
+                         **target.client_kwargs())
+    client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]
+        target.master, health_check_interval=30, socket_keepalive=True, **target.client_kwargs())
+    return client
 
 
 def text(value: bytes | str | None) -> str | None:

@@ -14,6 +14,7 @@ from batchline.clock import now_ms
 from batchline.fields import B
 from batchline.keys import Keys
 from batchline.redis_client import text, text_map, texts
+from batchline.replication import replication
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Snapshot:
     open: list[dict[str, Any]] = field(default_factory=list)
     undeliverable: int = 0  # requests whose reply target refused them, awaiting `batchline redeliver`
     waiting_by_tenant: dict[str, int] = field(default_factory=dict)  # per-tenant pending list lengths
+    redis: dict[str, Any] = field(default_factory=dict)  # role, replicas in sync, lag (batchline/replication.py)
 
     def by(self, kind: str) -> dict[tuple[str, ...], int]:
         """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
@@ -72,6 +74,7 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
         counters={text(k) or "": int(v) for k, v in counters.items()},
         undeliverable=int(n_undeliverable),
         waiting_by_tenant=pending.by_tenant(client, keys),
+        redis=replication(client),
     )
     if with_open:
         now = now_ms()

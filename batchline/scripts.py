@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from batchline.errors import NotReplicated
 from batchline.fields import lua_prelude
 from batchline.keys import Keys
 from batchline.leases import HANDOFF, new_owner
@@ -72,14 +73,33 @@ class DeliverRow:
 class Scripts:
     """The scripts, registered and loaded for one client and one key prefix."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, min_replicas: int = 0, wait_ms: int = 1000) -> None:
         self._keys = keys
+        self._client = client
+        self._min_replicas, self._wait_ms = min_replicas, wait_ms
         self._run = {name: client.register_script(source(name)) for name in NAMES}
         for name in NAMES:  # compile each now: a broken script fails here, naming itself
             try:
                 client.script_load(source(name))
             except redis.ResponseError as exc:
                 raise RuntimeError(f"batchline/lua/{name}.lua: {exc}") from exc
+
+    def _durable(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script whose write is an acknowledgement (intake, the create intent, an outcome): with
+        `min_replicas`, answer only once that many replicas have it (WAIT, same connection)."""
+        if not self._min_replicas:
+            return self._run[name](keys=keys, args=args)
+        pipe = self._client.pipeline(transaction=False)
+        self._run[name](keys=keys, args=args, client=pipe)
+        # a write of its own, so WAIT covers everything the primary had when this script ran, a
+        # duplicate's earlier intake included (WAIT waits for this connection's last write)
+        pipe.incr(self._keys.replication_probe)
+        pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)  # type: ignore[no-untyped-call]
+        result, _, acked = pipe.execute()
+        if int(acked) < self._min_replicas:
+            raise NotReplicated(f"Redis: {name} reached {acked} of {self._min_replicas} replicas in "
+                                f"{self._wait_ms} ms (BATCHLINE_REDIS_MIN_REPLICAS); retry, it is idempotent")
+        return result
 
     def intake(self, rows: Sequence[EncodedRequest], now: int, admission: Sequence[Any]) -> list[int | str]:
         """Store validated requests. One code each: 1 accepted, 0 duplicate, 2 conflict, or a string: why
@@ -89,7 +109,7 @@ class Scripts:
         args: list[Any] = [k.request(""), now, k.pending_lists, *admission]
         for r in rows:
             args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
-        codes = self._run["intake"](
+        codes = self._durable("intake",
             keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
@@ -97,7 +117,7 @@ class Scripts:
         """One code per id: 'removed' (queued: moved to the cancel batch, its `canceled` delivered by a
         worker), 'requested', 'final' or 'unknown'."""
         k = self._keys
-        codes = self._run["cancel"](keys=[k.stats, k.counters, k.canceled_queue, k.legacy_pending],
+        codes = self._durable("cancel", keys=[k.stats, k.counters, k.canceled_queue, k.legacy_pending],
                                     args=[k.request(""), k.batch(""), now, record_ttl, entry, *rids])
         return [text(c) or "" for c in codes]
 
@@ -113,20 +133,20 @@ class Scripts:
     def intent(self, bid: str, owner: str, now: int, lease_until: int) -> bool:
         """claimed -> creating by the lease's holder, the lease extended over the create call."""
         k = self._keys
-        return bool(self._run["intent"](keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until, owner]))
+        return bool(self._durable("intent", keys=[k.leases, k.batch(bid)], args=[bid, now, lease_until, owner]))
 
     def submitted(self, bid: str, provider_id: str, now: int, owner: str) -> bool:
         """creating -> submitted with the provider's id: saved by the lease's holder after its create, or
         adopted by the sweeper (`owner` '') once the lease expired."""
         k = self._keys
-        return bool(self._run["submitted"](
+        return bool(self._durable("submitted",
             keys=[k.leases, k.open, k.provider_index, k.batch(bid), k.batch_members(bid)],
             args=[k.request(""), bid, provider_id, now, int(not owner), owner]))
 
     def ended(self, bid: str, now: int, counts_json: str, provider_ended_at: str, handoff_until: int) -> bool:
         """submitted -> ended, once, with a hand-off lease; only the caller that gets True hands it off."""
         k = self._keys
-        return bool(self._run["ended"](keys=[k.open, k.ended, k.stats, k.batch(bid)],
+        return bool(self._durable("ended", keys=[k.open, k.ended, k.stats, k.batch(bid)],
                                        args=[bid, now, counts_json, provider_ended_at, new_owner(HANDOFF),
                                              handoff_until]))
 
@@ -135,14 +155,14 @@ class Scripts:
         its requests back to pending (`where`: 'head', 'rotate' or 'tail'); how many went back, or -1
         while a request its caller canceled is still in it (settle those first)."""
         k = self._keys
-        return int(self._run["release"](
+        return int(self._durable("release",
             keys=[k.pending_tenants, k.stats, k.leases, k.batch(bid), k.batch_members(bid)],
             args=[k.request(""), bid, now, reason, owner, where, k.pending_lists]))
 
     def finish(self, bid: str, owner: str, now: int, lines: int, record_ttl: int) -> bool:
         """ended -> delivered by the collect lease's holder, once every line is settled."""
         k = self._keys
-        return bool(self._run["finish"](keys=[k.ended, k.batch(bid), k.batch_members(bid)],
+        return bool(self._durable("finish", keys=[k.ended, k.batch(bid), k.batch_members(bid)],
                                         args=[bid, now, lines, record_ttl, owner]))
 
     def lease(self, key: str, owner: str, now: int, until: int, *, state: str = "", take_over: str = "",
@@ -158,7 +178,7 @@ class Scripts:
         args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen, k.pending_lists]
         for row in rows:
             args += row.encode()
-        delivered, retried, failed = self._run["deliver"](
+        delivered, retried, failed = self._durable("deliver",
             keys=[k.pending_tenants, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
                   k.undeliverable],
             args=args)
@@ -172,7 +192,7 @@ class Scripts:
         args: list[Any] = [k.request(""), now, entry, stream_maxlen]
         for rid, mode in modes:
             args += (rid, mode)
-        codes = self._run["redeliver"](keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
+        codes = self._durable("redeliver", keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
         return [text(c) or "" for c in codes]
 
     def gateway_count(self, gid: str, tenant: str, cid_prefix: str, chunk: int, now: int,

@@ -47,6 +47,13 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float) -> floa
     return value
 
 
+def _redis_url(url: str) -> str:
+    from batchline import redis_url
+
+    redis_url.parse(url)  # a malformed sentinel URL fails here, naming the setting and the rule
+    return url
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -92,6 +99,11 @@ class Settings:
 
     redis_url: str = "redis://127.0.0.1:6379/0"  # BATCHLINE_REDIS_URL (data and Celery broker)
     key_prefix: str = "bl"  # BATCHLINE_KEY_PREFIX
+    # Acknowledged means replicated: intake, the create intent and every change that ends an outcome
+    # wait (Redis WAIT) until this many replicas have the write; 0 = answer once the primary has it.
+    redis_min_replicas: int = 0  # BATCHLINE_REDIS_MIN_REPLICAS
+    # how long such a write waits for its replicas before it is answered as a RetryableError
+    redis_wait_timeout_ms: int = 1000  # BATCHLINE_REDIS_WAIT_TIMEOUT_MS
     default_tenant: str = "default"  # BATCHLINE_DEFAULT_TENANT
     max_batch_requests: int = 10_000  # BATCHLINE_MAX_BATCH_REQUESTS (<= 100,000)
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # BATCHLINE_MAX_BATCH_BYTES (< 256 MB)
@@ -185,8 +197,10 @@ class Settings:
         env = os.environ if environ is None else environ
         d = cls()
         return cls(
-            redis_url=_str(env, "BATCHLINE_REDIS_URL", d.redis_url) or d.redis_url,
+            redis_url=_redis_url(_str(env, "BATCHLINE_REDIS_URL", d.redis_url) or d.redis_url),
             key_prefix=_str(env, "BATCHLINE_KEY_PREFIX", d.key_prefix) or d.key_prefix,
+            redis_min_replicas=_int(env, "BATCHLINE_REDIS_MIN_REPLICAS", d.redis_min_replicas, 0, 16),
+            redis_wait_timeout_ms=_int(env, "BATCHLINE_REDIS_WAIT_TIMEOUT_MS", d.redis_wait_timeout_ms, 1, 60_000),
             default_tenant=_str(env, "BATCHLINE_DEFAULT_TENANT", d.default_tenant) or d.default_tenant,
             max_batch_requests=_int(
                 env, "BATCHLINE_MAX_BATCH_REQUESTS", d.max_batch_requests, 1, API_MAX_BATCH_REQUESTS

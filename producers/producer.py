@@ -82,7 +82,8 @@ class Producer:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.scripts = Scripts(client, self.keys)  # shared with the gateway, which drives the same records
+        self.scripts = Scripts(client, self.keys, settings.redis_min_replicas, settings.redis_wait_timeout_ms)
+        # shared with the gateway, which drives the same records
         self._record_prefix = self.keys.request("")
         self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
 

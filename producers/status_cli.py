@@ -11,6 +11,7 @@ from typing import Any
 
 from batchline.config.settings import Settings
 from batchline.producers.producer import Producer
+from batchline.replication import describe
 from batchline.reports import Snapshot, snapshot
 
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the pipeline view as JSON")
 
 
-def render(snap: Snapshot, limit: int) -> Any:
+def render(snap: Snapshot, limit: int, min_replicas: int = 0) -> Any:
     from rich.console import Group
     from rich.table import Table
 
@@ -35,6 +36,7 @@ def render(snap: Snapshot, limit: int) -> Any:
         ("leases held", f"{snap.leased:,}"),
         ("submission", f"PAUSED since {snap.paused.get('since')}: {snap.paused.get('reason')} "
                        f"{snap.paused.get('message', '')}" if snap.paused else "running"),
+        ("redis", describe(snap.redis, min_replicas)),
     ]:
         queue.add_row(name, value)
     tenants = Table(title="by tenant")
@@ -81,13 +83,13 @@ def run(args: argparse.Namespace) -> int:
         from rich.live import Live
 
         if not args.watch:
-            Console(width=120).print(render(snap, settings.max_requests_in_flight))
+            Console(width=120).print(render(snap, settings.max_requests_in_flight, settings.redis_min_replicas))
             return 0
-        with Live(render(snap, settings.max_requests_in_flight), refresh_per_second=1) as live:
+        limit, replicas = settings.max_requests_in_flight, settings.redis_min_replicas
+        with Live(render(snap, limit, replicas), refresh_per_second=1) as live:
             while True:
                 time.sleep(2)
-                live.update(render(snapshot(producer.redis, producer.keys, with_open=True),
-                                   settings.max_requests_in_flight))
+                live.update(render(snapshot(producer.redis, producer.keys, with_open=True), limit, replicas))
     except KeyboardInterrupt:
         return 0
     finally:

@@ -14,9 +14,9 @@ import structlog
 from celery import Celery
 from kombu import Queue
 
-from batchline import log
+from batchline import log, redis_url
 from batchline.config.settings import Settings
-from batchline.errors import RetryableError
+from batchline.errors import NotReplicated, RetryableError
 from batchline.leases import LeaseLost
 from batchline.workers import aggregator, due, poller, results, sweeper
 from batchline.workers.context import Context, current
@@ -112,7 +112,8 @@ PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "swe
 
 def create_app(settings: Settings) -> Celery:
     log.configure(settings.log_level, settings.log_format)
-    app = Celery("batchline", broker=settings.redis_url, set_as_current=False)
+    broker = redis_url.broker(settings.redis_url)
+    app = Celery("batchline", broker=broker["broker_url"], set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -126,7 +127,8 @@ def create_app(settings: Settings) -> Celery:
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={"visibility_timeout": 3600, **broker.get("broker_transport_options", {})},
+        broker_use_ssl=broker.get("broker_use_ssl"),
         task_queues=[Queue(q) for q in QUEUES.values()],
         task_default_queue=QUEUES["results"],
         task_routes={spec.name: {"queue": QUEUES[spec.role]} for spec in TASKS.values() if spec.queued},
@@ -149,6 +151,10 @@ def register(app: Celery, settings: Settings, spec: TaskSpec) -> None:
 
     def task(self: Any, *args: Any, **seen: Any) -> Summary | None:
         structlog.contextvars.bind_contextvars(task_id=self.request.id)
-        return spec.run(self, current(settings, app), *args, **seen)
+        try:
+            return spec.run(self, current(settings, app), *args, **seen)
+        except NotReplicated as exc:  # too few replicas in sync: the next tick (or hand-off) tries again
+            logger.warning("redis.not_replicated", task=spec.name, error=str(exc))
+            return {"not_replicated": True}
 
     app.task(name=spec.name, bind=True, shared=False)(task)

@@ -31,7 +31,7 @@ class Context:
         self.reply_sender = reply_sender or (celery_sender(celery_app) if celery_app is not None else None)
         self.pid = os.getpid()
         self.clock: Clock = clock if clock is not None else RedisClock(self.redis)
-        self.scripts = Scripts(self.redis, self.keys)
+        self.scripts = Scripts(self.redis, self.keys, settings.redis_min_replicas, settings.redis_wait_timeout_ms)
 
     @cached_property
     def keys(self) -> Keys:

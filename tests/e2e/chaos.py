@@ -14,6 +14,7 @@ import redis
 from batchline.config.settings import Settings
 from batchline.keys import Keys, request_id
 from batchline.producers.producer import Producer
+from batchline.redis_client import connect
 
 TENANTS = ("alpha", "beta")
 
@@ -54,7 +55,7 @@ def safe(fn: Callable[[], int]) -> int:
 class Chaos:
     def __init__(self, env: dict[str, str], emulator, per_tenant: int) -> None:
         self.env, self.emulator, self.per_tenant = env, emulator, per_tenant
-        self.client = redis.Redis.from_url(env["BATCHLINE_REDIS_URL"])
+        self.client = connect(env["BATCHLINE_REDIS_URL"])  # a sentinel URL too (batchline/redis_url.py)
         self.keys = Keys(env["BATCHLINE_KEY_PREFIX"])
 
     def submit(self) -> None:

@@ -43,6 +43,13 @@ def e2e_env(redis_server, emulator, s3_server, s3_bucket) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def chaos_env(e2e_env):
+    """The chaos rows' environment (tests/e2e/test_chaos*.py): batches of 500, no S3, quick probes."""
+    return {**e2e_env, "BATCHLINE_S3_BUCKET": "", "BATCHLINE_MAX_BATCH_REQUESTS": "500",
+            "BATCHLINE_PAUSE_PROBE_SECONDS": "0.5"}
+
+
 _CHAOS_ROWS: list = []
 
 

@@ -32,12 +32,6 @@ def check(result, allow_redrive: bool = False) -> None:
         assert result.billed_twice == 0, result
 
 
-@pytest.fixture
-def chaos_env(e2e_env):
-    return {**e2e_env, "BATCHLINE_S3_BUCKET": "", "BATCHLINE_MAX_BATCH_REQUESTS": "500",
-            "BATCHLINE_PAUSE_PROBE_SECONDS": "0.5"}
-
-
 def start(processes, env, workers: int = 1, beats: int = 1):
     procs = [processes(["worker", "--role", "all", "--concurrency", "2"], env) for _ in range(workers)]
     procs += [processes(["beat"], env) for _ in range(beats)]

@@ -1,0 +1,103 @@
+"""A primary, its replicas and three sentinels on loopback, as real redis-server processes (tests,
+chaos rows, benchmarks): the smallest deployment that fails over the way a production Sentinel does."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from batchline.local_services import ChildServer, RedisServer, free_port, redis_server_binary, wait_for_port
+
+MASTER = "batchline"
+
+
+class SentinelNode(ChildServer):
+    def __init__(self, directory: str, primary_port: int, down_after_ms: int) -> None:
+        self.port = free_port()
+        self.dir = directory
+        self.conf = Path(directory) / "sentinel.conf"
+        self.conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory}/sentinel.log\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
+            f"sentinel failover-timeout {MASTER} 10000\nsentinel parallel-syncs {MASTER} 1\n")
+
+    def start(self) -> SentinelNode:
+        self.proc = subprocess.Popen([redis_server_binary(), str(self.conf), "--sentinel"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+
+class SentinelGroup:
+    """`primary`, `replicas` and three `sentinels`; `url` is the BATCHLINE_REDIS_URL that names them."""
+
+    def __init__(self, replicas: int = 1, down_after_ms: int = 1000) -> None:
+        self.dir = tempfile.mkdtemp(prefix="batchline-sentinel-")
+        self.primary = RedisServer(directory=f"{self.dir}/primary")
+        self.replicas = [RedisServer(directory=f"{self.dir}/replica{i}",
+                                     extra=["--replicaof", "127.0.0.1", str(self.primary.port)])
+                         for i in range(replicas)]
+        self.sentinels: list[SentinelNode] = []
+        self.down_after_ms = down_after_ms
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{MASTER}/0"
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, *self.replicas]
+
+    def start(self) -> SentinelGroup:
+        self.primary.start()
+        for r in self.replicas:
+            r.start()
+        self.wait_synced()
+        for i in range(3):
+            d = Path(self.dir) / f"sentinel{i}"
+            d.mkdir()
+            self.sentinels.append(SentinelNode(str(d), self.primary.port, self.down_after_ms).start())
+        self.wait_primary(self.primary.port)
+        return self
+
+    def wait_synced(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(port=self.primary.port)
+        while time.monotonic() < deadline:
+            info = client.info("replication")
+            online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+                      and v.get("state") == "online"]
+            if len(online) >= len(self.replicas):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"replicas not in sync with the primary after {timeout}s")
+
+    def current_primary_port(self) -> int | None:
+        for s in self.sentinels:
+            try:
+                addr: Any = redis.Redis(port=s.port, socket_timeout=1).sentinel_get_master_addr_by_name(MASTER)
+                return int(addr[1])
+            except (redis.RedisError, TypeError):
+                continue
+        return None
+
+    def wait_primary(self, port: int | None = None, timeout: float = 30.0) -> int:
+        """The primary's port once the sentinels agree on one (`port`, or any other than the old)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.current_primary_port()
+            if now is not None and (now == port if port is not None else now != self.primary.port):
+                return now
+            time.sleep(0.1)
+        raise TimeoutError(f"sentinels named no {'primary ' + str(port) if port else 'new primary'} in {timeout}s")
+
+    def stop(self) -> None:
+        for node in [*self.sentinels, *self.servers]:
+            node.stop()

@@ -1,0 +1,127 @@
+"""`BATCHLINE_REDIS_URL`: one Redis, or a primary found through Sentinel; read once, used by every role.
+
+    redis://[[user]:password@]host:port/db           one Redis (rediss:// for TLS, unix:// for a socket)
+    redis+sentinel://[[user]:password@]h1:p1,h2:p2,h3:p3/MASTER_NAME[/db][?sentinel_password=...]
+    rediss+sentinel://...                            the same, TLS to the sentinels and the primary
+
+The data side connects with redis-py's `Sentinel(...).master_for(...)`, the Celery broker with kombu's
+`sentinel://` transport (`master_name`, `sentinel_kwargs`). Both ask the sentinels for the primary
+again on every new connection, so after a failover each role reconnects to the new primary by itself.
+Errors name the setting and the rule; they never echo the password.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from batchline.errors import ConfigError
+
+SETTING = "BATCHLINE_REDIS_URL"
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+DIRECT_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_PORT = 26379
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    """A primary behind sentinels, as `BATCHLINE_REDIS_URL` names it."""
+
+    hosts: tuple[tuple[str, int], ...]
+    master: str
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """What the primary's connections take (password, db, TLS), for redis-py's `master_for`."""
+        kw: dict[str, Any] = {"db": self.db}
+        if self.username:
+            kw["username"] = self.username
+        if self.password:
+            kw["password"] = self.password
+        if self.tls:
+            kw["ssl"] = True
+        return kw
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        """What the connections to the sentinels themselves take."""
+        kw: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        if self.sentinel_password:
+            kw["password"] = self.sentinel_password
+        if self.tls:
+            kw["ssl"] = True
+        return kw
+
+    def broker(self) -> tuple[str, dict[str, Any]]:
+        """kombu's form: `sentinel://[:password@]h:p;sentinel://...` and its transport options."""
+        auth = ""
+        if self.password:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        url = ";".join(f"sentinel://{auth}{_netloc(h, p)}/{self.db}" for h, p in self.hosts)
+        return url, {"master_name": self.master, "sentinel_kwargs": self.sentinel_kwargs()}
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse(url: str) -> Sentinel | None:
+    """The Sentinel form of `url`, or None for a plain Redis URL (which redis-py and kombu read as is)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in DIRECT_SCHEMES:
+        return None
+    if scheme not in SENTINEL_SCHEMES:
+        raise ConfigError(f"{SETTING}: scheme {scheme or '(none)'!r} is not one of "
+                          "redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://")
+    parts = urlsplit(url)
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    hosts = tuple(_host(h) for h in hostlist.split(",") if h.strip())
+    if not hosts:
+        raise ConfigError(f"{SETTING}: a sentinel URL names at least one sentinel host:port")
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2:
+        raise ConfigError(f"{SETTING}: a sentinel URL's path is /MASTER_NAME or /MASTER_NAME/DB")
+    db = 0
+    if len(path) == 2:
+        if not path[1].isdigit():
+            raise ConfigError(f"{SETTING}: the database after the master name must be a number")
+        db = int(path[1])
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"sentinel_password"}
+    if unknown:
+        raise ConfigError(f"{SETTING}: unknown query parameter(s) {sorted(unknown)}; only sentinel_password")
+    sentinel_password = query.get("sentinel_password", [None])[0]
+    return Sentinel(hosts, unquote(path[0]), db, unquote(username) or None, unquote(password) or None,
+                    sentinel_password, SENTINEL_SCHEMES[scheme])
+
+
+def _host(text: str) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ConfigError(f"{SETTING}: sentinel host {text!r} has no host name")
+    if port and not port.isdigit():
+        raise ConfigError(f"{SETTING}: sentinel host {host!r} has a port that is not a number")
+    return host, int(port) if port else SENTINEL_PORT
+
+
+def broker(url: str) -> dict[str, Any]:
+    """Celery settings for the broker: its URL, and for sentinels the transport options and TLS."""
+    target = parse(url)
+    if target is None:
+        return {"broker_url": url}
+    kombu_url, transport = target.broker()
+    conf: dict[str, Any] = {"broker_url": kombu_url, "broker_transport_options": transport}
+    if target.tls:
+        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return conf

@@ -1,0 +1,102 @@
+"""Redis behind Sentinel (real redis-servers: a primary, a replica, three sentinels on loopback).
+
+A sentinel BATCHLINE_REDIS_URL reaches the primary; when the primary dies and the sentinels promote the
+replica, the same client goes on against the new primary without a restart. With
+BATCHLINE_REDIS_MIN_REPLICAS, an acknowledgement means the replica has the write: a write the replica
+does not take in time is answered as `NotReplicated` (a RetryableError), and retrying is idempotent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from batchline.config.settings import Settings
+from batchline.errors import NotReplicated
+from batchline.local_sentinel import SentinelGroup
+from batchline.producers.producer import Producer
+from batchline.replication import describe
+from batchline.reports import snapshot
+from batchline.workers.context import Context
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    g = SentinelGroup().start()
+    yield g
+    g.stop()
+
+
+def params(i: int) -> dict:
+    return {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": f"q {i}"}]}
+
+
+def items(tag: str, n: int) -> list[dict]:
+    return [{"custom_id": f"{tag}-{i}", "params": params(i)} for i in range(n)]
+
+
+def retried(call, timeout: float = 30.0):
+    """What a caller does on a failover: retry a call that could not reach Redis."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_producer_and_worker_clients_follow_a_failover(group):
+    s = Settings(redis_url=group.url, key_prefix=f"s{uuid.uuid4().hex[:6]}")
+    producer, ctx = Producer.from_settings(s), Context(s)
+    assert producer.submit_many(items("before", 50)).accepted == 50
+    old = group.primary.port
+    redis.Redis(port=old).execute_command("WAIT", 1, 5000)
+    shown = snapshot(ctx.redis, ctx.keys).redis  # what `batchline status` shows
+    assert (shown["role"], shown["replicas"], shown["in_sync"]) == ("master", 1, 1)
+    assert 0 <= shown["lag_bytes"] < 10_000  # the sentinels' own chatter, at most
+    assert describe(shown, 1).startswith("master, 1 of 1 replicas in sync, lag 0 s (")
+    assert describe(shown, 1).endswith("; writes wait for 1 (BATCHLINE_REDIS_MIN_REPLICAS)")
+    group.primary.kill()
+    new = group.wait_primary()
+    assert new != old
+    report = retried(lambda: producer.submit_many(items("after", 50)))
+    assert report.accepted == 50
+    assert retried(lambda: ctx.redis.info("server"))["tcp_port"] == new  # the worker's client moved too
+    states = {producer.status(f"{t}-{i}")["state"] for t in ("before", "after") for i in range(50)}
+    assert states == {"queued"}
+    assert int(ctx.redis.hget(ctx.keys.stats, "pending")) == 100
+    shown = snapshot(ctx.redis, ctx.keys).redis
+    assert (shown["role"], shown["in_sync"]) == ("master", 0)  # the old primary is dead: no replica now
+    assert "TOO FEW IN SYNC" in describe(shown, 1)
+
+
+def test_min_replicas_acknowledges_only_replicated_writes(group):
+    s = Settings(redis_url=group.url, key_prefix=f"r{uuid.uuid4().hex[:6]}", redis_min_replicas=1,
+                 redis_wait_timeout_ms=300)
+    producer = Producer.from_settings(s)
+    assert producer.submit_many(items("ok", 10)).accepted == 10
+    replica = group.replicas[0]
+    os.kill(replica.proc.pid, signal.SIGSTOP)  # the replica stops taking the stream
+    try:
+        started = time.monotonic()
+        with pytest.raises(NotReplicated, match="reached 0 of 1 replicas in 300 ms"):
+            producer.submit_many(items("late", 10))
+        assert time.monotonic() - started < 3
+    finally:
+        os.kill(replica.proc.pid, signal.SIGCONT)
+    report = producer.submit_many(items("late", 10))  # the caller retries: idempotent, now replicated
+    assert (report.accepted, report.duplicate) == (0, 10)
+    on_replica = redis.Redis(port=replica.port)
+    assert all(on_replica.exists(producer.keys.request(producer.status(f"late-{i}")["request_id"]))
+               for i in range(10))
+    with pytest.raises(NotReplicated, match="of 2 replicas"):  # more replicas than there are: never acked
+        Producer.from_settings(s.replace(redis_min_replicas=2)).submit("x-1", params(1))

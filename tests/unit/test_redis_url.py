@@ -1,0 +1,63 @@
+"""BATCHLINE_REDIS_URL's forms (batchline/redis_url.py): plain URLs pass through, sentinel URLs become
+redis-py's and kombu's arguments, and a bad one fails naming the setting and the rule, never the password."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from batchline.config.settings import Settings
+from batchline.errors import ConfigError
+from batchline.redis_url import Sentinel, broker, parse
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://:pw@h:6380/2", "unix:///tmp/r.sock"])
+def test_plain_urls_pass_through(url):
+    assert parse(url) is None
+    assert broker(url) == {"broker_url": url}
+
+
+def test_a_sentinel_url_names_hosts_master_db_and_both_passwords():
+    target = parse("redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/3"
+                   "?sentinel_password=sp")
+    assert target == Sentinel((("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)), "mymaster", 3,
+                              "app", "s@cret", "sp", False)
+    assert target.client_kwargs() == {"db": 3, "username": "app", "password": "s@cret"}
+    assert target.sentinel_kwargs()["password"] == "sp" and "ssl" not in target.sentinel_kwargs()
+    conf = broker("redis+sentinel://app:s%40cret@10.0.0.1:26379,10.0.0.2/mymaster/3?sentinel_password=sp")
+    assert conf["broker_url"] == "sentinel://app:s%40cret@10.0.0.1:26379/3;sentinel://app:s%40cret@10.0.0.2:26379/3"
+    assert conf["broker_transport_options"]["master_name"] == "mymaster"
+    assert conf["broker_transport_options"]["sentinel_kwargs"]["password"] == "sp"
+    assert "broker_use_ssl" not in conf
+
+
+def test_rediss_sentinel_is_tls_to_sentinels_primary_and_broker():
+    target = parse("rediss+sentinel://:pw@s1:26379/m")
+    assert target is not None and target.tls and target.db == 0
+    assert target.client_kwargs()["ssl"] and target.sentinel_kwargs()["ssl"]
+    assert broker("rediss+sentinel://:pw@s1:26379/m")["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+@pytest.mark.parametrize(("url", "rule"), [
+    ("http://:hunter2@h:1/0", "scheme 'http' is not one of"),
+    ("redis+sentinel://:hunter2@/m", "at least one sentinel host"),
+    ("redis+sentinel://:hunter2@h:1", "path is /MASTER_NAME"),
+    ("redis+sentinel://:hunter2@h:1/m/x", "database after the master name must be a number"),
+    ("redis+sentinel://:hunter2@h:port/m", "port that is not a number"),
+    ("redis+sentinel://:hunter2@h:1/m?password=x", "unknown query parameter"),
+])
+def test_a_bad_url_names_the_setting_and_rule_not_the_password(url, rule):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"BATCHLINE_REDIS_URL": url})
+    assert str(err.value).startswith("BATCHLINE_REDIS_URL") and rule in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_min_replicas_settings_are_checked():
+    s = Settings.from_env({"BATCHLINE_REDIS_MIN_REPLICAS": "1", "BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "250"})
+    assert (s.redis_min_replicas, s.redis_wait_timeout_ms) == (1, 250)
+    with pytest.raises(ConfigError, match="BATCHLINE_REDIS_WAIT_TIMEOUT_MS=0: must be between 1 and 60000"):
+        Settings.from_env({"BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "0"})
+    with pytest.raises(ConfigError, match="BATCHLINE_REDIS_MIN_REPLICAS=-1"):
+        Settings.from_env({"BATCHLINE_REDIS_MIN_REPLICAS": "-1"})
