@@ -170,8 +170,8 @@ class Settings:
     tenant_max_queued_requests: int = 1_000_000
     #: Admission: a tenant's bytes accepted and not yet final (0: no limit).
     tenant_max_queued_bytes: int = 1_000_000_000
-    #: Per-tenant overrides of the two above, JSON `{"tenant": {"requests": N, "bytes": N}}`, either key
-    #: optional (0: no limit).
+    #: Per-tenant overrides of `BATCHLINE_TENANT_MAX_QUEUED_*`, JSON `{"tenant": {"requests": N, "bytes": N}}`,
+    #: either key optional (0: no limit).
     tenant_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     #: Metrics label the N tenants with the most requests; the rest are summed as `other`.
     metrics_max_tenants: int = 50
