@@ -98,7 +98,8 @@ def _meanings(source_lines: list[str], cls: ast.ClassDef) -> dict[str, str]:
     out: dict[str, str] = {}
     for node in cls.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            lines, i = [], node.lineno - 2
+            lines: list[str] = []
+            i = node.lineno - 2
             while i >= 0 and source_lines[i].strip().startswith("#:"):
                 lines.insert(0, source_lines[i].strip()[2:].strip())
                 i -= 1
