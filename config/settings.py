@@ -179,7 +179,7 @@ class Settings:
     cost_days_kept: int = 90
     #: Trim each reply stream to about N entries on append (`XADD MAXLEN ~`; 0: never).
     reply_stream_maxlen: int = 0
-    #: Flower's basic auth, `user:password` (`batchline flower` needs it).
+    #: Flower's basic auth, `user:password` (`batchline flower` refuses to start without it, unless `--no-auth`).
     flower_basic_auth: str | None = field(default=None, repr=False)
     #: A JSON price table merged over `config/prices.json` by key (docs/operating.md, costs).
     prices_file: str | None = None
