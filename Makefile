@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast typecheck bench bench-quick chaos lint lock clean
+.PHONY: install demo test test-fast typecheck bench bench-quick chaos lint docs lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-quick: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# docs/settings.md from config/settings.py (tests/unit/test_settings_doc.py fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m batchline.config.settings_doc docs/settings.md
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: $(STAMP)

@@ -40,7 +40,7 @@ class Keys:
         self.paused = f"{prefix}:paused"  # hash while submission is paused (account-level error)
         self.limit_override = f"{prefix}:override"  # hash with a TTL: smaller batches after a 413/400
         self.in_flight_cap = f"{prefix}:cap:in_flight"  # after a queue-full 429: the effective in-flight limit
-        self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by every sweep
+        self.alerts = f"{prefix}:alerts"  # hash: watchdog alerts, rewritten by a sweep when they change
         self.counters = f"{prefix}:counters"  # hash: accepted/delivered/redriven/canceled totals
         self.cost_days = f"{prefix}:cost:days"  # set of the days that have a cost hash
         self.canceled_queue = self.batch_members(CANCEL_BATCH)  # list: queued requests canceled, to deliver

@@ -95,77 +95,139 @@ def _tenant_limits(env: Mapping[str, str], requests: int, bytes_: int) -> dict[s
 
 @dataclass(frozen=True)
 class Settings:
-    """All of batchline's settings. Field docs name the environment variable that sets each."""
+    """All of batchline's settings. The `#:` comment above a field is its meaning in docs/settings.md
+    (`make docs` writes it with `config/settings_doc.py`); `from_env` names the variable that sets it."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"  # BATCHLINE_REDIS_URL (data and Celery broker)
-    key_prefix: str = "bl"  # BATCHLINE_KEY_PREFIX
-    # Acknowledged means replicated: intake, the create intent and every change that ends an outcome
-    # wait (Redis WAIT) until this many replicas have the write; 0 = answer once the primary has it.
-    redis_min_replicas: int = 0  # BATCHLINE_REDIS_MIN_REPLICAS
-    # how long such a write waits for its replicas before it is answered as a RetryableError
-    redis_wait_timeout_ms: int = 1000  # BATCHLINE_REDIS_WAIT_TIMEOUT_MS
-    default_tenant: str = "default"  # BATCHLINE_DEFAULT_TENANT
-    max_batch_requests: int = 10_000  # BATCHLINE_MAX_BATCH_REQUESTS (<= 100,000)
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # BATCHLINE_MAX_BATCH_BYTES (< 256 MB)
-    max_wait_seconds: float = 60.0  # BATCHLINE_MAX_WAIT_SECONDS
-    max_requests_in_flight: int = 100_000  # BATCHLINE_MAX_REQUESTS_IN_FLIGHT (<= tier queue: 200k/300k/500k)
-    poll_interval_seconds: float = 30.0  # BATCHLINE_POLL_INTERVAL_SECONDS
-    pack_interval_seconds: float = 1.0  # BATCHLINE_PACK_INTERVAL_SECONDS
-    sweep_interval_seconds: float = 15.0  # BATCHLINE_SWEEP_INTERVAL_SECONDS
-    claim_lease_seconds: float = 120.0  # BATCHLINE_CLAIM_LEASE_SECONDS
-    collect_lease_seconds: float = 60.0  # BATCHLINE_COLLECT_LEASE_SECONDS
-    create_timeout_seconds: float = 300.0  # BATCHLINE_CREATE_TIMEOUT_SECONDS
-    clock_skew_seconds: float = 60.0  # BATCHLINE_CLOCK_SKEW_SECONDS (ours vs the provider's, when reconciling)
-    fresh_batch_grace_seconds: float = 120.0  # BATCHLINE_FRESH_BATCH_GRACE_SECONDS (404s tolerated)
-    reconcile_delay_seconds: float = 10.0  # BATCHLINE_RECONCILE_DELAY_SECONDS (a new batch shows in list by then)
-    reconcile_max_pages: int = 200  # BATCHLINE_RECONCILE_MAX_PAGES (list pages back to a create's window)
-    poll_call_budget: int = 20  # BATCHLINE_POLL_CALL_BUDGET (list + retrieve calls per poll round, >= 2)
-    results_from_base_url: bool = False  # BATCHLINE_RESULTS_FROM_BASE_URL (documented path on ANTHROPIC_BASE_URL)
-    results_404_retries: int = 5  # BATCHLINE_RESULTS_404_RETRIES (then each request: errored results_unavailable)
-    record_ttl_seconds: int = 30 * 86400  # BATCHLINE_RECORD_TTL_SECONDS (after delivery)
-    max_attempts: int = 3  # BATCHLINE_MAX_ATTEMPTS
-    pause_probe_seconds: float = 60.0  # BATCHLINE_PAUSE_PROBE_SECONDS (while paused, probe this often)
-    stuck_batch_seconds: float = 6 * 3600.0  # BATCHLINE_STUCK_BATCH_SECONDS (watchdog)
-    results_warn_age_seconds: float = 26 * 86400.0  # BATCHLINE_RESULTS_WARN_AGE_SECONDS (29-day end)
-    anthropic_api_key: str | None = field(default=None, repr=False)  # ANTHROPIC_API_KEY
-    anthropic_base_url: str | None = None  # ANTHROPIC_BASE_URL
-    s3_bucket: str | None = None  # BATCHLINE_S3_BUCKET (unset: no S3 output)
-    s3_prefix: str = "batchline"  # BATCHLINE_S3_PREFIX
-    s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
-    s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
-    results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
-    reply_stream_prefix: str | None = None  # BATCHLINE_REPLY_STREAM_PREFIX (unset: any stream name)
+    #: Redis for data and the Celery broker: `redis://`, `rediss://`, `unix://`, or a primary behind Sentinel,
+    #: `redis+sentinel://` / `rediss+sentinel://` (docs/operating.md, Redis that fails over).
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of every Redis key.
+    key_prefix: str = "bl"
+    #: Replicas that must have a write (Redis `WAIT`) before intake, the create intent or an outcome is
+    #: acknowledged; 0 answers once the primary has it (docs/operating.md, Redis that fails over).
+    redis_min_replicas: int = 0
+    #: How long such a write waits for its replicas; then it is answered as a RetryableError.
+    redis_wait_timeout_ms: int = 1000
+    #: Tenant of requests that name none.
+    default_tenant: str = "default"
+    #: Requests per batch (the API's cap is 100,000).
+    max_batch_requests: int = 10_000
+    #: Create-body bytes per batch (the API's cap is 256 MB).
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    #: Send a partial batch when its oldest request has waited this long.
+    max_wait_seconds: float = 60.0
+    #: Requests across open batches: at most your tier's processing-queue limit (docs/operating.md).
+    max_requests_in_flight: int = 100_000
+    #: Beat: poll open batches this often (one `list` call per 1,000).
+    poll_interval_seconds: float = 30.0
+    #: Beat: check this often whether a batch is due.
+    pack_interval_seconds: float = 1.0
+    #: Beat: check this often for expired leases, lost creates to reconcile, alerts and trims.
+    sweep_interval_seconds: float = 15.0
+    #: Lease on claimed requests before the create.
+    claim_lease_seconds: float = 120.0
+    #: Lease of a result worker on a batch, renewed per chunk.
+    collect_lease_seconds: float = 60.0
+    #: HTTP timeout of a create (made with the SDK's retries off).
+    create_timeout_seconds: float = 300.0
+    #: Allowed skew between our clock and the provider's `created_at` (reconcile windows).
+    clock_skew_seconds: float = 60.0
+    #: 404s on a batch this young are transient.
+    fresh_batch_grace_seconds: float = 120.0
+    #: After a create answered 5xx or timed out, reconcile this soon (a new batch shows in `list` by then).
+    reconcile_delay_seconds: float = 10.0
+    #: List pages read back to a create's window; short of it, nothing is released.
+    reconcile_max_pages: int = 200
+    #: List + retrieve calls per poll round (>= 2); rotates so every open batch is seen.
+    poll_call_budget: int = 20
+    #: Fetch results from `/v1/messages/batches/{id}/results` on `ANTHROPIC_BASE_URL` instead of
+    #: `results_url` (gateways).
+    results_from_base_url: bool = False
+    #: Results 404s retried (with backoff) before each request of the batch ends `errored` /
+    #: `results_unavailable`.
+    results_404_retries: int = 5
+    #: How long a delivered request's record stays, in seconds.
+    record_ttl_seconds: int = 30 * 86400
+    #: Attempts of a request: a transient error or an expiry is retried in a new batch up to this.
+    max_attempts: int = 3
+    #: While submission is paused, probe the API this often.
+    pause_probe_seconds: float = 60.0
+    #: Watchdog: alert on a batch in progress this long.
+    stuck_batch_seconds: float = 6 * 3600.0
+    #: Watchdog: alert on results not delivered this long after the create (the provider keeps them 29 days).
+    results_warn_age_seconds: float = 26 * 86400.0
+    #: The Anthropic SDK's own.
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    #: The Anthropic SDK's own (the emulator's URL in the demo and the tests).
+    anthropic_base_url: str | None = None
+    #: S3 bucket of the results (unset: no S3 output).
+    s3_bucket: str | None = None
+    #: Prefix of every S3 key (slashes around it are dropped).
+    s3_prefix: str = "batchline"
+    #: S3 endpoint (unset: AWS; credentials the boto3 way, `AWS_*`).
+    s3_endpoint_url: str | None = None
+    #: Parallel per-request PUTs per result worker.
+    s3_put_threads: int = 16
+    #: Result lines handled per Redis round.
+    results_chunk_lines: int = 500
+    #: When set, intake refuses reply stream names without this prefix (unset: any stream name).
+    reply_stream_prefix: str | None = None
     # Admission control (0: no limit). Intake refuses new requests with `Backpressure` past any of them.
-    max_queued_requests: int = 2_000_000  # BATCHLINE_MAX_QUEUED_REQUESTS (waiting to be packed, all tenants)
-    max_queued_bytes: int = 2_000_000_000  # BATCHLINE_MAX_QUEUED_BYTES (their create-body bytes)
-    intake_memory_percent: int = 80  # BATCHLINE_INTAKE_MEMORY_PERCENT (of Redis maxmemory; the rest is the workers')
-    tenant_max_queued_requests: int = 1_000_000  # BATCHLINE_TENANT_MAX_QUEUED_REQUESTS (accepted, not yet final)
-    tenant_max_queued_bytes: int = 1_000_000_000  # BATCHLINE_TENANT_MAX_QUEUED_BYTES
-    # BATCHLINE_TENANT_LIMITS: JSON {"tenant": {"requests": N, "bytes": N}}, either key optional
+    #: Admission: requests waiting to be packed, all tenants (0: no limit).
+    max_queued_requests: int = 2_000_000
+    #: Admission: create-body bytes of the requests waiting to be packed, all tenants (0: no limit).
+    max_queued_bytes: int = 2_000_000_000
+    #: Admission: intake stops at this share of Redis `maxmemory` (when set); the rest is the workers' reserve.
+    intake_memory_percent: int = 80
+    #: Admission: a tenant's requests accepted and not yet final (0: no limit).
+    tenant_max_queued_requests: int = 1_000_000
+    #: Admission: a tenant's bytes accepted and not yet final (0: no limit).
+    tenant_max_queued_bytes: int = 1_000_000_000
+    #: Per-tenant overrides of `BATCHLINE_TENANT_MAX_QUEUED_*`, JSON `{"tenant": {"requests": N, "bytes": N}}`,
+    #: either key optional (0: no limit).
     tenant_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    metrics_max_tenants: int = 50  # BATCHLINE_METRICS_MAX_TENANTS (the rest are labelled `other`)
-    cost_days_kept: int = 90  # BATCHLINE_COST_DAYS_KEPT (older per-day cost hashes roll into months)
-    reply_stream_maxlen: int = 0  # BATCHLINE_REPLY_STREAM_MAXLEN (trim reply streams to ~N entries; 0: never)
-    flower_basic_auth: str | None = field(default=None, repr=False)  # FLOWER_BASIC_AUTH ("user:password")
-    prices_file: str | None = None  # BATCHLINE_PRICES_FILE (JSON merged over config/prices.json)
-    log_format: str = "auto"  # BATCHLINE_LOG_FORMAT: auto | json | console
-    log_level: str = "INFO"  # BATCHLINE_LOG_LEVEL
-    crash_at: str | None = None  # BATCHLINE_TEST_CRASH_AT: named crash hook, tests only
+    #: Metrics label the N tenants with the most requests; the rest are summed as `other`.
+    metrics_max_tenants: int = 50
+    #: Per-day cost hashes older than this many days roll into one per month (`batchline costs` shows `YYYY-MM`).
+    cost_days_kept: int = 90
+    #: Trim each reply stream to about N entries on append (`XADD MAXLEN ~`; 0: never).
+    reply_stream_maxlen: int = 0
+    #: Flower's basic auth, `user:password` (`batchline flower` refuses to start without it, unless `--no-auth`).
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    #: A JSON price table merged over `config/prices.json` by key (docs/operating.md, costs).
+    prices_file: str | None = None
+    #: `auto` (JSON when not on a terminal), `json` or `console`.
+    log_format: str = "auto"
+    #: Log level.
+    log_level: str = "INFO"
+    #: A named crash hook: tests only.
+    crash_at: str | None = None
     # Tenants and the gateway (batchline/tenants.py, gateway/)
-    key_grace_seconds: float = 86400.0  # BATCHLINE_KEY_GRACE_SECONDS (a rotated key keeps working this long)
-    gateway_max_body_bytes: int = 256_000_000  # BATCHLINE_GATEWAY_MAX_BODY_BYTES (413 above it)
-    gateway_max_batch_requests: int = 1_000_000  # BATCHLINE_GATEWAY_MAX_BATCH_REQUESTS (per client batch)
-    gateway_rate_limit: int = 600  # BATCHLINE_GATEWAY_RATE_LIMIT (HTTP requests per key per window)
-    gateway_rate_window_seconds: int = 60  # BATCHLINE_GATEWAY_RATE_WINDOW_SECONDS
-    # failed authentications per client address per window, then 429 for that address (guessing keys)
-    gateway_auth_failure_limit: int = 30  # BATCHLINE_GATEWAY_AUTH_FAILURE_LIMIT
-    # proxies in front that append X-Forwarded-For (0: the peer address is the client; never trust XFF)
-    gateway_trusted_proxy_hops: int = 0  # BATCHLINE_GATEWAY_TRUSTED_PROXY_HOPS
-    gateway_body_timeout_seconds: float = 60.0  # BATCHLINE_GATEWAY_BODY_TIMEOUT_SECONDS (slow clients: 408)
-    gateway_cors_origins: tuple[str, ...] = ()  # BATCHLINE_GATEWAY_CORS_ORIGINS (comma-separated; none: no CORS)
-    gateway_public_url: str | None = None  # BATCHLINE_GATEWAY_PUBLIC_URL (base of results_url; default: the Host)
-    gateway_host: str = "127.0.0.1"  # BATCHLINE_GATEWAY_HOST (`batchline gateway --host`)
-    gateway_port: int = 8080  # BATCHLINE_GATEWAY_PORT (`batchline gateway --port`)
+    #: A rotated key keeps working this long.
+    key_grace_seconds: float = 86400.0
+    #: Gateway: larger bodies get 413 (refused before reading further).
+    gateway_max_body_bytes: int = 256_000_000
+    #: Gateway: requests per client batch.
+    gateway_max_batch_requests: int = 1_000_000
+    #: Gateway: HTTP requests per key per window (then 429).
+    gateway_rate_limit: int = 600
+    #: Gateway: the rate window, in seconds.
+    gateway_rate_window_seconds: int = 60
+    #: Gateway: failed authentications per client address per rate window, then 429 for that address.
+    gateway_auth_failure_limit: int = 30
+    #: Gateway: proxies in front that append `X-Forwarded-For`; the client address is the entry the
+    #: outermost one wrote (0: the TCP peer, the header ignored).
+    gateway_trusted_proxy_hops: int = 0
+    #: Gateway: a body must arrive within this (408).
+    gateway_body_timeout_seconds: float = 60.0
+    #: Gateway: comma-separated CORS origins (unset: no CORS).
+    gateway_cors_origins: tuple[str, ...] = ()
+    #: Gateway: base of `results_url`, the ingress's URL (unset: the request's Host).
+    gateway_public_url: str | None = None
+    #: `batchline gateway` listens on this host (`--host`).
+    gateway_host: str = "127.0.0.1"
+    #: `batchline gateway` listens on this port (`--port`).
+    gateway_port: int = 8080
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:

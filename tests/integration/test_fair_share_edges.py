@@ -95,7 +95,7 @@ def test_a_lone_refused_request_sent_to_the_tail_lets_other_tenants_go_first(pip
 
 def test_a_request_in_the_01_list_canceled_before_it_is_moved_leaves_the_pending_count_right(settings,
                                                                                              redis_client):
-    """Rolling upgrade (README: 'also while a 0.1 producer still writes'): a request a 0.1 producer
+    """Rolling upgrade (docs/operating.md, runbook: 'also while a 0.1 producer still writes'): a request a 0.1 producer
     put in `{prefix}:pending` is not in the count yet (0.1 kept none; migrate adds what it moves).
     The new version's cancel of it before the next pass must not count it out (cancel.lua looks in
     the old list while it has entries), or the count would end one low for good."""
