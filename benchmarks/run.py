@@ -696,6 +696,11 @@ METHOD = [
     "median time between creates in that run. The baseline submits B's 50 into A's own list: one FIFO "
     "for everyone, as 0.1 kept. (b) the same N ~1 KB requests spread over 100 tenants or held by one, "
     "`FLUSHDB` between; `aggregator.claim` of all N timed alone.",
+    "8. **replicas**: a primary and one replica (redis-servers on loopback, replication on); the intake "
+    "row's `submit_many` and the fan-out row's `results.collect` (to a Redis stream, no S3; the packing "
+    "row's size) run with `BATCHLINE_REDIS_MIN_REPLICAS=0`, then `=1` (each acknowledging write is followed "
+    "by `INCR` + `WAIT 1` in the same round trip), `FLUSHDB` between. On loopback a replica acknowledges in "
+    "well under a millisecond; across hosts each WAIT adds a network round trip.",
 ]
 
 
@@ -720,7 +725,7 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway",
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,replicas",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -758,6 +763,11 @@ def main(argv: list[str] | None = None) -> int:
                 fairshare_bench.bench_wait(report, redis_srv.url, base_url, sizes.intake, settings_for, items_of,
                                            verdict)
                 fairshare_bench.bench_claim(report, redis_srv.url, sizes.pack, settings_for, items_of, verdict)
+            if "replicas" in only:
+                from benchmarks import replication_bench
+
+                replication_bench.bench_replicas(report, base_url, sizes.intake, sizes.pack, settings_for, items_of,
+                                                 submit_and_pack, close_context, verdict)
     finally:
         if moto is not None:
             moto.stop()
