@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from batchline.errors import RetryableError
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("batchline.producers.submit_cli", "submit a JSONL file of requests"),
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         args = sp.parse_args(argv[1:])
         try:
             return int(module.run(args) or 0)
+        except RetryableError as exc:  # e.g. NotReplicated: nothing wrong with the input, try again
+            print(f"batchline {argv[0]}: {exc}", file=sys.stderr)
+            return 3
         except Exception as exc:
             from batchline.redis_client import unreachable
 

@@ -7,8 +7,11 @@ does not take in time is answered as `NotReplicated` (a RetryableError), and ret
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -100,3 +103,17 @@ def test_min_replicas_acknowledges_only_replicated_writes(group):
                for i in range(10))
     with pytest.raises(NotReplicated, match="of 2 replicas"):  # more replicas than there are: never acked
         Producer.from_settings(s.replace(redis_min_replicas=2)).submit("x-1", params(1))
+
+
+def test_submit_cli_answers_not_replicated_in_one_line_exit_3(group, tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"custom_id": "cli-1", "params": params(1)}) + "\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("BATCHLINE_")},
+           "BATCHLINE_REDIS_URL": group.url, "BATCHLINE_KEY_PREFIX": f"c{uuid.uuid4().hex[:6]}",
+           "BATCHLINE_REDIS_MIN_REPLICAS": "2", "BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "100"}
+    done = subprocess.run([sys.executable, "-m", "batchline.cli", "submit", str(path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]  # after the progress bar's line
+    assert last.startswith("batchline submit: Redis: intake reached 1 of 2 replicas in 100 ms"), done.stderr
+    assert "Traceback" not in done.stderr
