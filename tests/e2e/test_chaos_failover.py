@@ -107,3 +107,35 @@ def held(chaos: Chaos) -> int:
         return sum(pipe.execute())
     except redis.RedisError:
         return 2 * PER_TENANT + 1
+
+
+def test_replica_promoted_while_a_result_worker_is_mid_file(e2e_env, emulator, processes, chaos_report):
+    """`SENTINEL FAILOVER` (the replica promoted, the primary demoted) while one 3,000-line results file
+    is being delivered, with S3 on (moto) so delivery takes seconds: every result reaches its stream
+    exactly once."""
+    group = SentinelGroup().start()
+    try:
+        env = {**e2e_env, "BATCHLINE_REDIS_URL": group.url, "BATCHLINE_REDIS_MIN_REPLICAS": "1",
+               "BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "500", "BATCHLINE_MAX_BATCH_REQUESTS": "3000",
+               "BATCHLINE_MAX_WAIT_SECONDS": "3"}
+        emulator.set_faults(processing_seconds=1.0)
+        chaos = Chaos(env, emulator, PER_TENANT)
+        chaos.submit()  # before the workers start: one batch of 3,000
+        procs = start(processes, env)
+        chaos.wait(lambda: chaos.delivered_count() > 0, 120, "the first deliveries", procs)
+        mid = chaos.delivered_count()
+        assert 0 < mid < 2 * PER_TENANT, "the failover must land mid-file"
+        t0 = time.monotonic()
+        old = group.primary.port
+        redis.Redis(port=group.sentinels[0].port).execute_command("SENTINEL", "FAILOVER", "batchline")
+        group.wait_primary()
+        assert group.current_primary_port() != old
+        chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 180, "all delivered", procs)
+        time.sleep(1.0)  # a second delivery would show by now
+        result = chaos.measure(f"replica promoted (SENTINEL FAILOVER) while a result worker is mid-file "
+                               f"({mid} of {2 * PER_TENANT} delivered); MIN_REPLICAS=1, S3 on", t0)
+        chaos_report.append(result)
+        check_logs(procs)
+        check(result)
+    finally:
+        group.stop()
