@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .batch import iter_results
 from .control import control_routes
 from .errors import ApiError, invalid, new_request_id
+from .messages import message_reply
 from .state import EmulatorState
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -81,7 +83,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
         async def endpoint(request: Request) -> Response:
             try:
                 state.foreign_tick()  # another application's batches, due since the last call
-                if operation == "create":
+                if operation in ("create", "messages"):
                     _check_length(request, state.config.max_body_bytes)
                 _check_auth(request)
                 store.operations[operation] += 1
@@ -164,8 +166,19 @@ def build_app(state: EmulatorState) -> ASGIApp:
         lines = iter_results(batch, cfg.seed, newline, served, cfg.results_cut_after)
         return StreamingResponse(lines, media_type="application/x-jsonl")
 
+    async def message(request: Request) -> Response:
+        body = await _read_body(request, state.config.max_body_bytes)
+        try:
+            params = json.loads(body)
+        except ValueError:
+            raise invalid("body: not valid JSON") from None
+        reply = message_reply(params)
+        store.count_realtime(reply["usage"])
+        return JSONResponse(reply)
+
     one = PREFIX + "/{batch_id}"
     routes = [
+        Route("/v1/messages", api("messages", message), methods=["POST"]),
         Route(PREFIX, api("create", create), methods=["POST"]),
         Route(PREFIX, api("list", list_batches), methods=["GET"]),
         Route(one, api("retrieve", retrieve), methods=["GET"]),

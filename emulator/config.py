@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-OPERATIONS: tuple[str, ...] = ("create", "retrieve", "list", "cancel", "delete", "results")
+OPERATIONS: tuple[str, ...] = ("create", "retrieve", "list", "cancel", "delete", "results", "messages")
 RESULTS_URL_MODES: tuple[str, ...] = ("absolute", "relative", "unreachable")
 ERROR_TYPES: tuple[str, ...] = (
     "invalid_request_error",

@@ -40,6 +40,7 @@ class Store:
         self.downloads = 0
         self.http_faults: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
+        self.realtime: Counter[str] = Counter()  # POST /v1/messages: calls and tokens
         self.requests_created = 0
         self.foreign: Counter[str] = Counter()  # foreign batches: created, requests, and what was done to them
         self.foreign_batch_ids: list[str] = []
@@ -256,6 +257,13 @@ class Store:
 
     # -- books --------------------------------------------------------------------------------
 
+    def count_realtime(self, usage: dict[str, Any]) -> None:
+        """A real-time `POST /v1/messages` answered: counted apart from batches (standard price)."""
+        with self.lock:
+            self.realtime["messages"] += 1
+            self.realtime["input_tokens"] += int(usage["input_tokens"])
+            self.realtime["output_tokens"] += int(usage["output_tokens"])
+
     def books(self) -> dict[str, Any]:
         """What happened so far, for tests: see docs/emulator.md."""
         with self.lock:
@@ -285,6 +293,7 @@ class Store:
                 "open_requests": open_requests,
                 "http_faults": dict(self.http_faults),
                 "operations": dict(self.operations),
+                "realtime": {"messages": 0, "input_tokens": 0, "output_tokens": 0, **self.realtime},
                 "foreign": {**{k: 0 for k in FOREIGN_BOOKS}, **self.foreign, "batch_ids": list(self.foreign_batch_ids)},
                 "batch_betas": {b.id: list(b.betas) for b in self.batches.values() if b.betas},
                 "results_betas": dict(self.results_betas),
