@@ -77,7 +77,10 @@ def pytest_sessionfinish(session, exitstatus):
         "the last delivery. The shared-workspace rows (`test_shared_workspace`, `test_40_cancels_right_after_submission`) "
         "also count another application's batches in the same workspace (`foreign batches`, some of exactly batchline's "
         "batch size, with ids that look like anyone's) and what batchline did to them (`foreign canceled/deleted`, must "
-        "be 0; nothing of them is stored or delivered either); their seconds to recover run from the submission.\n\n"
+        "be 0; nothing of them is stored or delivered either); their seconds to recover run from the submission. "
+        "The failover rows (`test_chaos_failover.py`) run 3,000 requests on a primary, one replica and three "
+        "sentinels (a sentinel BATCHLINE_REDIS_URL) instead; lost there counts requests the caller was told were "
+        "accepted.\n\n"
     )
     with open(path, "w") as f:
         f.write(intro + REPORT_HEADER + "\n" + rows + "\n")
