@@ -699,8 +699,8 @@ METHOD = [
     "8. **replicas**: a primary and one replica (redis-servers on loopback, replication on); the intake "
     "row's `submit_many` and the fan-out row's `results.collect` (to a Redis stream, no S3; the packing "
     "row's size) run with `BATCHLINE_REDIS_MIN_REPLICAS=0`, then `=1` (each acknowledging write is followed "
-    "by `INCR` + `WAIT 1` in the same round trip), `FLUSHDB` between. On loopback a replica acknowledges in "
-    "well under a millisecond; across hosts each WAIT adds a network round trip.",
+    "by `INCR` + `WAIT 1` in the same round trip), `FLUSHDB` between. Intake waits once per 1,000-request "
+    "chunk, fan-out once per delivered chunk; across hosts each WAIT adds at least a network round trip.",
 ]
 
 
