@@ -21,7 +21,8 @@ import redis
 
 from batchline.config.settings import Settings
 from batchline.local_services import BatchlineProcess, MotoS3, RedisServer, free_port, wait_for_port
-from batchline.redis_client import stream_entries
+from batchline.redis_client import connect, stream_entries
+from batchline.redis_url import masked
 
 if TYPE_CHECKING:
     from batchline.producers.producer import Producer, Rejection
@@ -49,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def reachable_redis(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
+        return bool(connect(url).ping())
+    except (redis.RedisError, ValueError):
         return False
 
 
@@ -136,7 +137,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
     try:
         url = base.redis_url
         if reachable_redis(url):
-            console.print(f"Redis: using the one at {url}")
+            console.print(f"Redis: using the one at {masked(url)}", markup=False)
         else:
             server = RedisServer(directory=str((logs / "redis").resolve())).start()
             stack.append(server)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from batchline.errors import ConfigError
 
@@ -92,27 +92,45 @@ def parse(url: str) -> Sentinel | None:
         if not path[1].isdigit():
             raise ConfigError(f"{SETTING}: the database after the master name must be a number")
         db = int(path[1])
-    query = parse_qs(parts.query)
+    query: dict[str, str] = {}
+    for pair in filter(None, parts.query.split("&")):
+        name, _, value = pair.partition("=")
+        if name in query:
+            raise ConfigError(f"{SETTING}: query parameter {name!r} given twice")
+        query[name] = unquote(value)  # percent-decoding only: a '+' stays a '+'
     unknown = set(query) - {"sentinel_password"}
     if unknown:
         raise ConfigError(f"{SETTING}: unknown query parameter(s) {sorted(unknown)}; only sentinel_password")
-    sentinel_password = query.get("sentinel_password", [None])[0]
+    sentinel_password = query.get("sentinel_password")
     return Sentinel(hosts, unquote(path[0]), db, unquote(username) or None, unquote(password) or None,
                     sentinel_password, SENTINEL_SCHEMES[scheme])
 
 
 def _host(text: str) -> tuple[str, int]:
+    """host[:port] or [v6]:port. Errors never echo the text: a password with an unencoded '/', '#',
+    '?' or '@' spills into it."""
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
         port = rest.removeprefix(":")
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
-    if not host:
-        raise ConfigError(f"{SETTING}: sentinel host {text!r} has no host name")
-    if port and not port.isdigit():
-        raise ConfigError(f"{SETTING}: sentinel host {host!r} has a port that is not a number")
+    if not host or (":" in host and not text.startswith("[")):
+        raise ConfigError(f"{SETTING}: a sentinel host is not host:port or [IPv6]:port (percent-encode "
+                          "'/', '#', '?' and '@' in passwords)")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"{SETTING}: a sentinel port is not a number from 1 to 65535")
     return host, int(port) if port else SENTINEL_PORT
+
+
+def masked(url: str) -> str:
+    """`url` with any password replaced by `***`, for printing."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    userinfo, at, hosts = rest.rpartition("@")
+    rest = (userinfo.partition(":")[0] + ":***@" + hosts) if at and ":" in userinfo else rest
+    return f"{scheme}://{rest.split('?')[0]}"
 
 
 def broker(url: str) -> dict[str, Any]:

@@ -35,5 +35,5 @@ def describe(rep: dict[str, Any], min_replicas: int) -> str:
     if min_replicas:
         line += f"; writes wait for {min_replicas} (BATCHLINE_REDIS_MIN_REPLICAS)"
         if rep["in_sync"] < min_replicas:
-            line += ": TOO FEW IN SYNC, intake and outcomes are refused as retryable"
+            line += ": TOO FEW IN SYNC, intake and outcomes are not acknowledged (NotReplicated)"
     return line

@@ -95,10 +95,16 @@ class Scripts:
         # duplicate's earlier intake included (WAIT waits for this connection's last write)
         pipe.incr(self._keys.replication_probe)
         pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)  # type: ignore[no-untyped-call]
-        result, _, acked = pipe.execute()
+        result, _probe, acked = pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):  # the script's own error, as without WAIT
+            raise result
+        if isinstance(acked, Exception):
+            raise acked
+        # (a refused probe, Redis at maxmemory say, only narrows WAIT to this connection's writes)
         if int(acked) < self._min_replicas:
             raise NotReplicated(f"Redis: {name} reached {acked} of {self._min_replicas} replicas in "
-                                f"{self._wait_ms} ms (BATCHLINE_REDIS_MIN_REPLICAS); retry, it is idempotent")
+                                f"{self._wait_ms} ms (BATCHLINE_REDIS_MIN_REPLICAS): applied on the primary, "
+                                "not acknowledged; retry, it is idempotent")
         return result
 
     def intake(self, rows: Sequence[EncodedRequest], now: int, admission: Sequence[Any]) -> list[int | str]:

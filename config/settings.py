@@ -100,7 +100,7 @@ class Settings:
 
     #: Redis for data and the Celery broker: `redis://`, `rediss://`, `unix://`, or a primary behind Sentinel,
     #: `redis+sentinel://` / `rediss+sentinel://` (docs/operating.md, Redis that fails over).
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold passwords
     #: Prefix of every Redis key.
     key_prefix: str = "bl"
     #: Replicas that must have a write (Redis `WAIT`) before intake, the create intent or an outcome is
@@ -262,7 +262,8 @@ class Settings:
             redis_url=_redis_url(_str(env, "BATCHLINE_REDIS_URL", d.redis_url) or d.redis_url),
             key_prefix=_str(env, "BATCHLINE_KEY_PREFIX", d.key_prefix) or d.key_prefix,
             redis_min_replicas=_int(env, "BATCHLINE_REDIS_MIN_REPLICAS", d.redis_min_replicas, 0, 16),
-            redis_wait_timeout_ms=_int(env, "BATCHLINE_REDIS_WAIT_TIMEOUT_MS", d.redis_wait_timeout_ms, 1, 60_000),
+            # below redis-py's 5 s socket timeout, so a WAIT that runs out is an answer, not a dropped connection
+            redis_wait_timeout_ms=_int(env, "BATCHLINE_REDIS_WAIT_TIMEOUT_MS", d.redis_wait_timeout_ms, 1, 4_000),
             default_tenant=_str(env, "BATCHLINE_DEFAULT_TENANT", d.default_tenant) or d.default_tenant,
             max_batch_requests=_int(
                 env, "BATCHLINE_MAX_BATCH_REQUESTS", d.max_batch_requests, 1, API_MAX_BATCH_REQUESTS

@@ -9,6 +9,7 @@ the end of the batch and the results file are read from the stream.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from batchline.clock import iso, now_ms
-from batchline.errors import InvalidRequest
+from batchline.errors import InvalidRequest, NotReplicated
 from batchline.keys import request_id
 from batchline.producers.producer import Producer
 from batchline.redis_client import text, text_map
@@ -115,7 +116,9 @@ class Batches:
         prefix = prefix_of(gid)
         rids = [request_id(tenant.name, f"{prefix}{i}") for i in range(n)]
         for i in range(0, n, CHUNK):
-            self.producer.cancel_ids(rids[i : i + CHUNK])
+            # applied on the primary even when not yet replicated: go on with the rest of the batch
+            with contextlib.suppress(NotReplicated):
+                self.producer.cancel_ids(rids[i : i + CHUNK])
         self.redis.delete(
             self.keys.gateway_batch(gid), self.keys.gateway_custom_ids(gid), self.keys.gateway_results(gid)
         )

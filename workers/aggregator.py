@@ -7,6 +7,7 @@ A process that dies anywhere leaves a lease the sweeper resolves (release or rec
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -21,6 +22,7 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log, pending
 from batchline.config.settings import Settings
+from batchline.errors import NotReplicated
 from batchline.fields import B
 from batchline.leases import new_owner
 from batchline.redis_client import text, texts
@@ -141,7 +143,14 @@ def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str =
     k, s = ctx.keys, ctx.settings
     now = ctx.clock.now_ms()
     # The intent's lease covers the whole create (its timeout) and a claim lease on top.
-    if not ctx.scripts.intent(bid, owner, now, now + intent_lease_ms(s)):
+    try:
+        intended = ctx.scripts.intent(bid, owner, now, now + intent_lease_ms(s))
+    except NotReplicated:  # no create made: give the requests back now, not when the intent's lease ends
+        logger.warning("batch.intent_not_replicated", batch_id=bid)
+        with contextlib.suppress(NotReplicated):  # applied on the primary all the same
+            release(ctx, bid, "intent_not_replicated", owner)
+        return Created(bid, None, n, len(body), "released")
+    if not intended:
         logger.warning("batch.intent_lost", batch_id=bid)
         return Created(bid, None, n, len(body), "released")
     ctx.crash_point("before_create")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +26,8 @@ from batchline.local_sentinel import SentinelGroup
 from batchline.producers.producer import Producer
 from batchline.replication import describe
 from batchline.reports import snapshot
+from batchline.tenants import Tenant
+from batchline.workers import aggregator
 from batchline.workers.context import Context
 
 pytestmark = pytest.mark.slow
@@ -117,3 +120,44 @@ def test_submit_cli_answers_not_replicated_in_one_line_exit_3(group, tmp_path):
     last = done.stderr.strip().splitlines()[-1]  # after the progress bar's line
     assert last.startswith("batchline submit: Redis: intake reached 1 of 2 replicas in 100 ms"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_intent_not_replicated_gives_the_requests_back_at_once_and_creates_nothing(group, emulator):
+    """MIN_REPLICAS=2 with one replica: every acknowledgement times out, yet each write is applied on
+    the primary. A pack then makes no create and leaves no batch stranded in `creating`."""
+    s = Settings(redis_url=group.url, key_prefix=f"i{uuid.uuid4().hex[:6]}", redis_min_replicas=2,
+                 redis_wait_timeout_ms=50, anthropic_api_key="k", anthropic_base_url=emulator.base_url,
+                 max_wait_seconds=0.0)
+    producer = Producer.from_settings(s)
+    with pytest.raises(NotReplicated):
+        producer.submit_many(items("i", 5))
+    assert {producer.status(f"i-{n}")["state"] for n in range(5)} == {"queued"}  # applied, not acknowledged
+    ctx = Context(s)
+    created = aggregator.pack(ctx)
+    assert [c.outcome for c in created][:1] == ["released"]
+    assert emulator.books()["operations"].get("create", 0) == 0
+    assert ctx.redis.zcard(ctx.keys.leases) == 0  # nothing waits for a lease to run out
+    assert {producer.status(f"i-{n}")["state"] for n in range(5)} == {"queued"}
+
+
+def test_a_gateway_create_not_replicated_cancels_every_request_it_stored(group, monkeypatch):
+    """The gateway answers 529 and abandons the client batch: every request it stored is canceled, not
+    only the first chunk's, so a client's retry (a new batch id) is not billed twice."""
+    from batchline.gateway import batches as gateway_batches
+    from batchline.gateway.batches import Batches, new_id, prefix_of
+
+    monkeypatch.setattr(gateway_batches, "CHUNK", 100)  # the abandon cancels in chunks smaller than intake's
+
+    s = Settings(redis_url=group.url, key_prefix=f"g{uuid.uuid4().hex[:6]}", redis_min_replicas=2,
+                 redis_wait_timeout_ms=50)
+    producer = Producer.from_settings(s)
+    tenant, gid, n = Tenant("gw"), new_id(), 2500
+    batches = Batches(producer)
+    requests = [(f"q-{i}", params(i)) for i in range(n)]
+    encoded = batches.encode(tenant, gid, requests)
+    with pytest.raises(NotReplicated):
+        batches.create(tenant, gid, [cid for cid, _ in requests], encoded)
+    found = [producer.status(f"{prefix_of(gid)}{i}", tenant="gw") for i in range(n)]
+    states = Counter(f["state"] for f in found if f is not None)  # intake stopped at its first chunk
+    assert set(states) <= {"canceling", "canceled"} and sum(states.values()) >= 1000, states
+    assert int(producer.redis.hget(producer.keys.stats, "pending") or 0) == 0  # nothing left to be billed

@@ -9,7 +9,7 @@ import pytest
 
 from batchline.config.settings import Settings
 from batchline.errors import ConfigError
-from batchline.redis_url import Sentinel, broker, parse
+from batchline.redis_url import Sentinel, broker, masked, parse
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://:pw@h:6380/2", "unix:///tmp/r.sock"])
@@ -44,20 +44,35 @@ def test_rediss_sentinel_is_tls_to_sentinels_primary_and_broker():
     ("redis+sentinel://:hunter2@/m", "at least one sentinel host"),
     ("redis+sentinel://:hunter2@h:1", "path is /MASTER_NAME"),
     ("redis+sentinel://:hunter2@h:1/m/x", "database after the master name must be a number"),
-    ("redis+sentinel://:hunter2@h:port/m", "port that is not a number"),
+    ("redis+sentinel://:hunter2@h:port/m", "port is not a number from 1 to 65535"),
     ("redis+sentinel://:hunter2@h:1/m?password=x", "unknown query parameter"),
+    ("redis+sentinel://:hunter2@h:1/m?sentinel_password=a&sentinel_password=b", "given twice"),
+    ("redis+sentinel://:hunter2@h:99999/m", "port is not a number from 1 to 65535"),
+    ("redis+sentinel://:hunter2@::1/m", "not host:port or [IPv6]:port"),
+    ("redis+sentinel://:hun/ter2@h:1/m", "percent-encode"),  # an unencoded '/' spills the password
 ])
 def test_a_bad_url_names_the_setting_and_rule_not_the_password(url, rule):
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"BATCHLINE_REDIS_URL": url})
     assert str(err.value).startswith("BATCHLINE_REDIS_URL") and rule in str(err.value)
-    assert "hunter2" not in str(err.value)
+    assert "hunter2" not in str(err.value) and "hun" not in str(err.value).replace("BATCHLINE", "")
+
+
+def test_query_values_are_percent_decoded_only_and_the_url_never_shows_in_repr():
+    target = parse("redis+sentinel://:p%2Fw@h:1/m?sentinel_password=s%2Bx+y")
+    assert target is not None and (target.password, target.sentinel_password) == ("p/w", "s+x+y")
+    s = Settings.from_env({"BATCHLINE_REDIS_URL": "redis+sentinel://:hunter2@h:1/m?sentinel_password=sp2"})
+    assert "hunter2" not in repr(s) and "sp2" not in repr(s)
+    assert masked("redis+sentinel://u:hunter2@h:1,g:2/m?sentinel_password=sp2") == "redis+sentinel://u:***@h:1,g:2/m"
+    assert masked("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
 def test_min_replicas_settings_are_checked():
     s = Settings.from_env({"BATCHLINE_REDIS_MIN_REPLICAS": "1", "BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "250"})
     assert (s.redis_min_replicas, s.redis_wait_timeout_ms) == (1, 250)
-    with pytest.raises(ConfigError, match="BATCHLINE_REDIS_WAIT_TIMEOUT_MS=0: must be between 1 and 60000"):
+    with pytest.raises(ConfigError, match="BATCHLINE_REDIS_WAIT_TIMEOUT_MS=0: must be between 1 and 4000"):
         Settings.from_env({"BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "0"})
+    with pytest.raises(ConfigError, match="must be between 1 and 4000"):  # under redis-py's 5 s socket timeout
+        Settings.from_env({"BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "6000"})
     with pytest.raises(ConfigError, match="BATCHLINE_REDIS_MIN_REPLICAS=-1"):
         Settings.from_env({"BATCHLINE_REDIS_MIN_REPLICAS": "-1"})
