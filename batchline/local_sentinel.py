@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -17,13 +18,16 @@ MASTER = "batchline"
 
 
 class SentinelNode(ChildServer):
-    def __init__(self, directory: str, primary_port: int, down_after_ms: int) -> None:
+    def __init__(self, directory: str, primary_port: int, down_after_ms: int, password: str = "",
+                 sentinel_password: str = "") -> None:
         self.port = free_port()
         self.dir = directory
         self.conf = Path(directory) / "sentinel.conf"
+        auth = f"sentinel auth-pass {MASTER} {password}\n" if password else ""
+        own = f"requirepass {sentinel_password}\n" if sentinel_password else ""
         self.conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory}/sentinel.log\n"
-            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n{auth}{own}"
             f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER} 10000\nsentinel parallel-syncs {MASTER} 1\n")
 
@@ -37,11 +41,14 @@ class SentinelNode(ChildServer):
 class SentinelGroup:
     """`primary`, `replicas` and three `sentinels`; `url` is the BATCHLINE_REDIS_URL that names them."""
 
-    def __init__(self, replicas: int = 1, down_after_ms: int = 1000) -> None:
+    def __init__(self, replicas: int = 1, down_after_ms: int = 1000, password: str = "",
+                 sentinel_password: str = "") -> None:
         self.dir = tempfile.mkdtemp(prefix="batchline-sentinel-")
-        self.primary = RedisServer(directory=f"{self.dir}/primary")
+        self.password, self.sentinel_password = password, sentinel_password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
+        self.primary = RedisServer(directory=f"{self.dir}/primary", extra=auth)
         self.replicas = [RedisServer(directory=f"{self.dir}/replica{i}",
-                                     extra=["--replicaof", "127.0.0.1", str(self.primary.port)])
+                                     extra=[*auth, "--replicaof", "127.0.0.1", str(self.primary.port)])
                          for i in range(replicas)]
         self.sentinels: list[SentinelNode] = []
         self.down_after_ms = down_after_ms
@@ -49,7 +56,12 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        query = f"?sentinel_password={quote(self.sentinel_password, safe='')}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{MASTER}/0{query}"
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password or None, socket_timeout=2)
 
     @property
     def servers(self) -> list[RedisServer]:
@@ -63,13 +75,14 @@ class SentinelGroup:
         for i in range(3):
             d = Path(self.dir) / f"sentinel{i}"
             d.mkdir()
-            self.sentinels.append(SentinelNode(str(d), self.primary.port, self.down_after_ms).start())
+            self.sentinels.append(SentinelNode(str(d), self.primary.port, self.down_after_ms, self.password,
+                                               self.sentinel_password).start())
         self.wait_primary(self.primary.port)
         return self
 
     def wait_synced(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.primary.port)
+        client = self.client(self.primary.port)
         while time.monotonic() < deadline:
             info = client.info("replication")
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
@@ -82,7 +95,8 @@ class SentinelGroup:
     def current_primary_port(self) -> int | None:
         for s in self.sentinels:
             try:
-                addr: Any = redis.Redis(port=s.port, socket_timeout=1).sentinel_get_master_addr_by_name(MASTER)
+                sentinel = redis.Redis(port=s.port, password=self.sentinel_password or None, socket_timeout=1)
+                addr: Any = sentinel.sentinel_get_master_addr_by_name(MASTER)
                 return int(addr[1])
             except (redis.RedisError, TypeError):
                 continue

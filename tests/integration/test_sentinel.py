@@ -161,3 +161,25 @@ def test_a_gateway_create_not_replicated_cancels_every_request_it_stored(group, 
     states = Counter(f["state"] for f in found if f is not None)  # intake stopped at its first chunk
     assert set(states) <= {"canceling", "canceled"} and sum(states.values()) >= 1000, states
     assert int(producer.redis.hget(producer.keys.stats, "pending") or 0) == 0  # nothing left to be billed
+
+
+def test_passwords_on_the_servers_and_on_the_sentinels():
+    """Production's shape: the primary and replica require a password, the sentinels one of their own
+    (`?sentinel_password=`), both with characters that must be percent-encoded. A wrong one is a clear
+    refusal that does not show the password."""
+    g = SentinelGroup(password="p@ss/w+rd", sentinel_password="s#nt+1").start()
+    try:
+        s = Settings.from_env({"BATCHLINE_REDIS_URL": g.url, "BATCHLINE_KEY_PREFIX": "pw"})
+        producer = Producer.from_settings(s)
+        assert producer.submit_many(items("pw", 5)).accepted == 5
+        assert Context(s).redis.info("replication")["connected_slaves"] == 1
+        wrong = g.url.replace("p%40ss", "nope")
+        with pytest.raises(redis.AuthenticationError) as err:
+            Producer.from_settings(Settings.from_env({"BATCHLINE_REDIS_URL": wrong})).submit("x", params(1))
+        assert "nope" not in str(err.value) and "w+rd" not in str(err.value)
+        done = subprocess.run([sys.executable, "-m", "batchline.cli", "status"], capture_output=True, text=True,
+                              env={**os.environ, "BATCHLINE_REDIS_URL": wrong}, timeout=60)
+        assert done.returncode == 2 and "Redis refused authentication" in done.stderr, done.stderr
+        assert "nope" not in done.stderr and "s#nt" not in done.stderr
+    finally:
+        g.stop()
