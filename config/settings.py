@@ -154,6 +154,18 @@ class Settings:
     gateway_public_url: str | None = None  # BATCHLINE_GATEWAY_PUBLIC_URL (base of results_url; default: the Host)
     gateway_host: str = "127.0.0.1"  # BATCHLINE_GATEWAY_HOST (`batchline gateway --host`)
     gateway_port: int = 8080  # BATCHLINE_GATEWAY_PORT (`batchline gateway --port`)
+    # External reply targets: webhooks and SQS (batchline/webhooks.py, workers/delivery.py)
+    webhook_allow_http: bool = False  # BATCHLINE_WEBHOOK_ALLOW_HTTP (plain http:// webhooks: tests, private nets)
+    # BATCHLINE_WEBHOOK_ALLOW_PRIVATE: comma-separated hosts or CIDRs whose loopback, link-local or
+    # private addresses a webhook may reach (none: only public addresses; SSRF)
+    webhook_allow_private: tuple[str, ...] = ()
+    webhook_retry_hours: float = 24.0  # BATCHLINE_WEBHOOK_RETRY_HOURS (429/5xx/timeouts retried this long)
+    webhook_max_concurrency: int = 8  # BATCHLINE_WEBHOOK_MAX_CONCURRENCY (deliveries in flight per host)
+    webhook_timeout_seconds: float = 10.0  # BATCHLINE_WEBHOOK_TIMEOUT_SECONDS (per delivery: connect + answer)
+    webhook_secret_grace_seconds: float = 86400.0  # BATCHLINE_WEBHOOK_SECRET_GRACE_SECONDS (old secret signs too)
+    delivery_outbox_seconds: float = 2.0  # BATCHLINE_DELIVERY_OUTBOX_SECONDS (beat: send due deliveries this often)
+    sqs_region: str | None = None  # BATCHLINE_SQS_REGION (default: boto3's own, AWS_DEFAULT_REGION)
+    sqs_endpoint_url: str | None = None  # BATCHLINE_SQS_ENDPOINT_URL (tests: moto)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
@@ -274,4 +286,17 @@ class Settings:
             gateway_public_url=_str(env, "BATCHLINE_GATEWAY_PUBLIC_URL", None),
             gateway_host=_str(env, "BATCHLINE_GATEWAY_HOST", d.gateway_host) or d.gateway_host,
             gateway_port=_int(env, "BATCHLINE_GATEWAY_PORT", d.gateway_port, 1, 65535),
+            webhook_allow_http=_bool(env, "BATCHLINE_WEBHOOK_ALLOW_HTTP", d.webhook_allow_http),
+            webhook_allow_private=tuple(
+                h.strip() for h in (_str(env, "BATCHLINE_WEBHOOK_ALLOW_PRIVATE", "") or "").split(",") if h.strip()
+            ),
+            webhook_retry_hours=_float(env, "BATCHLINE_WEBHOOK_RETRY_HOURS", d.webhook_retry_hours, 0.0),
+            webhook_max_concurrency=_int(env, "BATCHLINE_WEBHOOK_MAX_CONCURRENCY", d.webhook_max_concurrency, 1, 1000),
+            webhook_timeout_seconds=_float(env, "BATCHLINE_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 0.1),
+            webhook_secret_grace_seconds=_float(
+                env, "BATCHLINE_WEBHOOK_SECRET_GRACE_SECONDS", d.webhook_secret_grace_seconds, 0.0
+            ),
+            delivery_outbox_seconds=_float(env, "BATCHLINE_DELIVERY_OUTBOX_SECONDS", d.delivery_outbox_seconds, 0.1),
+            sqs_region=_str(env, "BATCHLINE_SQS_REGION", None),
+            sqs_endpoint_url=_str(env, "BATCHLINE_SQS_ENDPOINT_URL", None),
         )
