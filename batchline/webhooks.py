@@ -176,6 +176,7 @@ class WebhookURL:
     scheme: str
     host: str  # lower-case; IPv6 without brackets
     port: int
+    addresses: tuple[str, ...] = ()  # every address the host resolved to, all checked (empty: not resolved)
 
     @property
     def host_port(self) -> str:
@@ -210,6 +211,5 @@ def parse_url(
         raise InvalidRequest("reply_to", f"{shown!r}: a webhook URL may not have a #fragment")
     host = parts.hostname.lower()
     port = port or (443 if parts.scheme == "https" else 80)
-    if check_host:
-        policy.checked_addresses(host, port, resolver)
-    return WebhookURL(text, parts.scheme, host, port)
+    addresses = tuple(policy.checked_addresses(host, port, resolver)) if check_host else ()
+    return WebhookURL(text, parts.scheme, host, port, addresses)

@@ -160,6 +160,8 @@ class Settings:
     # private addresses a webhook may reach (none: only public addresses; SSRF)
     webhook_allow_private: tuple[str, ...] = ()
     webhook_retry_hours: float = 24.0  # BATCHLINE_WEBHOOK_RETRY_HOURS (429/5xx/timeouts retried this long)
+    # BATCHLINE_WEBHOOK_BACKOFF_MAX_SECONDS: the longest wait between two tries (backoff doubles from 1 s)
+    webhook_backoff_max_seconds: float = 600.0
     webhook_max_concurrency: int = 8  # BATCHLINE_WEBHOOK_MAX_CONCURRENCY (deliveries in flight per host)
     webhook_timeout_seconds: float = 10.0  # BATCHLINE_WEBHOOK_TIMEOUT_SECONDS (per delivery: connect + answer)
     webhook_secret_grace_seconds: float = 86400.0  # BATCHLINE_WEBHOOK_SECRET_GRACE_SECONDS (old secret signs too)
@@ -291,6 +293,9 @@ class Settings:
                 h.strip() for h in (_str(env, "BATCHLINE_WEBHOOK_ALLOW_PRIVATE", "") or "").split(",") if h.strip()
             ),
             webhook_retry_hours=_float(env, "BATCHLINE_WEBHOOK_RETRY_HOURS", d.webhook_retry_hours, 0.0),
+            webhook_backoff_max_seconds=_float(
+                env, "BATCHLINE_WEBHOOK_BACKOFF_MAX_SECONDS", d.webhook_backoff_max_seconds, 0.1
+            ),
             webhook_max_concurrency=_int(env, "BATCHLINE_WEBHOOK_MAX_CONCURRENCY", d.webhook_max_concurrency, 1, 1000),
             webhook_timeout_seconds=_float(env, "BATCHLINE_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 0.1),
             webhook_secret_grace_seconds=_float(

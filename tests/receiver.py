@@ -27,13 +27,14 @@ class Received:
 class Receiver:
     """`answer(n)` gives the status of the n-th call (0-based) and an optional delay in seconds."""
 
-    secret: str | None = None
+    secret: str | dict[str, str] | None = None  # a dict: each tenant's (by the body's `tenant`)
     answer: Callable[[int], tuple[int, float]] = lambda n: (200, 0.0)
     calls: list[Received] = field(default_factory=list)
     bad_signatures: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
     headers_out: dict[str, str] = field(default_factory=dict)
+    port: int = 0  # 0: a free one
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -46,7 +47,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
@@ -60,15 +62,15 @@ class Receiver:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             status, delay = self.answer(n)
+            body = json.loads(raw or b"null")
             if self.secret is not None:
+                secret = self.secret if isinstance(self.secret, str) else self.secret.get(body.get("tenant"), "")
                 try:
-                    verify(self.secret, headers, raw)
+                    verify(secret, headers, raw)
                 except WebhookVerificationError:
                     self.bad_signatures += 1
                     status = 400
-            self.calls.append(
-                Received(headers.get("webhook-id", ""), headers, json.loads(raw or b"null"), time.monotonic(), status)
-            )
+            self.calls.append(Received(headers.get("webhook-id", ""), headers, body, time.monotonic(), status))
         try:
             if delay:
                 time.sleep(delay)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +38,6 @@ from batchline.workers.webhook_sender import SendPolicy, SendResult, Verdict, po
 logger = log.get("batchline.delivery")
 
 CLAIM = 500  # requests claimed per round
-PER_HOST_ROUND = 8  # a round sends at most this many times the per-host bound to one host; the rest wait
 MAX_GROUPS = 32  # hosts and queues sent to at once by one round
 BUSY_RETRY_MS = 500  # a host with all its slots taken: its request is due again this much later
 DOWN_RETRY_MS = 2000  # a host that did not answer this round: its untried requests wait this long
@@ -100,6 +101,11 @@ class DeliveryReport:
     undeliverable: int = 0
     gone: int = 0  # no longer delivering (settled by another sender)
     errors: dict[str, str] = field(default_factory=dict)  # rid -> why undeliverable
+
+
+def send_policy(ctx: Context) -> SendPolicy:
+    s = ctx.settings
+    return SendPolicy(s.webhook_retry_hours * 3600, cap_seconds=s.webhook_backoff_max_seconds)
 
 
 def lease_ms(ctx: Context) -> int:
@@ -201,56 +207,59 @@ def _settle(ctx: Context, item: Outgoing, result: SendResult, policy: SendPolicy
 
 
 def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
+    """One host's requests, sent by up to BATCHLINE_WEBHOOK_MAX_CONCURRENCY lanes, each holding one of
+    the host's slots (across processes) while it sends one request after another."""
     s = ctx.settings
     bound = s.webhook_max_concurrency
-    take, rest = items[: bound * PER_HOST_ROUND], items[bound * PER_HOST_ROUND :]
-    now = ctx.clock.now_ms()
-    rows: list[Row] = [(i.rid, "S", now, "") for i in rest]
-    policy, send_policy = WebhookPolicy.of(s), SendPolicy(s.webhook_retry_hours * 3600)
-    store = WebhookSecrets(ctx.redis, ctx.keys)
-    signing: dict[str, list[str]] = {}
-    lock = threading.Lock()
+    # a slow host's lanes stop starting sends after one timeout: every send ends well inside the claim's lease
+    deadline = time.monotonic() + s.webhook_timeout_seconds
+    policy, retries = WebhookPolicy.of(s), send_policy(ctx)
+    live = {t: WebhookSecrets(ctx.redis, ctx.keys).live(t, ctx.clock.now_ms()) for t in {i.tenant for i in items}}
+    pending = deque(items)
     down = threading.Event()
     host_port = items[0].group.removeprefix("webhook:")
-
-    def secrets_of(tenant: str) -> list[str]:
-        with lock:
-            if tenant not in signing:
-                signing[tenant] = store.live(tenant, ctx.clock.now_ms())
-            return signing[tenant]
+    slots = ctx.keys.host_slots(host_port)
 
     def one(item: Outgoing) -> Row:
-        if down.is_set():
-            return (item.rid, "S", ctx.clock.now_ms() + DOWN_RETRY_MS, "")
-        live = secrets_of(item.tenant)
-        if not live:
-            return (
-                item.rid,
-                "U",
-                0,
-                f"{shown(item.target)}: tenant {item.tenant!r} has no webhook secret "
-                f"(batchline tenants webhook-secret {item.tenant})",
-            )
-        token, start = secrets.token_hex(8), ctx.clock.now_ms()
-        until = start + int((s.webhook_timeout_seconds + 5) * 1000)
-        if not ctx.scripts.host_slot(host_port, start, until, bound, token):
-            return (item.rid, "S", start + BUSY_RETRY_MS, "")
-        try:
-            headers = sign(live, item.idempotency_key, start // 1000, item.body)
-            result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds)
-        finally:
-            ctx.redis.zrem(ctx.keys.host_slots(host_port), token)
+        if not live[item.tenant]:
+            why = f"tenant {item.tenant!r} has no webhook secret (batchline tenants webhook-secret {item.tenant})"
+            return (item.rid, "U", 0, f"{shown(item.target)}: {why}")
+        headers = sign(live[item.tenant], item.idempotency_key, int(time.time()), item.body)
+        result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds)
         if result.host_down:
             down.set()
-        return _settle(ctx, item, result, send_policy)
+        return _settle(ctx, item, result, retries)
 
-    with ThreadPoolExecutor(max_workers=min(bound, len(take)), thread_name_prefix="webhook") as pool:
-        rows.extend(pool.map(one, take))
+    def lane(_: int) -> list[Row]:
+        token, now = secrets.token_hex(8), ctx.clock.now_ms()
+        if not ctx.scripts.host_slot(
+            host_port, now, now + int((2 * s.webhook_timeout_seconds + 5) * 1000), bound, token
+        ):
+            return []  # the host has its bound of sends in flight (other workers): left for a later round
+        out: list[Row] = []
+        try:
+            while pending and not down.is_set() and time.monotonic() < deadline:
+                try:
+                    item = pending.popleft()
+                except IndexError:
+                    break
+                out.append(one(item))
+        finally:
+            ctx.redis.zrem(slots, token)
+        return out
+
+    rows: list[Row] = []
+    with ThreadPoolExecutor(max_workers=min(bound, len(items)), thread_name_prefix="webhook") as pool:
+        for lane_rows in pool.map(lane, range(min(bound, len(items)))):
+            rows.extend(lane_rows)
+    wait = DOWN_RETRY_MS if down.is_set() else BUSY_RETRY_MS if len(pending) == len(items) else 0
+    now = ctx.clock.now_ms()
+    rows.extend((item.rid, "S", now + wait, "") for item in pending)  # not tried this round
     return rows
 
 
 def _send_sqs(ctx: Context, items: list[Outgoing]) -> list[Row]:
-    send_policy = SendPolicy(ctx.settings.webhook_retry_hours * 3600)
+    retries = send_policy(ctx)
     messages = [
         sqs_sender.Message(
             i.rid,
@@ -267,5 +276,5 @@ def _send_sqs(ctx: Context, items: list[Outgoing]) -> list[Row]:
     for rid, verdict, error in sent:
         item = by_rid[rid]
         error = error.removeprefix(f"sqs:{item.target.name}: ")
-        rows.append(_settle(ctx, item, SendResult(verdict, error), send_policy))
+        rows.append(_settle(ctx, item, SendResult(verdict, error), retries))
     return rows

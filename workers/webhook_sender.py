@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,6 +20,19 @@ import httpx2
 
 from batchline.errors import InvalidRequest
 from batchline.webhooks import Resolver, WebhookPolicy, parse_url
+
+_sending = threading.local()
+
+
+class _QuietSends(logging.Filter):
+    """httpx2 logs every request's URL at INFO; a webhook URL's query may carry the receiver's token,
+    so its lines are dropped while this thread posts a webhook (other clients' lines are kept)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_sending, "on", False)
+
+
+logging.getLogger("httpx2").addFilter(_QuietSends())
 
 
 class Verdict(StrEnum):
@@ -109,9 +124,9 @@ def post(
         if "does not resolve" in exc.rule:
             return SendResult(Verdict.LATER, exc.rule, host_down=True)
         return SendResult(Verdict.NEVER, exc.rule)
-    addresses = (resolver or _resolve)(target.host, target.port)
-    pinned, host_header = _pinned(url, addresses[0])
+    pinned, host_header = _pinned(url, target.addresses[0])  # the address checked, not a second lookup
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    _sending.on = True
     try:
         resp = client.post(
             pinned,
@@ -129,13 +144,9 @@ def post(
         return SendResult(Verdict.LATER, f"timeout after {timeout:g} s ({type(exc).__name__})", host_down=True)
     except httpx2.TransportError as exc:
         return SendResult(Verdict.LATER, f"{type(exc).__name__}: {str(exc)[:200]}", host_down=True)
+    finally:
+        _sending.on = False
     return classify(resp.status_code, resp.headers.get("retry-after"), resp.headers.get("location"))
-
-
-def _resolve(host: str, port: int) -> list[str]:
-    from batchline.webhooks import resolve
-
-    return resolve(host, port)
 
 
 def new_client(max_connections: int) -> httpx2.Client:

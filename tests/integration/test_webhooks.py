@@ -282,6 +282,7 @@ def test_delivery_time_check_refuses_a_rebound_address():
         rx.answer = lambda n: (302, 0.0)
         rx.headers_out = {"location": "http://169.254.169.254/"}
         allowed = WebhookPolicy(allow_http=True, allow_private=("hooks.example.com",))
+        answers = iter([["127.0.0.1"], ["10.9.9.9"]])  # a second lookup would rebind: there is none
         result = post(
             client,
             f"http://hooks.example.com:{rx.port}/x",
@@ -289,7 +290,7 @@ def test_delivery_time_check_refuses_a_rebound_address():
             {},
             b"{}",
             1.0,
-            resolver=lambda host, port: ["127.0.0.1"],
+            resolver=lambda host, port: next(answers),
         )
         assert result.verdict is Verdict.NEVER and "redirects are not followed" in result.error
         assert rx.calls[0].headers["host"] == f"hooks.example.com:{rx.port}" and len(rx.calls) == 1
@@ -315,3 +316,18 @@ def test_tenants_cli_makes_and_rotates_webhook_secrets(settings, redis_client, m
     assert first not in listed and second not in listed and len(json.loads(listed)[0]["webhook_secrets"]) == 2
     assert main(["tenants", "webhook-secret", "nobody"]) == 2
     assert "is not a tenant" in capsys.readouterr().err
+
+
+def test_a_request_canceled_while_queued_gets_its_canceled_by_webhook(hook_settings, redis_client):
+    from batchline.workers.cancels import settle_queued_cancels
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret) as rx:
+        producer = submit(hook_settings, "acme", rx.url, 2)
+        assert producer.cancel("w-0", tenant="acme") == "removed"
+        ctx = Context(hook_settings)
+        assert settle_queued_cancels(ctx) == 1
+        assert producer.status("w-0", tenant="acme")["state"] == "delivering"
+        assert delivery.run_due(ctx).delivered == 1
+        assert rx.delivered()["w-0"].body["outcome"] == "canceled" and rx.bad_signatures == 0
+        assert producer.status("w-0", tenant="acme")["state"] == "delivered"
