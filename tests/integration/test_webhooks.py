@@ -331,3 +331,24 @@ def test_a_request_canceled_while_queued_gets_its_canceled_by_webhook(hook_setti
         assert delivery.run_due(ctx).delivered == 1
         assert rx.delivered()["w-0"].body["outcome"] == "canceled" and rx.bad_signatures == 0
         assert producer.status("w-0", tenant="acme")["state"] == "delivered"
+
+
+def test_outbox_tick_is_due_only_when_a_send_is(hook_settings, redis_client):
+    from batchline.workers import due
+    from batchline.workers.app import DELIVER, OUTBOX
+    from batchline.workers.task_summary import did_work
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret, answer=lambda n: (503 if n == 0 else 200, 0.0)) as rx:
+        submit(hook_settings, "acme", rx.url, 1)
+        clock = FakeClock()
+        ctx = Context(hook_settings, clock=clock)
+        assert due.outbox_due(ctx) is None
+        drain(ctx)
+        assert due.outbox_due(ctx) == {"due": 1}
+        report = delivery.run_due(ctx)
+        assert report.retried == 1 and due.outbox_due(ctx) is None  # backing off
+        assert did_work(OUTBOX, {"claimed": 1}) and not did_work(DELIVER, {"claimed": 0})
+        clock.advance(2)
+        assert due.outbox_due(ctx) == {"due": 1}
+        assert delivery.run_due(ctx).delivered == 1 and due.outbox_due(ctx) is None
