@@ -71,9 +71,11 @@ class Receiver:
                     self.bad_signatures += 1
                     status = 400
             self.calls.append(Received(headers.get("webhook-id", ""), headers, body, time.monotonic(), status))
+        if delay:
+            time.sleep(delay)
+        with self._lock:  # before the answer: the sender's next call may arrive as soon as it is read
+            self.in_flight -= 1
         try:
-            if delay:
-                time.sleep(delay)
             h.send_response(status)
             for k, v in self.headers_out.items():
                 h.send_header(k, v)
@@ -81,9 +83,6 @@ class Receiver:
             h.end_headers()
         except OSError:
             pass  # the sender gave up (timeout)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
 
     def delivered(self) -> dict[str, Received]:
         """custom_id -> its first 2xx call."""

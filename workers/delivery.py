@@ -30,7 +30,7 @@ from batchline.fields import R
 from batchline.redis_client import text
 from batchline.requests import ReplyTarget, check_reply_to
 from batchline.tenants import WebhookSecrets
-from batchline.webhooks import WebhookPolicy, sign
+from batchline.webhooks import WebhookPolicy, WebhookURL, parse_url, sign
 from batchline.workers import sqs_sender
 from batchline.workers.context import Context
 from batchline.workers.webhook_sender import SendPolicy, SendResult, Verdict, post
@@ -215,6 +215,12 @@ def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
     deadline = time.monotonic() + s.webhook_timeout_seconds
     policy, retries = WebhookPolicy.of(s), send_policy(ctx)
     live = {t: WebhookSecrets(ctx.redis, ctx.keys).live(t, ctx.clock.now_ms()) for t in {i.tenant for i in items}}
+    forms: dict[str, WebhookURL | str] = {}  # each URL's form, checked once a round (its address at each send)
+    for url in {i.target.name for i in items}:
+        try:
+            forms[url] = parse_url(url, policy, check_host=False)
+        except InvalidRequest as exc:
+            forms[url] = exc.rule
     pending = deque(items)
     down = threading.Event()
     host_port = items[0].group.removeprefix("webhook:")
@@ -224,8 +230,11 @@ def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
         if not live[item.tenant]:
             why = f"tenant {item.tenant!r} has no webhook secret (batchline tenants webhook-secret {item.tenant})"
             return (item.rid, "U", 0, f"{shown(item.target)}: {why}")
+        form = forms[item.target.name]
+        if isinstance(form, str):  # e.g. http:// after BATCHLINE_WEBHOOK_ALLOW_HTTP was turned off
+            return (item.rid, "U", 0, f"{shown(item.target)}: {form}")
         headers = sign(live[item.tenant], item.idempotency_key, int(time.time()), item.body)
-        result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds)
+        result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds, form=form)
         if result.host_down:
             down.set()
         return _settle(ctx, item, result, retries)

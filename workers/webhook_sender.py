@@ -12,14 +12,14 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 import httpx2
 
 from batchline.errors import InvalidRequest
-from batchline.webhooks import Resolver, WebhookPolicy, parse_url
+from batchline.webhooks import Resolver, WebhookPolicy, WebhookURL, parse_url
 
 _sending = threading.local()
 
@@ -116,10 +116,15 @@ def post(
     body: bytes,
     timeout: float,
     resolver: Resolver | None = None,
+    form: WebhookURL | None = None,
 ) -> SendResult:
-    """Resolve now, check every address (DNS rebinding), connect to the first checked one, post."""
+    """Resolve now, check every address (DNS rebinding), connect to the first checked one, post.
+    `form`: the URL already split and its form checked (`parse_url(..., check_host=False)`)."""
     try:
-        target = parse_url(url, policy, resolver)
+        if form is None:
+            target = parse_url(url, policy, resolver)
+        else:
+            target = replace(form, addresses=tuple(policy.checked_addresses(form.host, form.port, resolver)))
     except InvalidRequest as exc:
         if "does not resolve" in exc.rule:
             return SendResult(Verdict.LATER, exc.rule, host_down=True)

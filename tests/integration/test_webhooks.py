@@ -115,7 +115,8 @@ def test_500s_then_success_retried_with_backoff(hook_settings, redis_client):
         ctx = Context(hook_settings, clock=clock)
         drain(ctx)
         delivery.run_due(ctx)
-        assert producer.status("w-0", tenant="acme")["state"] == "delivering"
+        status = producer.status("w-0", tenant="acme")
+        assert status["state"] == "delivering" and status["send_error"].endswith("/hook: HTTP 500")
         due = redis_client.zrange(ctx.keys.outbox, 0, -1, withscores=True)
         assert all(score >= clock.now_ms() + 3000 for _, score in due)  # Retry-After honoured
         assert delivery.run_due(ctx).claimed == 0  # not due yet
