@@ -1,5 +1,5 @@
 """Row 8: external reply targets. (a) webhook deliveries per second from the outbox
-(`delivery.run_due`: claim, sign, per-host slots, settle) to a local receiver vs (b) a plain httpx
+(`delivery.run_rounds`: claim, sign, per-host slots, settle) to a local receiver vs (b) a plain httpx
 loop posting the same bodies with the same concurrency; (c) SQS on moto through the outbox vs (d) a
 plain boto3 `send_message_batch` loop of the same bodies, ten per call."""
 
@@ -62,12 +62,13 @@ def _outbox_ready(
 
 
 def _drain(ctx: Any, n: int) -> float:
+    """Outbox rounds as beat's tick runs them (`delivery.run_rounds`), until all n are delivered."""
     from batchline.workers import delivery
 
     t0 = time.perf_counter()
     done = 0
     while done < n:
-        r = delivery.run_due(ctx)
+        r = delivery.run_rounds(ctx, 60.0)
         done += r.delivered
         assert r.undeliverable == 0, r.errors
     return time.perf_counter() - t0
@@ -148,7 +149,7 @@ def bench_webhooks(b: Bench, n: int) -> None:
     concurrency = s.webhook_max_concurrency
     b.report.add(
         "8 delivery",
-        f"(a) webhooks from the outbox (`delivery.run_due`: claim, Standard Webhooks "
+        f"(a) webhooks from the outbox (`delivery.run_rounds`: claim, Standard Webhooks "
         f"signature, per-host slots, settle), {concurrency} per host, loopback receiver (median of {REPEATS})",
         f"{n:,} results",
         f"{statistics.median(ours):,.0f} deliveries/s",

@@ -699,7 +699,8 @@ METHOD = [
     "for everyone, as 0.1 kept. (b) the same N ~1 KB requests spread over 100 tenants or held by one, "
     "`FLUSHDB` between; `aggregator.claim` of all N timed alone.",
     "8. **delivery**: N requests go through a real batch at the emulator and `results.collect` into the "
-    "outbox (untimed). (a) times `delivery.run_due` rounds until all are delivered to a loopback receiver "
+    "outbox (untimed). (a) times `delivery.run_rounds` (the outbox tick: the next round claimed and loaded "
+    "while one sends) until all are delivered to a loopback receiver "
     "(`http.server`, HTTP/1.1 keep-alive, 204, in this process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
     "claim, load, sign, per-host slots in Redis, post, settle. (b) posts the same bodies from a plain "
     "httpx2 client with 8 threads to the same receiver. (c) times the rounds to an SQS queue on moto's "

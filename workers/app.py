@@ -5,7 +5,6 @@ Celery carries batch-level work only (pack, poll, sweep, collect); requests are 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -104,16 +103,9 @@ OUTBOX_ROUND_SECONDS = 20.0  # an outbox tick sends rounds of due requests for a
 
 
 def _outbox(task: Any, ctx: Context, **seen: Any) -> Summary:
-    total = delivery.DeliveryReport()
-    deadline = time.monotonic() + OUTBOX_ROUND_SECONDS
-    while time.monotonic() < deadline:
-        r = delivery.run_due(ctx)
-        for name in ("claimed", "delivered", "retried", "waiting", "undeliverable"):
-            setattr(total, name, getattr(total, name) + getattr(r, name))
-        if r.claimed < delivery.CLAIM:
-            break
-    return {"claimed": total.claimed, "delivered": total.delivered, "retried": total.retried,
-            "waiting": total.waiting, "undeliverable": total.undeliverable}
+    r = delivery.run_rounds(ctx, OUTBOX_ROUND_SECONDS)
+    return {"claimed": r.claimed, "delivered": r.delivered, "retried": r.retried, "waiting": r.waiting,
+            "undeliverable": r.undeliverable}
 
 
 def _ping(task: Any, ctx: Context, key: str) -> None:

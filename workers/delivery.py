@@ -102,6 +102,11 @@ class DeliveryReport:
     gone: int = 0  # no longer delivering (settled by another sender)
     errors: dict[str, str] = field(default_factory=dict)  # rid -> why undeliverable
 
+    def merge(self, other: DeliveryReport) -> None:
+        for name in ("claimed", "delivered", "retried", "waiting", "undeliverable", "gone"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.update(other.errors)
+
 
 def send_policy(ctx: Context) -> SendPolicy:
     s = ctx.settings
@@ -109,22 +114,57 @@ def send_policy(ctx: Context) -> SendPolicy:
 
 
 def lease_ms(ctx: Context) -> int:
-    """How long a claim holds: a round's sends (at most a few timeouts deep), with room to settle."""
-    return int((ctx.settings.webhook_timeout_seconds * 3 + 30) * 1000)
+    """How long a claim holds: a round claimed ahead waits for the round before it, then sends (each
+    at most two timeouts deep: a lane starts no send after one), with room to settle."""
+    return int((ctx.settings.webhook_timeout_seconds * 5 + 30) * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """Requests claimed from the outbox, loaded and grouped by host or queue, ready to send."""
+
+    claimed: list[str]
+    rows: list[Row]  # settled without a send (no longer delivering, a target that no longer parses)
+    groups: dict[str, list[Outgoing]]
+
+
+def claim(ctx: Context, rids: Sequence[str] = (), limit: int = CLAIM) -> Round:
+    now = ctx.clock.now_ms()
+    claimed = ctx.scripts.outbox_claim(now, now + lease_ms(ctx), limit, rids)
+    rows, groups = _load(ctx, claimed) if claimed else ([], {})
+    return Round(claimed, rows, groups)
 
 
 def run_due(ctx: Context, rids: Sequence[str] = (), limit: int = CLAIM) -> DeliveryReport:
     """Claim due requests of the outbox (only `rids`, when given), send them, settle each."""
-    report = DeliveryReport()
-    now = ctx.clock.now_ms()
-    claimed = ctx.scripts.outbox_claim(now, now + lease_ms(ctx), limit, rids)
-    report.claimed = len(claimed)
-    if not claimed:
+    return send_round(ctx, claim(ctx, rids, limit))
+
+
+def run_rounds(ctx: Context, budget_seconds: float, limit: int = CLAIM) -> DeliveryReport:
+    """Rounds of due requests until none is left or the budget is spent (beat's outbox tick). While
+    a full round sends, the next one is claimed and loaded (their claims never meet)."""
+    total = DeliveryReport()
+    deadline = time.monotonic() + budget_seconds
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-ahead") as ahead:
+        current = claim(ctx, (), limit)
+        while current.claimed:
+            full = len(current.claimed) >= limit and time.monotonic() < deadline
+            upcoming = ahead.submit(claim, ctx, (), limit) if full else None
+            total.merge(send_round(ctx, current))
+            if upcoming is None:
+                break
+            current = upcoming.result()
+    return total
+
+
+def send_round(ctx: Context, batch: Round) -> DeliveryReport:
+    report = DeliveryReport(claimed=len(batch.claimed))
+    if not batch.claimed:
         return report
-    rows, groups = _load(ctx, claimed)
-    if groups:
-        with ThreadPoolExecutor(max_workers=min(MAX_GROUPS, len(groups)), thread_name_prefix="deliver") as pool:
-            for group_rows in pool.map(lambda items: _send_group(ctx, items), groups.values()):
+    rows = list(batch.rows)
+    if batch.groups:
+        with ThreadPoolExecutor(max_workers=min(MAX_GROUPS, len(batch.groups)), thread_name_prefix="deliver") as pool:
+            for group_rows in pool.map(lambda items: _send_group(ctx, items), batch.groups.values()):
                 rows.extend(group_rows)
     codes = ctx.scripts.external(ctx.clock.now_ms(), ctx.settings.record_ttl_seconds, rows)
     for (rid, action, _, error), code in zip(rows, codes, strict=True):

@@ -353,3 +353,16 @@ def test_outbox_tick_is_due_only_when_a_send_is(hook_settings, redis_client):
         clock.advance(2)
         assert due.outbox_due(ctx) == {"due": 1}
         assert delivery.run_due(ctx).delivered == 1 and due.outbox_due(ctx) is None
+
+
+def test_outbox_rounds_claim_the_next_round_while_one_sends(hook_settings, redis_client):
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 130)
+        ctx = Context(hook_settings)
+        drain(ctx)
+        report = delivery.run_rounds(ctx, 30.0, limit=50)  # three rounds: 50, 50, 30
+        assert (report.claimed, report.delivered, report.undeliverable) == (130, 130, 0)
+        assert len(rx.calls) == 130 and len(rx.delivered()) == 130  # no request claimed by two rounds
+        assert redis_client.zcard(ctx.keys.outbox) == 0
+        assert delivery.run_rounds(ctx, 30.0).claimed == 0
