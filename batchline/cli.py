@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("batchline.producers.cancel_cli", "cancel a request, or every request of a batch"),
     "costs": ("batchline.costs_cli", "what was spent, per day, tenant and model, vs standard prices"),
     "redeliver": ("batchline.workers.redeliver_cli", "send undeliverable requests again once their target is fixed"),
+    "replay": ("batchline.workers.replay_cli", "send stored results from S3 again, to any reply target"),
     "metrics": ("batchline.metrics", "serve Prometheus metrics computed from Redis"),
     "flower": ("batchline.workers.run_flower", "start Flower (basic auth from the environment)"),
     "worker": ("batchline.workers.run", "start a Celery worker for one role or all"),

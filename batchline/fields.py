@@ -36,6 +36,10 @@ class R(StrEnum):
     UNDELIVERABLE_AT = "ud"  # ms: its reply target refused the result
     UNDELIVERABLE_ERROR = "ue"  # why
     RESULT = "res"  # the result JSON, kept while undeliverable so `batchline redeliver` can send it again
+    # (and while delivering: an external target's sends read it)
+    EXTERNAL_TRIES = "et"  # sends to a webhook or SQS target so far
+    EXTERNAL_SINCE = "es"  # ms: its first send was due (retries stop BATCHLINE_WEBHOOK_RETRY_HOURS later)
+    EXTERNAL_ERROR = "el"  # the last send's error, while it is retried
 
 
 class B(StrEnum):

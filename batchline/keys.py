@@ -52,6 +52,10 @@ class Keys:
         self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
         self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
         self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
+        # External targets (webhook, SQS): requests `delivering`, by when their next send is due (a
+        # send in progress has moved it past its own lease: a crashed sender's requests come due again)
+        self.outbox = f"{prefix}:outbox"  # zset: request id -> next send due (ms)
+        self.webhook_secrets = f"{prefix}:whsecrets"  # hash: tenant -> [{"secret", "expires_ms"}] (JSON)
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
         self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)
 
@@ -78,6 +82,10 @@ class Keys:
     def unpriced_logged(self, model: str) -> str:
         """set (with a day's TTL) once a model without a price has been logged"""
         return f"{self.prefix}:unpriced:{model}"
+
+    def host_slots(self, host_port: str) -> str:
+        """zset: sends in flight to one webhook host (token -> until, ms): the per-host bound"""
+        return f"{self.prefix}:slots:{host_port}"
 
     def poll_lock(self) -> str:
         return f"{self.prefix}:lock:poll"

@@ -15,6 +15,7 @@ import orjson
 
 from batchline.errors import InvalidRequest
 from batchline.keys import request_id
+from batchline.webhooks import WebhookPolicy, parse_url
 
 # Matched with fullmatch: `$` alone would let a trailing newline through.
 ID_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -23,6 +24,11 @@ MAX_BETAS = 20
 STREAM_RE = re.compile(r"[A-Za-z0-9_.:{}-]{1,200}")
 TASK_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,199}")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+#: An SQS queue name (standard or FIFO), or its URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)
+SQS_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,75}(\.fifo)?|[A-Za-z0-9_-]{1,80}")
+SQS_URL_RE = re.compile(r"https?://[A-Za-z0-9.:\[\]-]{1,253}/[0-9A-Za-z_-]{1,64}/(?P<name>[A-Za-z0-9_.-]{1,80})")
+#: The strict policy intake applies when not given the deployment's (https only, public addresses only)
+STRICT_WEBHOOKS = WebhookPolicy()
 #: Reply targets may not point into batchline's own keys, queues or tasks, nor at a key the broker
 #: (Celery over kombu's Redis transport) owns: its queues and worker queues, `unacked*`, `_kombu.*`.
 RESERVED = ("batchline.", "celery@", "_kombu", "unacked")
@@ -87,9 +93,10 @@ def _dumps(obj: Any) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ReplyTarget:
-    """Where a request's outcome goes: a Redis stream, or a Celery task (optionally on a queue)."""
+    """Where a request's outcome goes: a Redis stream, a Celery task (optionally on a queue), an HTTPS
+    webhook (`name` is the URL) or an SQS queue (`name` is its name or URL)."""
 
-    kind: str  # "redis-stream" | "celery"
+    kind: str  # "redis-stream" | "celery" | "webhook" | "sqs"
     name: str
     queue: str | None = None
 
@@ -98,10 +105,25 @@ class ReplyTarget:
         """The Redis key this target writes: the stream itself, or the Celery queue's list."""
         return self.name if self.kind == "redis-stream" else (self.queue or DEFAULT_CELERY_QUEUE)
 
+    @property
+    def external(self) -> bool:
+        """Sent over the network by the delivery tasks (webhook, SQS), not written into Redis."""
+        return self.kind in ("webhook", "sqs")
+
     @classmethod
-    def parse(cls, text: str, key_prefix: str = "bl", stream_prefix: str | None = None) -> ReplyTarget:
+    def parse(cls, text: str, key_prefix: str = "bl", stream_prefix: str | None = None,
+              policy: WebhookPolicy | None = None) -> ReplyTarget:
+        """`policy` None: the URL's form only (at delivery, where the sender checks the address itself)."""
         kind, sep, rest = text.partition(":")
         target: ReplyTarget | None = None
+        if sep and kind in ("https", "http"):
+            parse_url(text, policy or WebhookPolicy(allow_http=True), check_host=policy is not None)
+            return cls("webhook", text)
+        if sep and kind == "sqs":
+            if not (SQS_NAME_RE.fullmatch(rest) or SQS_URL_RE.fullmatch(rest)):
+                raise InvalidRequest("reply_to", f"{echo(text)} must be 'sqs:QUEUE_NAME' (of [A-Za-z0-9_-], 1-80, "
+                                     "'.fifo' allowed at the end) or 'sqs:https://sqs.REGION.amazonaws.com/ACCOUNT/NAME'")
+            return cls("sqs", rest)
         if sep and kind == "redis-stream" and STREAM_RE.fullmatch(rest):
             target = cls(kind, rest)
         elif sep and kind == "celery":
@@ -111,8 +133,8 @@ class ReplyTarget:
         if target is None:
             raise InvalidRequest(
                 "reply_to",
-                f"{echo(text)} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200) "
-                "or 'celery:TASK_NAME[@QUEUE]'",
+                f"{echo(text)} must be 'redis-stream:NAME' (NAME of [A-Za-z0-9_.:{{}}-], 1-200), "
+                "'celery:TASK_NAME[@QUEUE]', 'https://...' or 'sqs:QUEUE_NAME_OR_URL'",
             )
         for name in (target.name, target.queue or ""):
             if name.startswith((f"{key_prefix}:", *RESERVED)):
@@ -145,9 +167,11 @@ class EncodedRequest(NamedTuple):
 
 
 @lru_cache(maxsize=1024)
-def check_reply_to(text: str, key_prefix: str, stream_prefix: str | None = None) -> ReplyTarget:
-    """Parse once per distinct target: a submit_many usually names one for every item."""
-    return ReplyTarget.parse(text, key_prefix, stream_prefix)
+def check_reply_to(text: str, key_prefix: str, stream_prefix: str | None = None,
+                   policy: WebhookPolicy | None = None) -> ReplyTarget:
+    """Parse once per distinct target: a submit_many usually names one for every item. With a
+    `policy`, a webhook's host is resolved and checked (intake); delivery checks again, uncached."""
+    return ReplyTarget.parse(text, key_prefix, stream_prefix, policy)
 
 
 def check_betas(value: Any) -> str:
@@ -239,6 +263,7 @@ def encode(
     max_bytes: int,
     key_prefix: str = "bl",
     stream_prefix: str | None = None,
+    webhook_policy: WebhookPolicy = STRICT_WEBHOOKS,
 ) -> EncodedRequest:
     """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
     check_id("tenant", tenant)
@@ -250,7 +275,7 @@ def encode(
     elif not isinstance(reply_to, str):
         raise InvalidRequest("reply_to", f"must be a string, got {type(reply_to).__name__}")
     elif reply_to:
-        check_reply_to(reply_to, key_prefix, stream_prefix)
+        check_reply_to(reply_to, key_prefix, stream_prefix, webhook_policy)
     params_bytes = _serialized("params", params)
     metadata_json = b""
     if metadata is not None:

@@ -26,7 +26,7 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver", "gateway_count", "migrate_pending",
+    "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "external", "host_slot",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 #: a script that needs shared functions names their file: `-- include: targets` (the reply-target
@@ -178,28 +178,47 @@ class Scripts:
                                        args=[owner, now, until, state, take_over, index, int(expire)]))
 
     def deliver(self, bid: str, now: int, record_ttl: int, day: str, stream_maxlen: int,
-                rows: Sequence[DeliverRow]) -> tuple[int, int, list[tuple[str, str]]]:
-        """Settle result lines of one batch; (delivered, re-driven, [(rid, error)] of the undeliverable)."""
+                rows: Sequence[DeliverRow]) -> tuple[int, int, list[tuple[str, str]], int]:
+        """Settle result lines of one batch; (delivered, re-driven, [(rid, error)] of the undeliverable,
+        handed to the outbox for an external target)."""
         k = self._keys
         args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen, k.pending_lists]
         for row in rows:
             args += row.encode()
-        delivered, retried, failed = self._durable("deliver",
+        delivered, retried, failed, handed = self._durable("deliver",
             keys=[k.pending_tenants, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
-                  k.undeliverable],
+                  k.undeliverable, k.outbox],
             args=args)
         pairs = [(text(r) or "", text(e) or "") for r, e in zip(failed[::2], failed[1::2], strict=True)]
-        return int(delivered), int(retried), pairs
+        return int(delivered), int(retried), pairs, int(handed)
 
     def redeliver(self, now: int, entry: str, stream_maxlen: int, modes: Sequence[tuple[str, str]]) -> list[str]:
         """Settle undeliverable requests whose target now takes them; per (rid, mode): 'delivered', 'gone'
-        or the error (modes: 'stream', 'sent', or the send's error)."""
+        or the error (modes: 'stream', 'sent', 'outbox', or the send's error); 'delivering' for 'outbox'."""
         k = self._keys
         args: list[Any] = [k.request(""), now, entry, stream_maxlen]
         for rid, mode in modes:
             args += (rid, mode)
-        codes = self._durable("redeliver", keys=[k.counters, k.undeliverable, k.reply_queues], args=args)
+        codes = self._durable("redeliver", keys=[k.counters, k.undeliverable, k.reply_queues, k.outbox], args=args)
         return [text(c) or "" for c in codes]
+
+    def outbox_claim(self, now: int, until: int, limit: int, rids: Sequence[str] = ()) -> list[str]:
+        """Claim due requests of the outbox (only those of `rids`, when given) until `until`."""
+        k = self._keys
+        return [text(r) or "" for r in self._run["outbox_claim"](keys=[k.outbox], args=[now, until, limit, *rids])]
+
+    def external(self, now: int, record_ttl: int, rows: Sequence[tuple[str, str, int, str]]) -> list[str]:
+        """Settle external sends, per (rid, action 'D'/'U'/'L'/'S', due ms, error): 'ok' or 'gone'."""
+        k = self._keys
+        args: list[Any] = [k.request(""), now, record_ttl]
+        for row in rows:
+            args += row
+        codes = self._durable("external", keys=[k.counters, k.outbox, k.undeliverable], args=args)
+        return [text(c) or "" for c in codes]
+
+    def host_slot(self, host_port: str, now: int, until: int, bound: int, token: str) -> bool:
+        """Take one of a webhook host's `bound` send slots until `until`; False when all are taken."""
+        return bool(self._run["host_slot"](keys=[self._keys.host_slots(host_port)], args=[now, until, bound, token]))
 
     def gateway_count(self, gid: str, tenant: str, cid_prefix: str, chunk: int, now: int,
                       record_ttl: int) -> tuple[int, int, int]:

@@ -17,21 +17,27 @@ class RequestState(StrEnum):
     ENDED = "ended"  # its batch ended; result not yet delivered (shown by status, derived from the batch)
     DELIVERED = "delivered"  # final outcome written to S3 and its reply_to target
     UNDELIVERABLE = "undeliverable"  # final outcome known, its reply target refused it; `batchline redeliver`
+    DELIVERING = "delivering"  # final outcome known, being sent to its webhook or SQS target (retried)
 
 
 REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     RequestState.QUEUED: frozenset({RequestState.BATCHED}),
     # back to queued: nothing was created; delivered: the API refused it at create (final failure)
     RequestState.BATCHED: frozenset(
-        {RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED, RequestState.UNDELIVERABLE}
+        {RequestState.SUBMITTED, RequestState.QUEUED, RequestState.DELIVERED, RequestState.UNDELIVERABLE,
+         RequestState.DELIVERING}
     ),
     # back to queued: a re-drive (transient error, expired, no result line) within the attempt budget
     RequestState.SUBMITTED: frozenset(
-        {RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}
+        {RequestState.ENDED, RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE,
+         RequestState.DELIVERING}
     ),
-    RequestState.ENDED: frozenset({RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE}),
-    # `batchline redeliver`, once the target is fixed
-    RequestState.UNDELIVERABLE: frozenset({RequestState.DELIVERED}),
+    RequestState.ENDED: frozenset({RequestState.DELIVERED, RequestState.QUEUED, RequestState.UNDELIVERABLE,
+                                   RequestState.DELIVERING}),
+    # a 2xx (or SQS's ok); a 4xx, or retries past BATCHLINE_WEBHOOK_RETRY_HOURS
+    RequestState.DELIVERING: frozenset({RequestState.DELIVERED, RequestState.UNDELIVERABLE}),
+    # `batchline redeliver`, once the target is fixed (a webhook or SQS target: back to the outbox)
+    RequestState.UNDELIVERABLE: frozenset({RequestState.DELIVERED, RequestState.DELIVERING}),
     RequestState.DELIVERED: frozenset(),
 }
 

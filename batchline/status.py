@@ -13,7 +13,8 @@ from batchline.keys import CANCEL_BATCH, Keys, request_id
 from batchline.redis_client import text, text_map
 
 _FIELDS = {R.STATE: "state", R.OUTCOME: "outcome", R.BATCH: "batch_id", R.S3_KEY: "s3_key", R.REPLY_TO: "reply_to",
-           R.UNDELIVERABLE_ERROR: "delivery_error"}
+           R.UNDELIVERABLE_ERROR: "delivery_error",
+           R.EXTERNAL_ERROR: "send_error"}  # a webhook or SQS send that failed and will be retried
 _TIMES = {R.QUEUED_AT: "queued_at", R.DELIVERED_AT: "delivered_at", R.UNDELIVERABLE_AT: "undeliverable_at"}
 
 

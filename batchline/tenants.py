@@ -10,16 +10,20 @@ import fnmatch
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
-from batchline import apikeys
+from batchline import apikeys, webhooks
 from batchline.clock import now_ms
 from batchline.errors import InvalidRequest
 from batchline.keys import Keys
 from batchline.quotas import Limits
 from batchline.redis_client import text
 from batchline.requests import check_id
+
+#: What a tenant's reply_to patterns may start with: the target kinds of batchline/requests.py
+REPLY_KINDS = ("redis-stream:", "celery:", "https://", "http://", "sqs:")
 
 
 class UnknownTenant(InvalidRequest):
@@ -48,6 +52,8 @@ class Tenant:
     def allows_reply_to(self, target: str, keys: Keys) -> bool:
         if target.startswith(f"redis-stream:{keys.gateway_stream_prefix}"):
             return False  # the gateway's own result streams are never a tenant's to name
+        if target.startswith(("https://", "http://")):
+            return any(url_matches(target, p) for p in self.reply_to if p.startswith(("https://", "http://")))
         return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.reply_to)
 
     def to_json(self) -> str:
@@ -72,6 +78,20 @@ class Tenant:
         return out
 
 
+def url_matches(url: str, pattern: str) -> bool:
+    """A webhook URL against a tenant's pattern, part by part: scheme exactly, host (with port) by
+    fnmatch within the host alone (a `*` never reaches into the path), then the path and query."""
+    try:
+        u, p = urlsplit(url), urlsplit(pattern)
+    except ValueError:
+        return False
+    if u.scheme != p.scheme or "@" in u.netloc:
+        return False
+    rest_u = u.path + (f"?{u.query}" if u.query else "")
+    rest_p = p.path + (f"?{p.query}" if p.query else "")
+    return fnmatch.fnmatchcase(u.netloc.lower(), p.netloc.lower()) and fnmatch.fnmatchcase(rest_u or "/", rest_p or "/")
+
+
 def check_limits(tenant: Tenant) -> None:
     for name in ("max_queued", "max_queued_bytes", "monthly_budget_usd"):
         value = getattr(tenant, name)
@@ -80,8 +100,51 @@ def check_limits(tenant: Tenant) -> None:
     if not 1 <= tenant.weight <= 1000:
         raise InvalidRequest("weight", f"must be between 1 and 1000, got {tenant.weight}")
     for pattern in tenant.reply_to:
-        if not pattern.startswith(("redis-stream:", "celery:")):
-            raise InvalidRequest("reply_to", f"{pattern!r} must start with 'redis-stream:' or 'celery:'")
+        if not pattern.startswith(REPLY_KINDS):
+            raise InvalidRequest("reply_to", f"{pattern!r} must start with 'redis-stream:', 'celery:', 'https://', "
+                                 "'http://' or 'sqs:'")
+        if pattern.startswith(("https://", "http://")) and (pattern.count("/") < 3 or "@" in pattern):
+            raise InvalidRequest("reply_to", f"{pattern!r}: a webhook pattern is scheme://HOST[:PORT]/PATH "
+                                 "(HOST and PATH may hold fnmatch wildcards; no userinfo)")
+
+
+class WebhookSecrets:
+    """Tenants' webhook signing secrets (`Keys.webhook_secrets`). Unlike API keys they are kept as
+    they are (a signature needs the secret itself); they are shown once, when made, and never logged.
+    A rotation keeps the previous ones signing for a grace period: receivers see both signatures."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, grace_seconds: float = 86400.0) -> None:
+        self.redis, self.keys, self.grace_ms = client, keys, int(grace_seconds * 1000)
+
+    def _stored(self, tenant: str) -> list[dict[str, Any]]:
+        raw = self.redis.hget(self.keys.webhook_secrets, tenant)
+        return list(json.loads(raw)) if raw else []
+
+    def live(self, tenant: str, now: int | None = None) -> list[str]:
+        """The secrets that sign now, newest first (empty: the tenant has none)."""
+        at = now_ms() if now is None else now
+        return [e["secret"] for e in self._stored(tenant) if not e["expires_ms"] or e["expires_ms"] > at]
+
+    def rotate(self, tenant: str, grace_seconds: float | None = None) -> str:
+        """A new secret that signs from now on; the live ones keep signing for the grace period."""
+        grace = self.grace_ms if grace_seconds is None else int(grace_seconds * 1000)
+        now = now_ms()
+        kept = [] if grace == 0 else [
+            {"secret": e["secret"], "expires_ms": min(e["expires_ms"] or now + grace, now + grace)}
+            for e in self._stored(tenant) if not e["expires_ms"] or e["expires_ms"] > now
+        ]
+        secret = webhooks.new_secret()
+        self.redis.hset(self.keys.webhook_secrets, tenant, json.dumps([{"secret": secret, "expires_ms": 0}, *kept]))
+        return secret
+
+    def fingerprints(self, tenant: str) -> list[dict[str, Any]]:
+        """What `tenants list` may show of them: short fingerprints and expiries, never a secret."""
+        now = now_ms()
+        return [
+            {"fingerprint": apikeys.fingerprint(apikeys.key_hash(e["secret"])), "expires_at_ms": e["expires_ms"] or 0}
+            for e in self._stored(tenant)
+            if not e["expires_ms"] or e["expires_ms"] > now
+        ]
 
 
 class TenantStore:

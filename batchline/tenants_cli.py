@@ -1,7 +1,10 @@
-"""`batchline tenants add|list|rotate|revoke|set`: manage tenants and their API keys.
+"""`batchline tenants add|list|rotate|revoke|set|webhook-secret`: manage tenants, their API keys and
+their webhook signing secrets.
 
 `add` and `rotate` print the new key alone on the last line of their output (for scripts:
 `KEY=$(batchline tenants add svc | tail -n1)`); it is shown this once and stored only as a hash.
+`webhook-secret` prints a new signing secret (`whsec_...`) the same way; the previous ones keep
+signing for the grace period, so a receiver can switch over without losing a delivery.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from batchline.config.settings import Settings
 from batchline.errors import InvalidRequest
 from batchline.keys import Keys
 from batchline.redis_client import connect
-from batchline.tenants import Tenant, TenantStore
+from batchline.tenants import Tenant, TenantStore, WebhookSecrets
 
 
 def _limit_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
@@ -44,6 +47,11 @@ def _limit_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
     )
 
 
+def _rotation_flags(p: argparse.ArgumentParser, grace_help: str) -> None:
+    p.add_argument("name")
+    p.add_argument("--grace-seconds", type=float, default=None, help=grace_help)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="create a tenant; prints its API key on the last line")
@@ -52,15 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst = sub.add_parser("list", help="tenants with their quotas (never keys)")
     lst.add_argument("--json", action="store_true")
     rot = sub.add_parser("rotate", help="a new key; the old ones keep working for the grace period")
-    rot.add_argument("name")
-    rot.add_argument(
-        "--grace-seconds",
-        type=float,
-        default=None,
-        help="how long the old keys keep working (default BATCHLINE_KEY_GRACE_SECONDS, 86400)",
-    )
+    _rotation_flags(rot, "how long the old keys keep working (default BATCHLINE_KEY_GRACE_SECONDS, 86400)")
     rev = sub.add_parser("revoke", help="every key of the tenant stops working now")
     rev.add_argument("name")
+    wh = sub.add_parser("webhook-secret", help="a new webhook signing secret (the first, or a rotation); "
+                        "prints it on the last line")
+    _rotation_flags(wh, "how long the previous secrets keep signing "
+                    "(default BATCHLINE_WEBHOOK_SECRET_GRACE_SECONDS, 86400)")
     st = sub.add_parser("set", help="change quotas, weight or reply-to patterns")
     st.add_argument("name")
     _limit_flags(st, defaults=False)
@@ -108,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
             print(key)
         elif args.action == "list":
             tenants = store.all()
+            secrets = WebhookSecrets(client, store.keys)
             if args.json:
-                print(json.dumps([t.public() for t in tenants], indent=2))
+                print(json.dumps([{**t.public(), "webhook_secrets": secrets.fingerprints(t.name)} for t in tenants],
+                                 indent=2))
             for t in [] if args.json else tenants:
                 print(_describe(t) + f" keys={len(t.public()['keys'])}")
         elif args.action == "rotate":
@@ -117,6 +125,13 @@ def run(args: argparse.Namespace) -> int:
             grace = settings.key_grace_seconds if args.grace_seconds is None else args.grace_seconds
             print(f"tenant {args.name}: new key; the previous keys keep working for {grace:g} s")
             print(key)
+        elif args.action == "webhook-secret":
+            store.get(args.name)  # a tenant of that name, or UnknownTenant
+            grace = settings.webhook_secret_grace_seconds if args.grace_seconds is None else args.grace_seconds
+            secret = WebhookSecrets(client, store.keys, settings.webhook_secret_grace_seconds).rotate(args.name, grace)
+            print(f"tenant {args.name}: new webhook secret; the previous ones keep signing for {grace:g} s")
+            print("webhook secret (shown once; give it to the receiver now):")
+            print(secret)
         elif args.action == "revoke":
             store.revoke(args.name)
             print(f"tenant {args.name}: every key revoked")

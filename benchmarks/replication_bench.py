@@ -1,4 +1,4 @@
-"""Row 8: what BATCHLINE_REDIS_MIN_REPLICAS=1 costs. Intake and fan-out on a primary with one local
+"""Row 9: what BATCHLINE_REDIS_MIN_REPLICAS=1 costs. Intake and fan-out on a primary with one local
 replica (real redis-servers on loopback), each as a ratio to the same run with 0 (no WAIT)."""
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def bench_replicas(report: Any, base_url: str, n_intake: int, n_fanout: int, set
         replica.stop()
         primary.stop()
     for what, figures, unit in (("intake", intake, "req/s"), ("fan-out", fanout, "results/s")):
-        report.add("8 replicas", f"{what}, BATCHLINE_REDIS_MIN_REPLICAS=0 (primary + 1 replica on loopback)",
+        report.add("9 replicas", f"{what}, BATCHLINE_REDIS_MIN_REPLICAS=0 (primary + 1 replica on loopback)",
                    f"{n_intake if what == 'intake' else n_fanout:,}", f"{figures[0]:,.0f} {unit}")
-        report.add("8 replicas", f"{what}, BATCHLINE_REDIS_MIN_REPLICAS=1 (WAIT after each write)",
+        report.add("9 replicas", f"{what}, BATCHLINE_REDIS_MIN_REPLICAS=1 (WAIT after each write)",
                    f"{n_intake if what == 'intake' else n_fanout:,}", f"{figures[1]:,.0f} {unit}")
         ratio = figures[1] / figures[0]
-        report.add("8 replicas", f"{what}: MIN_REPLICAS=1 ÷ 0", "", f"{ratio:.2f}x", "≥ 0.7x", verdict(ratio >= 0.7))
+        report.add("9 replicas", f"{what}: MIN_REPLICAS=1 ÷ 0", "", f"{ratio:.2f}x", "≥ 0.7x", verdict(ratio >= 0.7))

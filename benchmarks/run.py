@@ -66,9 +66,11 @@ class Sizes:
     fanout_s3: int = 3_000
     memory: int = 100_000
     memory_bytes: int = 400_000_000
+    webhooks: int = 5_000
+    sqs: int = 3_000
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300)
 
 
 @dataclass
@@ -696,7 +698,15 @@ METHOD = [
     "median time between creates in that run. The baseline submits B's 50 into A's own list: one FIFO "
     "for everyone, as 0.1 kept. (b) the same N ~1 KB requests spread over 100 tenants or held by one, "
     "`FLUSHDB` between; `aggregator.claim` of all N timed alone.",
-    "8. **replicas**: a primary and one replica (redis-servers on loopback, replication on); the intake "
+    "8. **delivery**: N requests go through a real batch at the emulator and `results.collect` into the "
+    "outbox (untimed). (a) times `delivery.run_rounds` (the outbox tick: the next round claimed and loaded "
+    "while one sends) until all are delivered to a loopback receiver "
+    "(`http.server`, HTTP/1.1 keep-alive, 204, in this process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
+    "claim, load, sign, per-host slots in Redis, post, settle. (b) posts the same bodies from a plain "
+    "httpx2 client with 8 threads to the same receiver. (c) times the rounds to an SQS queue on moto's "
+    "server; (d) sends the same bodies with a plain boto3 `send_message_batch` loop, ten per call, same "
+    "server. Targets are on the ratios.",
+    "9. **replicas**: a primary and one replica (redis-servers on loopback, replication on); the intake "
     "row's `submit_many` and the fan-out row's `results.collect` (to a Redis stream, no S3; the packing "
     "row's size) run with `BATCHLINE_REDIS_MIN_REPLICAS=0`, then `=1` (each acknowledging write is followed "
     "by `INCR` + `WAIT 1` in the same round trip), `FLUSHDB` between. Intake waits once per 1,000-request "
@@ -725,7 +735,7 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,replicas",
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,delivery,replicas",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -763,6 +773,15 @@ def main(argv: list[str] | None = None) -> int:
                 fairshare_bench.bench_wait(report, redis_srv.url, base_url, sizes.intake, settings_for, items_of,
                                            verdict)
                 fairshare_bench.bench_claim(report, redis_srv.url, sizes.pack, settings_for, items_of, verdict)
+            if "delivery" in only:
+                from benchmarks import delivery_bench
+
+                bench = delivery_bench.Bench(report, r, redis_srv.url, base_url, settings_for, submit_and_pack,
+                                             items_of, verdict)
+                delivery_bench.bench_webhooks(bench, sizes.webhooks)
+                if moto is None:
+                    moto = MotoS3().start()
+                delivery_bench.bench_sqs(bench, moto.url, sizes.sqs)
             if "replicas" in only:
                 from benchmarks import replication_bench
 

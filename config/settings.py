@@ -228,6 +228,27 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     #: `batchline gateway` listens on this port (`--port`).
     gateway_port: int = 8080
+    #: Plain `http://` webhooks are accepted (tests, private networks); otherwise only `https://`.
+    webhook_allow_http: bool = False
+    #: Comma-separated hosts or CIDRs whose loopback, link-local or private addresses a webhook may reach
+    #: (none: only public addresses; SSRF).
+    webhook_allow_private: tuple[str, ...] = ()
+    #: 429/5xx/timeouts of a webhook are retried this long, then the request is `undeliverable`.
+    webhook_retry_hours: float = 24.0
+    #: The longest wait between two tries of a webhook (the backoff doubles from 1 s).
+    webhook_backoff_max_seconds: float = 600.0
+    #: Webhook deliveries in flight per host, across all workers.
+    webhook_max_concurrency: int = 8
+    #: Per webhook delivery: connect and answer within this.
+    webhook_timeout_seconds: float = 10.0
+    #: A rotated webhook secret keeps signing (beside the new one) this long.
+    webhook_secret_grace_seconds: float = 86400.0
+    #: Beat: send due webhook and SQS deliveries (retries, and what a crashed sender left) this often.
+    delivery_outbox_seconds: float = 2.0
+    #: Region of `sqs:` reply targets (unset: boto3's own, `AWS_DEFAULT_REGION`).
+    sqs_region: str | None = None
+    #: SQS endpoint (unset: AWS; tests: moto).
+    sqs_endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
@@ -351,4 +372,20 @@ class Settings:
             gateway_public_url=_str(env, "BATCHLINE_GATEWAY_PUBLIC_URL", None),
             gateway_host=_str(env, "BATCHLINE_GATEWAY_HOST", d.gateway_host) or d.gateway_host,
             gateway_port=_int(env, "BATCHLINE_GATEWAY_PORT", d.gateway_port, 1, 65535),
+            webhook_allow_http=_bool(env, "BATCHLINE_WEBHOOK_ALLOW_HTTP", d.webhook_allow_http),
+            webhook_allow_private=tuple(
+                h.strip() for h in (_str(env, "BATCHLINE_WEBHOOK_ALLOW_PRIVATE", "") or "").split(",") if h.strip()
+            ),
+            webhook_retry_hours=_float(env, "BATCHLINE_WEBHOOK_RETRY_HOURS", d.webhook_retry_hours, 0.0),
+            webhook_backoff_max_seconds=_float(
+                env, "BATCHLINE_WEBHOOK_BACKOFF_MAX_SECONDS", d.webhook_backoff_max_seconds, 0.1
+            ),
+            webhook_max_concurrency=_int(env, "BATCHLINE_WEBHOOK_MAX_CONCURRENCY", d.webhook_max_concurrency, 1, 1000),
+            webhook_timeout_seconds=_float(env, "BATCHLINE_WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_seconds, 0.1),
+            webhook_secret_grace_seconds=_float(
+                env, "BATCHLINE_WEBHOOK_SECRET_GRACE_SECONDS", d.webhook_secret_grace_seconds, 0.0
+            ),
+            delivery_outbox_seconds=_float(env, "BATCHLINE_DELIVERY_OUTBOX_SECONDS", d.delivery_outbox_seconds, 0.1),
+            sqs_region=_str(env, "BATCHLINE_SQS_REGION", None),
+            sqs_endpoint_url=_str(env, "BATCHLINE_SQS_ENDPOINT_URL", None),
         )

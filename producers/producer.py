@@ -23,6 +23,7 @@ from batchline.redis_client import connect, text, texts
 from batchline.requests import EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
+from batchline.webhooks import WebhookPolicy
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
 BACKPRESSURE = "backpressure|"  # intake.lua's code when admission control refuses a request
@@ -86,6 +87,7 @@ class Producer:
         # shared with the gateway, which drives the same records
         self._record_prefix = self.keys.request("")
         self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
+        self.webhook_policy = WebhookPolicy.of(settings)  # which webhook URLs intake takes (SSRF)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:
@@ -112,6 +114,7 @@ class Producer:
             max_bytes=self.settings.max_batch_bytes,
             key_prefix=self.settings.key_prefix,
             stream_prefix=self.settings.reply_stream_prefix,
+            webhook_policy=self.webhook_policy,
         )
 
     def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:

@@ -18,7 +18,7 @@ from batchline import log, redis_url
 from batchline.config.settings import Settings
 from batchline.errors import NotReplicated, RetryableError
 from batchline.leases import LeaseLost
-from batchline.workers import aggregator, due, poller, results, sweeper
+from batchline.workers import aggregator, delivery, due, poller, results, sweeper
 from batchline.workers.context import Context, current
 
 Summary = dict[str, Any]
@@ -93,6 +93,21 @@ def _collect(task: Any, ctx: Context, batch_id: str) -> Summary:
             "retried": report.retried, "undeliverable": report.undeliverable}
 
 
+def _deliver(task: Any, ctx: Context, rids: list[str]) -> Summary:
+    r = delivery.run_due(ctx, rids)
+    return {"claimed": r.claimed, "delivered": r.delivered, "retried": r.retried, "waiting": r.waiting,
+            "undeliverable": r.undeliverable}
+
+
+OUTBOX_ROUND_SECONDS = 20.0  # an outbox tick sends rounds of due requests for at most this long
+
+
+def _outbox(task: Any, ctx: Context, **seen: Any) -> Summary:
+    r = delivery.run_rounds(ctx, OUTBOX_ROUND_SECONDS)
+    return {"claimed": r.claimed, "delivered": r.delivered, "retried": r.retried, "waiting": r.waiting,
+            "undeliverable": r.undeliverable}
+
+
 def _ping(task: Any, ctx: Context, key: str) -> None:
     # Liveness that means "work still moves": this ran because the worker consumed a message.
     ctx.redis.set(key, task.request.hostname or "", ex=300)
@@ -103,11 +118,14 @@ TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
     TaskSpec("poller", "poll", _poll, every=lambda s: s.poll_interval_seconds, due=due.poll_due),
     TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds, due=due.sweep_due),
     TaskSpec("results", "collect", _collect),
+    TaskSpec("delivery", "send", _deliver),
+    TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due),
     TaskSpec("health", "ping", _ping, queued=False),
 )}
 BY_NAME = {spec.name: spec for spec in TASKS.values()}
 QUEUES = {spec.role: f"batchline.{spec.role}" for spec in TASKS.values() if spec.queued}
 PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "sweep", "collect", "ping"))
+DELIVER, OUTBOX = TASKS["send"].name, TASKS["outbox"].name
 
 
 def create_app(settings: Settings) -> Celery:

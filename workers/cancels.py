@@ -52,4 +52,4 @@ def settle_canceled(ctx: Context, bid: str, rids: list[str] | None = None) -> in
         fan.settle([{"custom_id": rid, "result": CANCELED_LINE} for rid in canceled])
     finally:
         fan.close()
-    return fan.report.delivered
+    return fan.report.delivered + fan.report.handed  # a webhook or SQS target: sent from the outbox

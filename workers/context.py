@@ -60,8 +60,47 @@ class Context:
         return boto3.client("s3", endpoint_url=self.settings.s3_endpoint_url, config=cfg)
 
     @cached_property
+    def http(self) -> Any:
+        """The webhook sends' HTTP client (workers/webhook_sender.py): no redirects, no env proxies."""
+        from batchline.workers.webhook_sender import new_client
+
+        return new_client(max(10, self.settings.webhook_max_concurrency * 4))
+
+    @cached_property
+    def sqs(self) -> Any:
+        """SQS for `sqs:` reply targets: credentials the boto3 way, BATCHLINE_SQS_REGION / _ENDPOINT_URL."""
+        import boto3
+        from botocore.config import Config
+
+        cfg = Config(max_pool_connections=16, retries={"mode": "adaptive", "max_attempts": 4})
+        return boto3.client("sqs", region_name=self.settings.sqs_region, endpoint_url=self.settings.sqs_endpoint_url,
+                            config=cfg)
+
+    @cached_property
+    def sqs_urls(self) -> dict[str, str]:
+        """Queue name -> URL, looked up once per process."""
+        return {}
+
+    @cached_property
     def prices(self) -> PriceTable:
         return PriceTable.load(self.settings.prices_file)
+
+    def dispatch_deliveries(self, rids: list[str]) -> None:
+        """Ask a delivery task to send these (just put in the outbox) now; without a Celery app, or
+        when the send fails, beat's outbox tick finds them due (workers/delivery.py)."""
+        if self.celery_app is None or not rids:
+            return
+        from batchline.workers.app import DELIVER, QUEUES
+
+        for i in range(0, len(rids), 500):
+            try:
+                self.celery_app.send_task(DELIVER, args=[rids[i : i + 500]], queue=QUEUES["delivery"])
+            except Exception as exc:  # the outbox holds them: beat's tick sends them instead
+                from batchline import log
+
+                log.get("batchline.delivery").warning("delivery.dispatch_failed", requests=len(rids),
+                                                      error=type(exc).__name__)
+                return
 
     def crash_point(self, name: str) -> None:
         crash_point(self.settings.crash_at, self.redis, self.settings.key_prefix, name)

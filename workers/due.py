@@ -89,3 +89,9 @@ def sweep_due(ctx: Context) -> Seen | None:
     if trim := len(retention.settled_old_batches(ctx, now)) + len(retention.days_to_roll(ctx, now)):
         seen["to_trim"] = trim
     return seen or None
+
+
+def outbox_due(ctx: Context) -> Seen | None:
+    """A webhook or SQS send is due: a first send no delivery task took, a retry, or a crashed sender's."""
+    due = int(ctx.redis.zcount(ctx.keys.outbox, "-inf", ctx.clock.now_ms()))
+    return {"due": due} if due else None

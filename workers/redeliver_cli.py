@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     ctx = Context(settings, app)
     report = redeliver(ctx, celery_sender(app), undeliverable_ids(ctx, args.tenant, args.custom_id))
-    print(f"delivered: {report.delivered}  still undeliverable: {len(report.failed)}  gone: {report.gone}")
+    print(f"delivered: {report.delivered}  back in the outbox (webhook, SQS): {report.delivering}  "
+          f"still undeliverable: {len(report.failed)}  gone: {report.gone}")
     for rid, error in list(report.failed.items())[:50]:
         print(f"  {rid}: {error}")
     return 1 if report.failed else 0

@@ -52,6 +52,7 @@ class CollectReport:
     retried: int = 0  # sent back to pending for a new batch (transient error, expired)
     stale: int = 0  # lines whose id is not (or no longer) a request of this batch: never delivered
     undeliverable: int = 0  # final, but the reply target refused it (kept for `batchline redeliver`)
+    handed: int = 0  # final, for a webhook or SQS target: in the outbox, sent by the delivery tasks
     status: str = "done"
 
 
@@ -145,7 +146,9 @@ class Fanout:
                 target = check_reply_to(reply_to, self.ctx.settings.key_prefix) if reply_to else None
             except InvalidRequest as exc:  # stored before a rule tightened: that request's failure alone
                 target, action, stream = None, "U", f"{reply_to}: {exc.rule}"
-            if target and target.kind == "celery":
+            if target and target.external:  # webhook, SQS: the delivery tasks send it (workers/delivery.py)
+                action = "W"
+            elif target and target.kind == "celery":
                 # at least once: the key (stable across replays, new for a resubmission) lets downstream dedupe
                 sends.append((len(rows), pcid, target, {**fields, "batch_id": self.bid, "result": result,
                                                          "idempotency_key": f"{tenant}:{custom_id}:{queued_at}"}))
@@ -160,8 +163,11 @@ class Fanout:
         self.ctx.crash_point("mid_delivery")
         if rows:
             s = self.ctx.settings
-            delivered, retried, failed = self.ctx.scripts.deliver(self.bid, now, s.record_ttl_seconds, day,
-                                                                  s.reply_stream_maxlen, rows)
+            delivered, retried, failed, handed = self.ctx.scripts.deliver(self.bid, now, s.record_ttl_seconds, day,
+                                                                          s.reply_stream_maxlen, rows)
+            if handed:
+                self.report.handed += handed
+                self.ctx.dispatch_deliveries([row.rid for row in rows if row.action == "W"])
             self.report.delivered += delivered
             self.report.retried += retried
             by_rid = {row.rid: row for row in rows}

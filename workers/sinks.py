@@ -88,7 +88,10 @@ def celery_sender(app: Any) -> CelerySend:
         # The task id is derived from the request: downstream can use it as its idempotency key.
         # kwargsrepr: task events (Flower, the event bus) must not carry the completion text.
         redacted = {k: v for k, v in payload.items() if k != "result"}
-        app.send_task(task, kwargs=payload, queue=queue, task_id=f"batchline-{payload['idempotency_key']}",
+        task_id = f"batchline-{payload['idempotency_key']}"
+        if payload.get("replay"):  # `batchline replay`: a new task, not a duplicate of the first delivery's
+            task_id += f":replay:{payload['replay']}"
+        app.send_task(task, kwargs=payload, queue=queue, task_id=task_id,
                       kwargsrepr=repr({**redacted, "result": "<redacted>"}))
 
     return send

@@ -74,6 +74,7 @@ def send_all(
 @dataclass
 class RedeliverReport:
     delivered: int = 0
+    delivering: int = 0  # webhook and SQS targets: back in the outbox, sent by the delivery tasks
     gone: int = 0  # no longer undeliverable (redelivered already, or its record expired)
     failed: dict[str, str] = field(default_factory=dict)  # request id -> why its target still refuses it
 
@@ -93,7 +94,8 @@ def undeliverable_ids(ctx: Context, tenant: str | None = None, custom_id: str | 
 
 def redeliver(ctx: Context, celery_send: CelerySend | None, rids: Sequence[str]) -> RedeliverReport:
     """Send undeliverable requests again (their target was fixed). A stream target is checked and
-    appended to in `redeliver.lua`; a Celery target is checked and sent here, then marked delivered."""
+    appended to in `redeliver.lua`; a Celery target is checked and sent here, then marked delivered; a
+    webhook or SQS target goes back to `delivering`, due now in the outbox."""
     k, report = ctx.keys, RedeliverReport()
     entry = json.dumps({"event": "redelivered", "at": iso(now_ms())}, separators=(",", ":"))
     for i in range(0, len(rids), 500):
@@ -118,6 +120,9 @@ def redeliver(ctx: Context, celery_send: CelerySend | None, rids: Sequence[str])
             if target.kind == "redis-stream":
                 modes[rid] = "stream"
                 continue
+            if target.external:  # back into the outbox: the delivery tasks send it, with a fresh retry window
+                modes[rid] = "outbox"
+                continue
             modes[rid] = "sent"
             payload = {
                 "custom_id": custom_id,
@@ -136,6 +141,8 @@ def redeliver(ctx: Context, celery_send: CelerySend | None, rids: Sequence[str])
         for rid, code in zip(part, codes, strict=True):
             if code == "delivered":
                 report.delivered += 1
+            elif code == "delivering":
+                report.delivering += 1
             elif code == "gone":
                 report.gone += 1
             else:

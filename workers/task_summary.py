@@ -2,7 +2,8 @@
 
 A task's result is the small dict its adapter returns (workers/app.py); Flower shows it as a repr.
 Work is: a pack that created (or tried to create) a batch, a poll that spent API calls on open
-batches, a collect that read result lines, a sweep that did anything at all, a health ping.
+batches, a collect that read result lines, a sweep that did anything at all, a delivery task that
+claimed sends, a health ping.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from batchline.workers.app import COLLECT, PACK, PING, POLL, SWEEP
+from batchline.workers.app import COLLECT, DELIVER, OUTBOX, PACK, PING, POLL, SWEEP
 
 
 def did_work(task: str, result: Any) -> bool:
@@ -28,6 +29,8 @@ def did_work(task: str, result: Any) -> bool:
         return bool(summary.get("lines") or summary.get("delivered"))
     if task == SWEEP:
         return bool(summary)
+    if task in (DELIVER, OUTBOX):  # webhook and SQS sends: it claimed something to send
+        return bool(summary.get("claimed"))
     return True  # not batchline's: not ours to judge
 
 

@@ -4,21 +4,23 @@
 --       its cost exactly once;
 --   'U' undeliverable: final outcome, but its reply target refused it (the error is in the stream
 --       slot); kept with its result for `batchline redeliver`;
---   'R' re-drive: back to its tenant's pending list for a new batch (attempt counted).
+--   'R' re-drive: back to its tenant's pending list for a new batch (attempt counted);
+--   'W' external target (webhook, SQS): final outcome, kept with its result in state 'delivering' and
+--       put in the outbox (KEYS[9]) due now; the delivery tasks send it (workers/delivery.py).
 -- A stream target's key is checked before the append: a Celery queue (named by a target or bound by
 -- kombu) or a key of another type makes that one request undeliverable; the rest of the chunk settles.
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
 -- or stale line is a no-op, and a line can never reach another request's caller.
 -- KEYS[1] tenants with pending work, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
 -- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
--- KEYS[8] zset of undeliverable requests
+-- KEYS[8] zset of undeliverable requests, KEYS[9] the outbox (zset of requests delivering -> next send due)
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- ARGV[6] reply stream MAXLEN (approximate trim; 0: none), ARGV[7] pending list prefix,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
 --   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
--- Returns {delivered, retried, {rid, error, ...} of the undeliverable}.
+-- Returns {delivered, retried, {rid, error, ...} of the undeliverable, handed to the outbox}.
 local prefix, bid, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
-local delivered, retried, failed, bytes = 0, 0, {}, 0
+local delivered, retried, failed, bytes, handed = 0, 0, {}, 0, 0
 local back, back_order = {}, {}  -- re-driven, by tenant
 local counts, costs = {}, {}
 local function add(t, k, n) t[k] = (t[k] or 0) + n end
@@ -39,9 +41,18 @@ for i = 8, #ARGV, 11 do
       bytes = bytes + tonumber(rec[4] or '0')
       retried = retried + 1
       add(counts, 'redriven:' .. ARGV[i + 2], 1)
-    else
+    elseif ARGV[i + 1] == 'W' then
+      redis.call('HSET', key, R.state, 'delivering', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
+        R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1, R.result, ARGV[i + 7],
+        R.external_since, now, R.external_tries, 0)
+      redis.call('ZADD', KEYS[9], now, rid)
+      handed = handed + 1
+    end
+    if ARGV[i + 1] ~= 'R' then
       local stream, err = ARGV[i + 4], nil
-      if ARGV[i + 1] == 'U' then
+      if ARGV[i + 1] == 'W' then
+        -- settled by the delivery tasks (external.lua)
+      elseif ARGV[i + 1] == 'U' then
         err = stream
       elseif stream ~= '' then
         err = stream_key_error(stream, KEYS[7])
@@ -54,7 +65,9 @@ for i = 8, #ARGV, 11 do
           if type(added) == 'table' and added.err then err = 'redis-stream:' .. stream .. ': ' .. added.err end
         end
       end
-      if err then
+      if ARGV[i + 1] == 'W' then
+        -- counted delivered (or undeliverable) once its send settles
+      elseif err then
         redis.call('HSET', key, R.state, 'undeliverable', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
           R.undeliverable_at, now, R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1,
           R.undeliverable_error, err, R.result, ARGV[i + 7])
@@ -104,4 +117,4 @@ for k, n in pairs(costs) do
   elseif k == '@standard' then redis.call('HINCRBY', KEYS[5], B.standard_cost, n)
   else redis.call('HINCRBY', KEYS[4], k, n) end
 end
-return {delivered, retried, failed}
+return {delivered, retried, failed, handed}

@@ -77,12 +77,14 @@ local checked = {}  -- reply_to -> false (fine) or the reason it is refused, onc
 
 local function target_error(rt)
   local key, is_stream = target_key(rt)
+  if key == nil then return false end
   if is_stream then return stream_key_error(key, KEYS[5]) or false end
   return queue_key_error(key, KEYS[4]) or false
 end
 
 local function register(rt)
   local key, is_stream = target_key(rt)
+  if key == nil then return end
   redis.call('SADD', is_stream and KEYS[4] or KEYS[5], key)
 end
 

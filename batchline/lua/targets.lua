@@ -29,8 +29,10 @@ local function reply_append(stream, maxlen, fields)
   return redis.pcall('XADD', stream, '*', unpack(fields))
 end
 
--- The key a reply_to ('redis-stream:NAME' or 'celery:TASK[@QUEUE]') writes, and whether it is a stream.
+-- The key a reply_to ('redis-stream:NAME' or 'celery:TASK[@QUEUE]') writes, and whether it is a stream;
+-- nil for a target outside Redis (a webhook URL, 'sqs:QUEUE'), which writes no key.
 local function target_key(rt)
+  if string.match(rt, '^https?://') or string.match(rt, '^sqs:') then return nil, false end
   local stream = string.match(rt, '^redis%-stream:(.+)$')
   if stream then return stream, true end
   return string.match(rt, '^celery:[^@]*@(.+)$') or 'celery', false

@@ -37,7 +37,7 @@ FOREIGN_ENV_PREFIXES = ("AWS_", "FLOWER_", "MINIO_")
 FOREIGN_ENV_NAMES = {"REDIS_ADDRESS", "REDIS_PASSWORD", "REDISCLI_AUTH"}
 #: Settings that must never appear in a deployment.
 TEST_ONLY_SETTINGS = {"BATCHLINE_TEST_CRASH_AT"}
-WORKER_SERVICES = ("aggregator", "poller", "results")
+WORKER_SERVICES = ("aggregator", "poller", "results", "delivery")
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -48,6 +48,15 @@ REQUEST_MOVES: dict[str, tuple[BatchState | None, RequestState, Callable[[Script
     "deliver, its target refused it": (BatchState.ENDED, RequestState.UNDELIVERABLE, deliver("U"), False),
     "redeliver": (BatchState.DELIVERED, RequestState.DELIVERED, lambda s: s.redeliver(NOW, "{}", 0, [(RID, "sent")]),
                   False),
+    # webhook and SQS targets: through the outbox (external.lua settles each send)
+    "deliver, external target": (BatchState.ENDED, RequestState.DELIVERING, deliver("W"), False),
+    "external, delivered": (None, RequestState.DELIVERED, lambda s: s.external(NOW, 60, [(RID, "D", 0, "")]), False),
+    "external, refused": (None, RequestState.UNDELIVERABLE, lambda s: s.external(NOW, 60, [(RID, "U", 0, "410")]),
+                          False),
+    "external, later": (None, RequestState.DELIVERING, lambda s: s.external(NOW, 60, [(RID, "L", NOW, "503")]),
+                        False),
+    "redeliver, external": (BatchState.DELIVERED, RequestState.DELIVERING,
+                            lambda s: s.redeliver(NOW, "{}", 0, [(RID, "outbox")]), False),
     # a queued request canceled moves to the cancel batch; its `canceled` is delivered from there
     "cancel": (None, RequestState.BATCHED, lambda s: s.cancel([RID], NOW, 60, "{}"), False),
 }

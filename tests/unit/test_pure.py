@@ -64,8 +64,10 @@ def test_state_transitions_in_one_place():
     assert can_move(REQUEST_TRANSITIONS, "queued", "batched")
     assert not can_move(REQUEST_TRANSITIONS, "delivered", "queued")
     assert not can_move(REQUEST_TRANSITIONS, "queued", "nonsense")
-    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERED) == ["batched", "ended", "submitted", "undeliverable"]
-    assert sources(REQUEST_TRANSITIONS, RequestState.UNDELIVERABLE) == ["batched", "ended", "submitted"]
+    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERED) == [
+        "batched", "delivering", "ended", "submitted", "undeliverable"]
+    assert sources(REQUEST_TRANSITIONS, RequestState.UNDELIVERABLE) == ["batched", "delivering", "ended", "submitted"]
+    assert sources(REQUEST_TRANSITIONS, RequestState.DELIVERING) == ["batched", "ended", "submitted", "undeliverable"]
 
 
 def test_lines_split_on_newline_only_and_strip_cr_across_chunk_boundaries():
