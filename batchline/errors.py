@@ -57,3 +57,12 @@ class Backpressure(RetryableError):
         self.limit, self.current, self.maximum, self.tenant = limit, current, maximum, tenant
         self.report: object | None = None
         self.index: int | None = None
+
+
+class ParamsUnavailable(PermanentError):
+    """A large request's params object is gone from the object store (deleted by hand, or expired):
+    that request ends `errored` with `params_unavailable`."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"params object {key!r} is not in the object store")
+        self.key = key

@@ -121,6 +121,10 @@ class Settings:
     s3_prefix: str = "batchline"  # BATCHLINE_S3_PREFIX
     s3_endpoint_url: str | None = None  # BATCHLINE_S3_ENDPOINT_URL
     s3_put_threads: int = 16  # BATCHLINE_S3_PUT_THREADS
+    # Claim check (docs/large-requests.md): a request whose encoded params are over this many bytes is
+    # stored in the object store above (BATCHLINE_S3_BUCKET, key `{s3_prefix}/params/<sha256>`) at
+    # intake, and Redis keeps its size, digest and key only; 0: every request is kept inline in Redis.
+    inline_max_bytes: int = 65536  # BATCHLINE_INLINE_MAX_BYTES
     results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
     reply_stream_prefix: str | None = None  # BATCHLINE_REPLY_STREAM_PREFIX (unset: any stream name)
     # Admission control (0: no limit). Intake refuses new requests with `Backpressure` past any of them.
@@ -168,6 +172,8 @@ class Settings:
             raise ConfigError(f"poll_call_budget={self.poll_call_budget}: must be >= 2 (one list page, one retrieve)")
         if not 0 <= self.intake_memory_percent <= 100:
             raise ConfigError(f"intake_memory_percent={self.intake_memory_percent}: must be between 0 and 100")
+        if self.inline_max_bytes < 0:
+            raise ConfigError(f"inline_max_bytes={self.inline_max_bytes}: must be >= 0 (0: always inline)")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format={self.log_format!r}: must be auto, json or console")
 
@@ -232,6 +238,7 @@ class Settings:
             s3_prefix=(_str(env, "BATCHLINE_S3_PREFIX", d.s3_prefix) or "").strip("/"),
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
+            inline_max_bytes=_int(env, "BATCHLINE_INLINE_MAX_BYTES", d.inline_max_bytes, 0),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
             reply_stream_prefix=_str(env, "BATCHLINE_REPLY_STREAM_PREFIX", None),
             max_queued_requests=_int(env, "BATCHLINE_MAX_QUEUED_REQUESTS", d.max_queued_requests, 0),
