@@ -88,8 +88,12 @@ class S3Store:
         import boto3
         from botocore.config import Config
 
-        cfg = Config(max_pool_connections=max(10, settings.s3_put_threads),
-                     retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=60)
+        cfg = Config(
+            max_pool_connections=max(10, settings.s3_put_threads),
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=5,
+            read_timeout=60,
+        )
         assert settings.s3_bucket is not None
         return cls(boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=cfg), settings.s3_bucket)
 

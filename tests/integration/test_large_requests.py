@@ -1,0 +1,185 @@
+"""Large requests kept by reference (claim check): moto S3 over HTTP, real Redis, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from contextlib import redirect_stderr
+
+import boto3
+import pytest
+
+from batchline.errors import InvalidRequest, RetryableError
+from batchline.fields import R
+from batchline.keys import request_id
+from batchline.objects import S3Store
+from batchline.producers import submit_cli
+from batchline.producers.producer import Producer
+from batchline.workers.context import Context
+from tests.integration.pipeline import drain, entries
+
+INLINE_MAX = 4096
+
+
+def doc(i: int, size: int = 20_000) -> dict:
+    """A request whose params are a ~`size`-byte document (base64-like text) and a question."""
+    blob = (hashlib.sha256(str(i).encode()).hexdigest() * (size // 64 + 1))[:size]
+    return {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 32,
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": blob}, {"type": "text", "text": f"question {i}"}]}
+        ],
+    }
+
+
+@pytest.fixture
+def large(pipeline_settings):
+    return pipeline_settings.replace(inline_max_bytes=INLINE_MAX, s3_prefix="pfx")
+
+
+def s3(settings):
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+
+
+def params_objects(settings) -> list[str]:
+    listed = s3(settings).list_objects_v2(Bucket=settings.s3_bucket, Prefix="pfx/params/")
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def test_large_params_are_stored_once_by_digest_and_redis_keeps_the_key(large, redis_client):
+    producer = Producer.from_settings(large)
+    assert producer.submit("a", doc(1)) == "accepted"
+    assert producer.submit("b", doc(1)) == "accepted"  # the same document: one object
+    assert (
+        producer.submit("small", {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]})
+        == "accepted"
+    )
+    encoded = json.dumps(doc(1), separators=(",", ":"), ensure_ascii=False).encode()
+    key = f"pfx/params/{hashlib.sha256(producer.encode_request('a', doc(1), None, None, None).params_json).hexdigest()}"
+    assert params_objects(large) == [key]
+    body = s3(large).get_object(Bucket=large.s3_bucket, Key=key)["Body"].read()
+    assert json.loads(body) == json.loads(encoded)
+    k = producer.keys
+    rec = redis_client.hgetall(k.request(request_id("default", "a")))
+    assert rec[R.PARAMS.encode()] == b"@" + key.encode()
+    assert int(rec[R.SIZE.encode()]) > len(body)  # the real size: quotas and fair share count it
+    small = redis_client.hget(k.request(request_id("default", "small")), R.PARAMS)
+    assert small is not None and small.startswith(b"{")
+    # idempotency and conflicts compare the full params
+    assert producer.submit("a", doc(1)) == "duplicate"
+    with pytest.raises(InvalidRequest, match="custom_id"):
+        producer.submit("a", doc(2))
+    assert int(redis_client.hget(k.stats, "pending_bytes") or 0) > 2 * len(body)
+    assert producer.status("a")["state"] == "queued"
+
+
+def test_over_inline_size_without_a_store_is_refused_naming_the_setting(settings, redis_client):
+    producer = Producer.from_settings(settings.replace(inline_max_bytes=INLINE_MAX))
+    with pytest.raises(InvalidRequest) as err:
+        producer.submit("a", doc(1))
+    assert err.value.field == "params"
+    assert "BATCHLINE_INLINE_MAX_BYTES" in err.value.rule and "BATCHLINE_S3_BUCKET" in err.value.rule
+    report = producer.submit_many([{"custom_id": "x", "params": doc(2)}, {"custom_id": "y", "params": doc(3, 100)}])
+    assert report.accepted == 1 and [r.field for r in report.rejected] == ["params"]
+    assert redis_client.exists(producer.keys.request(request_id("default", "a"))) == 0
+
+
+def test_store_unreachable_at_intake_is_retryable_and_nothing_is_in_redis(large, redis_client):
+    down = large.replace(s3_endpoint_url="http://127.0.0.1:9")
+    producer = Producer.from_settings(down)
+    with pytest.raises(RetryableError, match=f"object store s3://{large.s3_bucket}"):
+        producer.submit("a", doc(1))
+    with pytest.raises(RetryableError):
+        producer.submit_many([{"custom_id": "s", "params": doc(5, 100)}, {"custom_id": "b", "params": doc(6)}])
+    assert (
+        redis_client.exists(
+            producer.keys.request(request_id("default", "a")),
+            producer.keys.request(request_id("default", "b")),
+            producer.keys.request(request_id("default", "s")),
+        )
+        == 0
+    )
+    assert int(redis_client.hget(producer.keys.stats, "pending") or 0) == 0
+
+
+def test_submit_cli_prints_one_line_and_exits_3_when_the_store_is_down(large, redis_client, tmp_path, monkeypatch):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"custom_id": "a", "params": doc(1)}) + "\n")
+    env = {
+        "BATCHLINE_REDIS_URL": large.redis_url,
+        "BATCHLINE_KEY_PREFIX": large.key_prefix,
+        "BATCHLINE_S3_BUCKET": large.s3_bucket,
+        "BATCHLINE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "BATCHLINE_INLINE_MAX_BYTES": str(INLINE_MAX),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    parser = submit_cli.argparse.ArgumentParser()
+    submit_cli.add_arguments(parser)
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = submit_cli.run(parser.parse_args([str(path), "--no-progress"]))
+    assert code == 3
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1 and f"s3://{large.s3_bucket}" in lines[0]
+
+
+def test_large_requests_end_to_end_through_the_streamed_create(large, redis_client, emulator):
+    producer = Producer.from_settings(large)
+    items = [{"custom_id": f"d-{i}", "params": doc(i)} for i in range(30)]
+    items += [{"custom_id": f"s-{i}", "params": doc(i, 200)} for i in range(30)]
+    assert producer.submit_many(items, reply_to="redis-stream:out").accepted == 60
+    drain(Context(large))
+    got = entries(redis_client, "out")
+    assert len(got) == 60 and {g["outcome"] for g in got.values()} == {"succeeded"}
+    books = emulator.books()
+    assert books["requests_created"] == 60 and books["requests_in_multiple_batches"] == 0
+
+
+def test_missing_param_object_errors_that_request_and_the_rest_go_on(large, redis_client, emulator):
+    producer = Producer.from_settings(large)
+    items = [{"custom_id": f"d-{i}", "params": doc(i)} for i in range(6)]
+    assert producer.submit_many(items, reply_to="redis-stream:out").accepted == 6
+    gone = redis_client.hget(producer.keys.request(request_id("default", "d-2")), R.PARAMS)
+    assert gone is not None
+    s3(large).delete_object(Bucket=large.s3_bucket, Key=gone[1:].decode())  # deleted by hand
+    drain(Context(large))
+    got = entries(redis_client, "out")
+    assert len(got) == 6
+    assert got["d-2"]["outcome"] == "errored"
+    assert producer.status("d-2")["error_type"] == "params_unavailable"
+    assert {got[f"d-{i}"]["outcome"] for i in (0, 1, 3, 4, 5)} == {"succeeded"}
+    assert emulator.books()["requests_created"] == 5
+
+
+class FlakyStore(S3Store):
+    """The real store, whose first object read fails halfway through the body."""
+
+    def __init__(self, real: S3Store) -> None:
+        super().__init__(real.client, real.bucket)
+        self.faults = 1
+
+    def read(self, key: str) -> Iterator[bytes]:
+        if self.faults:
+            self.faults -= 1
+            raise RetryableError(f"object store {self.name} unavailable ({key}): injected")
+        yield from super().read(key)
+
+
+def test_store_fault_during_streamed_create_is_retried_without_a_second_batch(large, redis_client, emulator):
+    producer = Producer.from_settings(large)
+    items = [{"custom_id": f"s-{i}", "params": doc(i, 100)} for i in range(3)]
+    items += [{"custom_id": f"d-{i}", "params": doc(i)} for i in range(4)]
+    assert producer.submit_many(items, reply_to="redis-stream:out").accepted == 7
+    ctx = Context(large)
+    flaky = FlakyStore(ctx.params_store)
+    ctx.__dict__["params_store"] = flaky
+    drain(ctx)
+    assert flaky.faults == 0
+    got = entries(redis_client, "out")
+    assert len(got) == 7 and {g["outcome"] for g in got.values()} == {"succeeded"}
+    books = emulator.books()
+    assert books["batches_created"] == 1 and books["requests_created"] == 7
