@@ -50,6 +50,10 @@ class Keys:
         # queue and back (bounded by the number of distinct targets callers name)
         self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
         self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
+        # large params kept by reference (batchline/objects.py): object key -> requests not yet final
+        # that refer to it, and the keys no request refers to any more (zset, by when), to delete
+        self.params_refs = f"{prefix}:params:refs"
+        self.params_gc = f"{prefix}:params:gc"
         self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
         self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)

@@ -125,6 +125,9 @@ class Settings:
     # stored in the object store above (BATCHLINE_S3_BUCKET, key `{s3_prefix}/params/<sha256>`) at
     # intake, and Redis keeps its size, digest and key only; 0: every request is kept inline in Redis.
     inline_max_bytes: int = 65536  # BATCHLINE_INLINE_MAX_BYTES
+    # a params object no request refers to any more is deleted by the sweeper this long after (a
+    # producer submitting the same document again meanwhile keeps it); deploy/'s lifecycle rule is the backstop
+    params_gc_grace_seconds: float = 600.0  # BATCHLINE_PARAMS_GC_GRACE_SECONDS
     results_chunk_lines: int = 500  # BATCHLINE_RESULTS_CHUNK_LINES
     reply_stream_prefix: str | None = None  # BATCHLINE_REPLY_STREAM_PREFIX (unset: any stream name)
     # Admission control (0: no limit). Intake refuses new requests with `Backpressure` past any of them.
@@ -239,6 +242,7 @@ class Settings:
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
             inline_max_bytes=_int(env, "BATCHLINE_INLINE_MAX_BYTES", d.inline_max_bytes, 0),
+            params_gc_grace_seconds=_float(env, "BATCHLINE_PARAMS_GC_GRACE_SECONDS", d.params_gc_grace_seconds, 0.0),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
             reply_stream_prefix=_str(env, "BATCHLINE_REPLY_STREAM_PREFIX", None),
             max_queued_requests=_int(env, "BATCHLINE_MAX_QUEUED_REQUESTS", d.max_queued_requests, 0),

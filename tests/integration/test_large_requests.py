@@ -17,6 +17,7 @@ from batchline.keys import request_id
 from batchline.objects import S3Store
 from batchline.producers import submit_cli
 from batchline.producers.producer import Producer
+from batchline.workers import params_gc, sweeper
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain, entries
 
@@ -183,3 +184,40 @@ def test_store_fault_during_streamed_create_is_retried_without_a_second_batch(la
     assert len(got) == 7 and {g["outcome"] for g in got.values()} == {"succeeded"}
     books = emulator.books()
     assert books["batches_created"] == 1 and books["requests_created"] == 7
+
+
+def test_param_objects_are_deleted_once_no_pending_request_refers_to_them(large, redis_client, emulator):
+    s = large.replace(params_gc_grace_seconds=0.0)
+    producer = Producer.from_settings(s)
+    assert producer.submit("a", doc(1), reply_to="redis-stream:out") == "accepted"
+    assert producer.submit("b", doc(1), reply_to="redis-stream:out") == "accepted"  # same object
+    assert producer.submit("c", doc(2), reply_to="redis-stream:out") == "accepted"
+    assert len(params_objects(s)) == 2
+    ctx = Context(s)
+    assert producer.cancel("a") == "removed"
+    sweeper.sweep(ctx, lambda bid: None)  # a's `canceled` delivered: b still refers to the object
+    assert len(params_objects(s)) == 2
+    assert (
+        int(redis_client.hget(ctx.keys.params_refs, params_objects(s)[0]) or 0)
+        + int(redis_client.hget(ctx.keys.params_refs, params_objects(s)[1]) or 0)
+        == 2
+    )
+    drain(ctx)
+    sweeper.sweep(ctx, lambda bid: None)
+    assert len(entries(redis_client, "out")) == 3
+    assert params_objects(s) == []
+    assert redis_client.hlen(ctx.keys.params_refs) == 0 and redis_client.zcard(ctx.keys.params_gc) == 0
+
+
+def test_an_object_referred_to_again_before_its_grace_is_kept(large, redis_client, emulator):
+    s = large.replace(params_gc_grace_seconds=3600.0)
+    producer = Producer.from_settings(s)
+    assert producer.submit("a", doc(1)) == "accepted"
+    ctx = Context(s)
+    drain(ctx)
+    assert redis_client.zcard(ctx.keys.params_gc) == 1 and len(params_objects(s)) == 1
+    assert params_gc.due(ctx, ctx.clock.now_ms()) == 0  # within its grace: kept
+    assert producer.submit("again", doc(1)) == "accepted"  # the same document: off the list again
+    assert redis_client.zcard(ctx.keys.params_gc) == 0
+    assert params_gc.collect(ctx, ctx.clock.now_ms() + 7200_000) == 0
+    assert len(params_objects(s)) == 1
