@@ -53,9 +53,12 @@ local function tenant_state(tenant)
   return st
 end
 
-local function over_limit(tenant, size)
-  if mem_high > 0 and mem_used + bytes + size > mem_high then
-    return 'backpressure|memory|' .. (mem_used + bytes) .. '|' .. mem_high .. '|'
+-- Redis memory grows by what a record holds: for params kept by reference (batchline/objects.py),
+-- the key, not the request's size (which quotas and the queued-bytes limits still count)
+local mem_bytes = 0
+local function over_limit(tenant, size, held)
+  if mem_high > 0 and mem_used + mem_bytes + held > mem_high then
+    return 'backpressure|memory|' .. (mem_used + mem_bytes) .. '|' .. mem_high .. '|'
   end
   if max_n > 0 and queued_n + 1 > max_n then return 'backpressure|queued_requests|' .. queued_n .. '|' .. max_n .. '|' end
   if max_b > 0 and queued_b + size > max_b then return 'backpressure|queued_bytes|' .. queued_b .. '|' .. max_b .. '|' end
@@ -94,7 +97,9 @@ for i = first, #ARGV, 9 do
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
-    local refused = refused_by or over_limit(ARGV[i + 1], tonumber(ARGV[i + 7]))
+    local size = tonumber(ARGV[i + 7])
+    local held = (string.byte(ARGV[i + 3], 1) == 64) and (#ARGV[i + 3] + #ARGV[i + 5] + 200) or size
+    local refused = refused_by or over_limit(ARGV[i + 1], size, held)
     if refused then refused_by = refused end
     if not refused and rt ~= '' then
       if checked[rt] == nil then
@@ -118,8 +123,9 @@ for i = first, #ARGV, 9 do
       end
       pending_group(accepted, accepted_order, ARGV[i + 1], rid)
       n_accepted = n_accepted + 1
-      local size, tenant = tonumber(ARGV[i + 7]), ARGV[i + 1]
+      local tenant = ARGV[i + 1]
       bytes = bytes + size
+      mem_bytes = mem_bytes + held
       tenants[tenant] = (tenants[tenant] or 0) + 1
       tenant_bytes[tenant] = (tenant_bytes[tenant] or 0) + size
       queued_n, queued_b = queued_n + 1, queued_b + size

@@ -11,7 +11,7 @@ from contextlib import redirect_stderr
 import boto3
 import pytest
 
-from batchline.errors import InvalidRequest, RetryableError
+from batchline.errors import Backpressure, InvalidRequest, RetryableError
 from batchline.fields import R
 from batchline.keys import request_id
 from batchline.objects import S3Store
@@ -221,3 +221,21 @@ def test_an_object_referred_to_again_before_its_grace_is_kept(large, redis_clien
     assert redis_client.zcard(ctx.keys.params_gc) == 0
     assert params_gc.collect(ctx, ctx.clock.now_ms() + 7200_000) == 0
     assert len(params_objects(s)) == 1
+
+
+def test_memory_admission_counts_what_redis_holds_not_the_document(large, redis_client):
+    used = int(redis_client.info("memory")["used_memory"])
+    old = redis_client.config_get("maxmemory")["maxmemory"]
+    redis_client.config_set("maxmemory", used + 8_000_000)
+    try:
+        s = large.replace(intake_memory_percent=100)
+        producer = Producer.from_settings(s)
+        items = [{"custom_id": f"d-{i}", "params": doc(i, 200_000)} for i in range(100)]  # 20 MB of documents
+        assert producer.submit_many(items).accepted == 100
+        assert int(redis_client.hget(producer.keys.stats, "pending_bytes") or 0) > 20_000_000  # real sizes
+        inline = Producer.from_settings(s.replace(inline_max_bytes=0))
+        with pytest.raises(Backpressure) as refused:
+            inline.submit_many([{"custom_id": f"i-{i}", "params": doc(i, 200_000)} for i in range(100)])
+        assert refused.value.limit == "memory"
+    finally:
+        redis_client.config_set("maxmemory", old)
