@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -122,7 +123,10 @@ def body_of(ctx: Context, bid: str, flat: list[bytes]) -> tuple[bytes | Streamed
     if not has_refs(flat):
         return build_body(flat), len(flat) // 2
     store = ctx.params_store
-    gone = {rid for rid, key in refs(flat) if not store.exists(key)}
+    pairs = refs(flat)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(pairs), ctx.settings.s3_put_threads))) as pool:
+        found = list(pool.map(store.exists, [key for _, key in pairs]))
+    gone = {rid for (rid, _), ok in zip(pairs, found, strict=True) if not ok}
     if gone:
         fail_requests(ctx, bid, sorted(gone), "params_unavailable",
                       "the request's params object is no longer in the object store")
