@@ -88,8 +88,8 @@ class Producer:
         self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Producer:
-        return cls(connect(settings.redis_url), settings)
+    def from_settings(cls, settings: Settings, store: objects.ObjectStore | None = None) -> Producer:
+        return cls(connect(settings.redis_url), settings, store)
 
     @classmethod
     def from_env(cls) -> Producer:

@@ -29,7 +29,7 @@ def test_demo_delivers_every_accepted_request(redis_server, tmp_path):
     redis.Redis.from_url(url).flushdb()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
            "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
-    done = demo(["--limit", str(SIZE), "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
+    done = demo(["--limit", str(SIZE), "--documents", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     counts = re.search(r"accepted (\d+), delivered (\d+) \(.*\), delivered twice (\d+)", out)
@@ -57,3 +57,20 @@ def test_demo_refuses_a_bad_file_in_one_line(tmp_path, content):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"batchline demo: --file {path}"), done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.e2e
+def test_demo_runs_the_document_sample(redis_server, tmp_path):
+    url = redis_server.url.rsplit("/", 1)[0] + "/4"
+    redis.Redis.from_url(url).flushdb()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
+           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+    done = demo(["--limit", "10", "--documents", "200", "--timeout", "200", "--keep-logs", str(tmp_path / "logs")],
+                env, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "Submitted 200 documents of ~1 MB" in out and "accepted 200, rejected 0" in out
+    counts = re.search(r"accepted (\d+), delivered (\d+) \(.*\), delivered twice (\d+)", out)
+    assert counts, out[-2000:]
+    accepted, delivered, twice = map(int, counts.groups())
+    assert accepted == delivered == 210 and twice == 0
