@@ -23,12 +23,17 @@ def demo(args: list[str], env: dict[str, str], timeout: float = 240) -> subproce
                           text=True, timeout=timeout)
 
 
+def demo_env(redis_server, db: int) -> tuple[str, dict[str, str]]:
+    """An emptied Redis db of the session server, and the environment a user's shell would give the demo."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url, {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
+                 "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+
+
 @pytest.mark.e2e
 def test_demo_delivers_every_accepted_request(redis_server, tmp_path):
-    url = redis_server.url.rsplit("/", 1)[0] + "/3"
-    redis.Redis.from_url(url).flushdb()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
-           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+    url, env = demo_env(redis_server, 3)
     done = demo(["--limit", str(SIZE), "--documents", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
@@ -61,10 +66,7 @@ def test_demo_refuses_a_bad_file_in_one_line(tmp_path, content):
 
 @pytest.mark.e2e
 def test_demo_runs_the_document_sample(redis_server, tmp_path):
-    url = redis_server.url.rsplit("/", 1)[0] + "/4"
-    redis.Redis.from_url(url).flushdb()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
-           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+    _, env = demo_env(redis_server, 4)
     done = demo(["--limit", "10", "--documents", "200", "--timeout", "200", "--keep-logs", str(tmp_path / "logs")],
                 env, timeout=300)
     out = done.stdout
