@@ -66,9 +66,11 @@ class Sizes:
     fanout_s3: int = 3_000
     memory: int = 100_000
     memory_bytes: int = 400_000_000
+    large: int = 200  # ~1 MB requests at intake (row 8)
+    large_batch: int = 250  # ~1 MB requests in the one streamed create (row 9)
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 20, 25)
 
 
 @dataclass
@@ -720,7 +722,7 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway",
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,large",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -758,6 +760,12 @@ def main(argv: list[str] | None = None) -> int:
                 fairshare_bench.bench_wait(report, redis_srv.url, base_url, sizes.intake, settings_for, items_of,
                                            verdict)
                 fairshare_bench.bench_claim(report, redis_srv.url, sizes.pack, settings_for, items_of, verdict)
+            if "large" in only:
+                from benchmarks import large_bench
+
+                moto = moto or MotoS3().start()
+                large_bench.bench_intake(report, r, redis_srv.url, moto.url, sizes.large, plain_s3_puts, verdict)
+                large_bench.bench_create_rss(report, r, redis_srv.url, base_url, moto.url, sizes.large_batch, verdict)
     finally:
         if moto is not None:
             moto.stop()
