@@ -53,7 +53,7 @@ def bench_intake(report: Any, r: redis.Redis, url: str, s3_url: str, n: int, pla
     producer.submit("warm", items[0]["params"])  # clients connected before the clock starts
     before = int(r.info("memory")["used_memory"])
     t0 = time.perf_counter()
-    assert producer.submit_many(items[1:], chunk_size=100).accepted == n - 1
+    assert producer.submit_many(items[1:]).accepted == n - 1
     ours = (n - 1) / (time.perf_counter() - t0)
     per_request = (int(r.info("memory")["used_memory"]) - before) / (n - 1)
     producer.close()

@@ -35,6 +35,9 @@ def backpressure(code: str) -> Backpressure:
         return quotas.refused(limit, tenant, int(current), int(maximum))
     return Backpressure(limit, int(current), int(maximum), tenant or None)
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
+# params bytes per chunk: with documents, a chunk goes out (PUT to the object store, in parallel) while
+# the next is encoded, and a producer holds a few chunks of documents at most, not a whole file
+MAX_CHUNK_BYTES = 16_000_000
 CONFLICT_RULE = "conflict: already submitted with other params"
 
 
@@ -270,6 +273,7 @@ class Producer:
     ) -> Iterator[tuple[list[EncodedRequest], list[int]]]:
         chunk: list[EncodedRequest] = []
         positions: list[int] = []
+        held = 0
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, Mapping):
@@ -290,9 +294,10 @@ class Producer:
                 continue
             chunk.append(encoded)
             positions.append(index)
-            if len(chunk) >= chunk_size:
+            held += len(encoded.params_json)
+            if len(chunk) >= chunk_size or held >= MAX_CHUNK_BYTES:
                 yield chunk, positions
-                chunk, positions = [], []
+                chunk, positions, held = [], [], 0
         if chunk:
             yield chunk, positions
 
