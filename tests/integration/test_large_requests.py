@@ -17,7 +17,7 @@ from batchline.keys import request_id
 from batchline.objects import S3Store
 from batchline.producers import submit_cli
 from batchline.producers.producer import Producer
-from batchline.workers import params_gc, sweeper
+from batchline.workers import aggregator, params_gc, sweeper
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain, entries
 
@@ -239,3 +239,29 @@ def test_memory_admission_counts_what_redis_holds_not_the_document(large, redis_
         assert refused.value.limit == "memory"
     finally:
         redis_client.config_set("maxmemory", old)
+
+
+class DownStore(S3Store):
+    """The real store, unreachable for HEAD (before the create)."""
+
+    def exists(self, key: str) -> bool:
+        raise RetryableError(f"object store {self.name} unavailable ({key}): injected")
+
+
+def test_store_down_before_the_create_releases_the_claim_and_backs_off(large, redis_client, emulator):
+    producer = Producer.from_settings(large)
+    items = [{"custom_id": f"d-{i}", "params": doc(i)} for i in range(3)]
+    assert producer.submit_many(items, reply_to="redis-stream:out").accepted == 3
+    ctx = Context(large)
+    real = ctx.params_store
+    ctx.__dict__["params_store"] = DownStore(real.client, real.bucket)
+    created = aggregator.pack_once(ctx)
+    assert created is not None and created.outcome == "released" and created.provider_id is None
+    assert redis_client.exists(ctx.keys.create_backoff) == 1
+    assert int(redis_client.hget(ctx.keys.stats, "pending") or 0) == 3
+    assert emulator.books()["batches_created"] == 0
+    ctx.__dict__["params_store"] = real
+    redis_client.delete(ctx.keys.create_backoff)
+    drain(ctx)
+    got = entries(redis_client, "out")
+    assert len(got) == 3 and {g["outcome"] for g in got.values()} == {"succeeded"}
