@@ -8,7 +8,9 @@ Exits 0 only when every accepted request was delivered and nothing unexpected wa
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -42,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="submit only the first N requests of the file")
     parser.add_argument("--expect-rejected", type=int, default=0,
                         help="how many rejections the file is known to hold (default 0; more fails the demo)")
+    parser.add_argument("--documents", type=int, default=200,
+                        help="also submit this many extraction requests of ~1 MB (a base64 PDF each), kept by "
+                             "reference in S3 (docs/large-requests.md); default 200, 0 for none")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--keep-logs", default=".demo", help="folder for the processes' logs")
     parser.add_argument("--flower", action="store_true",
@@ -86,6 +91,23 @@ def load(path: str, run: str, limit: int | None = None) -> list[dict[str, Any]]:
     return items
 
 
+DOC_BYTES = 1_000_000  # base64 characters of each document of the document sample
+
+
+def documents(run: str, n: int) -> list[dict[str, Any]]:
+    """The document sample: `n` extraction requests of a ~1 MB base64 "PDF" each, tenant `docs`."""
+    items: list[dict[str, Any]] = []
+    for i in range(n):
+        raw = hashlib.sha256(f"{run}:{i}".encode()).digest() * (DOC_BYTES * 3 // 4 // 32)
+        block = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                                "data": base64.b64encode(raw).decode()}}
+        content = [block, {"type": "text", "text": "Extract the invoice total."}]
+        params = {"model": "claude-haiku-4-5", "max_tokens": 256, "messages": [{"role": "user", "content": content}]}
+        items.append({"custom_id": f"doc-{i}", "tenant": "docs", "params": params,
+                      "reply_to": f"redis-stream:{reply_stream(run, 'docs')}"})
+    return items
+
+
 def rejection_groups(rejected: list[Rejection]) -> list[tuple[str, int, list[str]]]:
     """Rejections grouped by field and rule: (field: rule cut short, count, a few example ids)."""
     groups: dict[str, list[Rejection]] = defaultdict(list)
@@ -117,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         if args.limit is not None and args.limit < 1:
             raise DemoInputError(f"--limit {args.limit}: must be at least 1")
         items = load(args.file, run_id, args.limit)
+        if args.documents < 0:
+            raise DemoInputError(f"--documents {args.documents}: must be at least 0")
     except DemoInputError as exc:
         print(f"batchline demo: {exc}", file=sys.stderr)
         return 2
@@ -152,6 +176,8 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
         stack.append(s3)
         import boto3
 
+        from batchline.objects import S3Store
+
         boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", aws_access_key_id="demo",
                      aws_secret_access_key="demo").create_bucket(Bucket=BUCKET)
         env = {
@@ -181,13 +207,27 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
 
         settings = Settings.from_env(env)
         client_batch = gateway_batch(console, stack, env, settings, logs)
-        producer = Producer.from_settings(settings)
+        # this process's own S3 client, with the demo's credentials (the workers get them in `env`)
+        demo_s3 = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", aws_access_key_id="demo",
+                               aws_secret_access_key="demo")
+        producer = Producer.from_settings(settings, store=S3Store(demo_s3, BUCKET))
         report = producer.submit_many(items)
         console.print(f"Submitted {len(items)} requests: accepted {report.accepted}, duplicate "
                       f"{report.duplicate}, rejected {len(report.rejected)}")
         for what, count, examples in rejection_groups(report.rejected):
             console.print(f"  rejected {count}: {what}  (e.g. {', '.join(examples)})", markup=False)
         streams = sorted({i["reply_to"].removeprefix("redis-stream:") for i in items})
+        if args.documents:
+            docs = documents(prefix, args.documents)
+            started = time.monotonic()
+            stored = producer.submit_many(docs, chunk_size=50)
+            console.print(f"Submitted {len(docs)} documents of ~1 MB (kept in S3, pointers in Redis) in "
+                          f"{time.monotonic() - started:.1f} s: accepted {stored.accepted}, "
+                          f"rejected {len(stored.rejected)}")
+            report.accepted += stored.accepted
+            report.duplicate += stored.duplicate
+            report.rejected += stored.rejected
+            streams.append(reply_stream(prefix, "docs"))
         expected = report.accepted
         done = 0
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

@@ -62,3 +62,12 @@ class Backpressure(RetryableError):
 class NotReplicated(RetryableError):
     """The write is on the primary but not yet on BATCHLINE_REDIS_MIN_REPLICAS replicas: a failover now
     could lose it, so it is not acknowledged. Retrying is safe (every such write is idempotent)."""
+
+
+class ParamsUnavailable(PermanentError):
+    """A large request's params object is gone from the object store (deleted by hand, or expired):
+    that request ends `errored` with `params_unavailable`."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"params object {key!r} is not in the object store")
+        self.key = key

@@ -51,6 +51,10 @@ class Keys:
         # queue and back (bounded by the number of distinct targets callers name)
         self.reply_streams = f"{prefix}:targets:streams"  # set of reply stream names
         self.reply_queues = f"{prefix}:targets:queues"  # set of Celery queues named by reply targets
+        # large params kept by reference (batchline/objects.py): object key -> requests not yet final
+        # that refer to it, and the keys no request refers to any more (zset, by when), to delete
+        self.params_refs = f"{prefix}:params:refs"
+        self.params_gc = f"{prefix}:params:gc"
         self.undeliverable = f"{prefix}:undeliverable"  # zset: request id -> when its target refused it
         # External targets (webhook, SQS): requests `delivering`, by when their next send is due (a
         # send in progress has moved it past its own lease: a crashed sender's requests come due again)

@@ -26,7 +26,7 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "external", "host_slot",
+    "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "external", "host_slot", "params_gc",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 #: a script that needs shared functions names their file: `-- include: targets` (the reply-target
@@ -116,7 +116,8 @@ class Scripts:
         for r in rows:
             args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
         codes = self._durable("intake",
-            keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues], args=args)
+            keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues, k.params_refs,
+                  k.params_gc], args=args)
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
@@ -187,10 +188,16 @@ class Scripts:
             args += row.encode()
         delivered, retried, failed, handed = self._durable("deliver",
             keys=[k.pending_tenants, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
-                  k.undeliverable, k.outbox],
+                  k.undeliverable, k.outbox, k.params_refs, k.params_gc],
             args=args)
         pairs = [(text(r) or "", text(e) or "") for r, e in zip(failed[::2], failed[1::2], strict=True)]
         return int(delivered), int(retried), pairs, int(handed)
+
+    def params_gc(self, cutoff: int, limit: int) -> list[str]:
+        """Params objects no request refers to since before `cutoff` (ms), up to `limit`: taken off the
+        list to delete now (one referred to again meanwhile is only taken off)."""
+        k = self._keys
+        return [text(x) or "" for x in self._run["params_gc"](keys=[k.params_refs, k.params_gc], args=[cutoff, limit])]
 
     def redeliver(self, now: int, entry: str, stream_maxlen: int, modes: Sequence[tuple[str, str]]) -> list[str]:
         """Settle undeliverable requests whose target now takes them; per (rid, mode): 'delivered', 'gone'

@@ -68,9 +68,11 @@ class Sizes:
     memory_bytes: int = 400_000_000
     webhooks: int = 5_000
     sqs: int = 3_000
+    large: int = 200  # ~1 MB requests at intake (row 10)
+    large_batch: int = 250  # ~1 MB requests in the one streamed create (row 11)
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25)
 
 
 @dataclass
@@ -711,6 +713,10 @@ METHOD = [
     "row's size) run with `BATCHLINE_REDIS_MIN_REPLICAS=0`, then `=1` (each acknowledging write is followed "
     "by `INCR` + `WAIT 1` in the same round trip), `FLUSHDB` between. Intake waits once per 1,000-request "
     "chunk, fan-out once per delivered chunk; across hosts each WAIT adds at least a network round trip.",
+    "10-11. **large requests** (`benchmarks/large_bench.py`, docs/large-requests.md): (10) `submit_many` of ~1 MB "
+    "requests (each PUT to moto's S3 by digest, then intake.lua) vs a plain threaded boto3 `put_object` of the "
+    "same bodies; (10b) Redis `used_memory` growth per queued large request; (11) the aggregator's peak RSS "
+    "(VmHWM of a child process) claiming and streaming one create body of ~1 MB requests from S3 to the emulator.",
 ]
 
 
@@ -735,7 +741,8 @@ FINDINGS = [
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
-    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,delivery,replicas",
+    ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,delivery,replicas,"
+                    "large",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -787,6 +794,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 replication_bench.bench_replicas(report, base_url, sizes.intake, sizes.pack, settings_for, items_of,
                                                  submit_and_pack, close_context, verdict)
+            if "large" in only:
+                from benchmarks import large_bench
+
+                moto = moto or MotoS3().start()
+                large_bench.bench_intake(report, r, redis_srv.url, moto.url, sizes.large, plain_s3_puts, verdict)
+                large_bench.bench_create_rss(report, r, redis_srv.url, base_url, moto.url, sizes.large_batch, verdict)
     finally:
         if moto is not None:
             moto.stop()

@@ -168,6 +168,13 @@ class Settings:
     s3_endpoint_url: str | None = None
     #: Parallel per-request PUTs per result worker.
     s3_put_threads: int = 16
+    #: Claim check (docs/large-requests.md): a request whose encoded params are over this many bytes is
+    #: stored in the object store (`BATCHLINE_S3_BUCKET`, key `{s3_prefix}/params/<sha256>`) at intake, and
+    #: Redis keeps its size, digest and key only; 0: every request is kept inline in Redis.
+    inline_max_bytes: int = 65536
+    #: A params object no request refers to any more is deleted by the sweeper this long after (the same
+    #: document submitted again meanwhile keeps it); deploy/'s lifecycle rule is the backstop.
+    params_gc_grace_seconds: float = 600.0
     #: Result lines handled per Redis round.
     results_chunk_lines: int = 500
     #: When set, intake refuses reply stream names without this prefix (unset: any stream name).
@@ -263,6 +270,8 @@ class Settings:
             raise ConfigError(f"poll_call_budget={self.poll_call_budget}: must be >= 2 (one list page, one retrieve)")
         if not 0 <= self.intake_memory_percent <= 100:
             raise ConfigError(f"intake_memory_percent={self.intake_memory_percent}: must be between 0 and 100")
+        if self.inline_max_bytes < 0:
+            raise ConfigError(f"inline_max_bytes={self.inline_max_bytes}: must be >= 0 (0: always inline)")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format={self.log_format!r}: must be auto, json or console")
 
@@ -330,6 +339,8 @@ class Settings:
             s3_prefix=(_str(env, "BATCHLINE_S3_PREFIX", d.s3_prefix) or "").strip("/"),
             s3_endpoint_url=_str(env, "BATCHLINE_S3_ENDPOINT_URL", None),
             s3_put_threads=_int(env, "BATCHLINE_S3_PUT_THREADS", d.s3_put_threads, 1, 256),
+            inline_max_bytes=_int(env, "BATCHLINE_INLINE_MAX_BYTES", d.inline_max_bytes, 0),
+            params_gc_grace_seconds=_float(env, "BATCHLINE_PARAMS_GC_GRACE_SECONDS", d.params_gc_grace_seconds, 0.0),
             results_chunk_lines=_int(env, "BATCHLINE_RESULTS_CHUNK_LINES", d.results_chunk_lines, 1, 5_000),
             reply_stream_prefix=_str(env, "BATCHLINE_REPLY_STREAM_PREFIX", None),
             max_queued_requests=_int(env, "BATCHLINE_MAX_QUEUED_REQUESTS", d.max_queued_requests, 0),

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from batchline import quotas
+from batchline import objects, quotas
 from batchline.clock import iso, now_ms
 from batchline.config.settings import Settings
 from batchline.errors import Backpressure, Conflict, InvalidRequest
@@ -36,6 +36,9 @@ def backpressure(code: str) -> Backpressure:
         return quotas.refused(limit, tenant, int(current), int(maximum))
     return Backpressure(limit, int(current), int(maximum), tenant or None)
 MAX_CHUNK = 5000  # requests per Lua call: bounded so Redis is never blocked long
+# params bytes per chunk: with documents, a chunk goes out (PUT to the object store, in parallel) while
+# the next is encoded, and a producer holds a few chunks of documents at most, not a whole file
+MAX_CHUNK_BYTES = 16_000_000
 CONFLICT_RULE = "conflict: already submitted with other params"
 
 
@@ -79,9 +82,10 @@ class SubmitReport:
 class Producer:
     """Submit requests to batchline and ask for their status."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, store: objects.ObjectStore | None = None) -> None:
         self.redis = client
         self.settings = settings
+        self._store_given = store  # None: built from settings (BATCHLINE_S3_BUCKET) at the first large request
         self.keys = Keys(settings.key_prefix)
         self.scripts = Scripts(client, self.keys, settings.redis_min_replicas, settings.redis_wait_timeout_ms)
         # shared with the gateway, which drives the same records
@@ -90,8 +94,8 @@ class Producer:
         self.webhook_policy = WebhookPolicy.of(settings)  # which webhook URLs intake takes (SSRF)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Producer:
-        return cls(connect(settings.redis_url), settings)
+    def from_settings(cls, settings: Settings, store: objects.ObjectStore | None = None) -> Producer:
+        return cls(connect(settings.redis_url), settings, store)
 
     @classmethod
     def from_env(cls) -> Producer:
@@ -100,10 +104,32 @@ class Producer:
     def close(self) -> None:
         self.redis.close()
 
+    @property
+    def store(self) -> objects.ObjectStore | None:
+        """Where params over `BATCHLINE_INLINE_MAX_BYTES` are kept (None: no store configured)."""
+        if self._store_given is None and self.settings.s3_bucket:
+            self._store_given = objects.from_settings(self.settings)
+        return self._store_given
+
+    def _large(self, r: EncodedRequest) -> bool:
+        limit = self.settings.inline_max_bytes
+        return 0 < limit < len(r.params_json) and not objects.is_ref(r.params_json)
+
     def encode_request(
         self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any = None
     ) -> EncodedRequest:
         """One request checked and encoded as intake.lua stores it; InvalidRequest names the field."""
+        encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas)
+        if self._large(encoded) and not self.settings.s3_bucket and self._store_given is None:
+            raise InvalidRequest(
+                "params", f"is {len(encoded.params_json)} bytes as JSON, over BATCHLINE_INLINE_MAX_BYTES="
+                f"{self.settings.inline_max_bytes}, and no object store is configured to keep it: set "
+                "BATCHLINE_S3_BUCKET (or raise BATCHLINE_INLINE_MAX_BYTES; 0 keeps every request inline)")
+        return encoded
+
+    def _encode(
+        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any
+    ) -> EncodedRequest:
         return encode(
             custom_id,
             params,
@@ -117,9 +143,34 @@ class Producer:
             webhook_policy=self.webhook_policy,
         )
 
+    def _claim_checked(self, chunk: list[EncodedRequest]) -> list[EncodedRequest]:
+        """The chunk with each large request's params PUT to the object store and replaced by their
+        key: before intake.lua runs, so Redis never holds a reference to an object not yet stored.
+        Size and digest stay those of the full params (quotas, fair share, conflicts are unchanged).
+        A store fault raises `RetryableError` naming the store; nothing of the chunk is in Redis then."""
+        large = [i for i, r in enumerate(chunk) if self._large(r)]
+        if not large:
+            return chunk
+        store = self.store
+        if store is None:
+            raise InvalidRequest("params", "over BATCHLINE_INLINE_MAX_BYTES and no object store configured: "
+                                 "set BATCHLINE_S3_BUCKET")
+        refs: dict[bytes, str] = {}  # params -> key: a document twice in one chunk is PUT once
+        for i in large:
+            refs.setdefault(chunk[i].params_json, objects.params_key(self.settings, chunk[i].params_json))
+        threads = min(len(refs), self.settings.s3_put_threads)
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batchline-params") as pool:
+            for done in [pool.submit(store.put, key, data) for data, key in refs.items()]:
+                done.result()  # the first fault, as RetryableError
+        out = list(chunk)
+        for i in large:
+            out[i] = chunk[i]._replace(params_json=objects.REF + refs[chunk[i].params_json].encode())
+        return out
+
     def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:
         """One code per request (ACCEPTED, DUPLICATE, CONFLICT), or why its reply target is refused."""
         st = self.settings
+        chunk = self._claim_checked(chunk)
         tenants = sorted({r.tenant for r in chunk})
         admission: list[Any] = [st.max_queued_requests, st.max_queued_bytes, st.intake_memory_percent, len(tenants)]
         over_budget: dict[str, str] = {}  # tenant -> its refusal, in intake.lua's words (cents)
@@ -226,6 +277,7 @@ class Producer:
     ) -> Iterator[tuple[list[EncodedRequest], list[int]]]:
         chunk: list[EncodedRequest] = []
         positions: list[int] = []
+        held = 0
         for index, item in enumerate(items):
             try:
                 if not isinstance(item, Mapping):
@@ -246,9 +298,10 @@ class Producer:
                 continue
             chunk.append(encoded)
             positions.append(index)
-            if len(chunk) >= chunk_size:
+            held += len(encoded.params_json)
+            if len(chunk) >= chunk_size or held >= MAX_CHUNK_BYTES:
                 yield chunk, positions
-                chunk, positions = [], []
+                chunk, positions, held = [], [], 0
         if chunk:
             yield chunk, positions
 

@@ -16,12 +16,13 @@ from typing import Any, BinaryIO
 
 from batchline.config.settings import Settings
 from batchline.costs import BYTES_PER_TOKEN, InputEstimate, PriceTable
-from batchline.errors import Backpressure, InvalidRequest
+from batchline.errors import Backpressure, InvalidRequest, RetryableError
 from batchline.producers.jsonl import parse_line
 from batchline.producers.producer import Producer, Rejection, SubmitReport
 
 #: Exit codes: 0 all stored, 1 some lines rejected, 2 Redis unreachable or refusing auth (batchline.cli),
-#: 3 admission control refused the rest of the file (submit it again later: stored lines are duplicates).
+#: 3 admission control refused the rest of the file, or the object store of large params is unreachable
+#: (submit it again later: stored lines are duplicates).
 EXIT_BACKPRESSURE = 3
 
 
@@ -158,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
                 report, rejected = submit_file(producer, stream, args.tenant, args.reply_to, progress=advance)
                 read = bar.tasks[0].completed if total is None else total  # stdin: what was read is the total
                 bar.update(task, total=read, completed=read)
+    except RetryableError as exc:  # the object store of large params is unreachable: one line, exit 3
+        print(f"batchline submit: {exc}; submit again later (lines already stored come back as duplicates)",
+              file=sys.stderr)
+        return EXIT_BACKPRESSURE
     finally:
         if not from_stdin:
             stream.close()

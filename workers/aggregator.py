@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -22,11 +23,14 @@ from anthropic.types.messages import MessageBatch
 
 from batchline import log, pending
 from batchline.config.settings import Settings
-from batchline.errors import NotReplicated
-from batchline.fields import B
+from batchline.errors import NotReplicated, RetryableError
+from batchline.fields import B, R
 from batchline.leases import new_owner
+from batchline.objects import ObjectStore, is_ref
 from batchline.redis_client import text, texts
+from batchline.requests import ITEM_OVERHEAD
 from batchline.retry import RetryPolicy
+from batchline.workers.body import build_body, has_refs, refs, stream_body
 from batchline.workers.context import Context
 from batchline.workers.packing import Limits, QueueView, Take, next_batch
 from batchline.workers.provider import Kind, beta_header, classify
@@ -100,10 +104,44 @@ def claim(ctx: Context, take: Take) -> Claim:
     return Claim(bid, owner, flat)
 
 
-def build_body(flat: list[bytes]) -> bytes:
-    """The create body from already-serialized params: no parse, no re-encode."""
-    items = [b'{"custom_id":"%s","params":%s}' % (flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-    return b'{"requests":[' + b",".join(items) + b"]}"
+class StreamedBody:
+    """A create body streamed from its stored pieces (workers/body.py), with its exact length."""
+
+    def __init__(self, flat: list[bytes], store: ObjectStore, length: int) -> None:
+        self.flat, self.store, self.length = flat, store, length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return stream_body(self.flat, self.store)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def body_of(ctx: Context, bid: str, flat: list[bytes]) -> tuple[bytes | StreamedBody, int]:
+    """The create body of a claim and how many requests it carries. Inline only: the bytes, as ever.
+    With requests kept by reference: each object is checked first; one that is gone (deleted by hand,
+    expired) settles its request `errored` with `params_unavailable`, and the rest go on, streamed."""
+    if not has_refs(flat):
+        return build_body(flat), len(flat) // 2
+    store = ctx.params_store
+    pairs = refs(flat)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(pairs), ctx.settings.s3_put_threads))) as pool:
+        found = list(pool.map(store.exists, [key for _, key in pairs]))
+    gone = {rid for (rid, _), ok in zip(pairs, found, strict=True) if not ok}
+    if gone:
+        fail_requests(ctx, bid, sorted(gone), "params_unavailable",
+                      "the request's params object is no longer in the object store")
+        keep = [i for i in range(0, len(flat), 2) if flat[i].decode() not in gone]
+        flat = [x for i in keep for x in (flat[i], flat[i + 1])]
+    pipe = ctx.redis.pipeline(transaction=False)
+    for rid, _ in refs(flat):
+        pipe.hget(ctx.keys.request(rid), R.SIZE)
+    sizes = iter(pipe.execute())
+    length = len(b'{"requests":[]}') + max(0, len(flat) // 2 - 1)  # brackets and commas
+    for i in range(0, len(flat), 2):
+        item = ITEM_OVERHEAD - 1 + len(flat[i])  # {"custom_id":"RID","params":} without its comma
+        length += (int(next(sizes) or 0) - 1) if is_ref(flat[i + 1]) else item + len(flat[i + 1])
+    return StreamedBody(flat, store, length), len(flat) // 2
 
 
 def intent_lease_ms(s: Settings) -> int:
@@ -137,7 +175,7 @@ def lease_renewed(ctx: Context, bid: str, owner: str) -> Iterator[None]:
         thread.join()
 
 
-def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str = "") -> Created:
+def create(ctx: Context, bid: str, body: bytes | StreamedBody, n: int, owner: str, betas: str = "") -> Created:
     """Create the provider batch; `betas` (canonical "a,b") go out as its `anthropic-beta` header, as
     `client.beta.messages.batches.create(betas=[...])` sends them."""
     k, s = ctx.keys, ctx.settings
@@ -161,7 +199,8 @@ def create(ctx: Context, bid: str, body: bytes, n: int, owner: str, betas: str =
                 "/v1/messages/batches",
                 cast_to=MessageBatch,
                 content=body,
-                options={"headers": {"Content-Type": "application/json", **beta_header(betas)},
+                options={"headers": {"Content-Type": "application/json", "Content-Length": str(len(body)),
+                                     **beta_header(betas)},
                          "timeout": s.create_timeout_seconds, "max_retries": 0},
             )
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
@@ -269,7 +308,11 @@ def _create_failed(ctx: Context, bid: str, owner: str, n: int, size: int, exc: B
 
 def fail_claimed(ctx: Context, bid: str, etype: str, message: str) -> None:
     """Settle the requests of a claimed batch as final failures (the API refused them at create)."""
-    rids = texts(ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1))
+    fail_requests(ctx, bid, texts(ctx.redis.lrange(ctx.keys.batch_members(bid), 0, -1)), etype, message)
+
+
+def fail_requests(ctx: Context, bid: str, rids: list[str], etype: str, message: str) -> None:
+    """Settle some requests of a claimed batch as final failures; the others are left as they are."""
     line = {"type": "errored", "error": {"type": "error", "error": {"type": etype, "message": message}}}
     fan = Fanout(ctx, bid, {B.STATE: "claimed"}, policy=RetryPolicy.final_only())
     try:
@@ -338,10 +381,20 @@ def pack_once(ctx: Context) -> Created | None:
     if not claimed.flat:
         return None
     ctx.crash_point("after_claim")
-    n = len(claimed.flat) // 2
     betas = text(ctx.redis.hget(ctx.keys.batch(claimed.batch_id), B.BETAS)) or ""  # set by the claim: one per batch
-    logger.info("batch.claimed", batch_id=claimed.batch_id, requests=n, reason=take.reason, betas=betas or None)
-    return create(ctx, claimed.batch_id, build_body(claimed.flat), n, claimed.owner, betas)
+    logger.info("batch.claimed", batch_id=claimed.batch_id, requests=len(claimed.flat) // 2, reason=take.reason,
+                betas=betas or None)
+    try:
+        body, n = body_of(ctx, claimed.batch_id, claimed.flat)
+    except RetryableError as exc:  # the params store is unreachable: the requests go back, nothing was sent
+        logger.warning("batch.params_store_unavailable", batch_id=claimed.batch_id, error=str(exc))
+        release(ctx, claimed.batch_id, "params_store_unavailable", claimed.owner)
+        ctx.redis.set(ctx.keys.create_backoff, "params_store", px=5000)
+        return Created(claimed.batch_id, None, len(claimed.flat) // 2, 0, "released")
+    if n == 0:  # every request of it was settled (params gone): nothing left to create
+        release(ctx, claimed.batch_id, "params_unavailable", claimed.owner)
+        return Created(claimed.batch_id, None, 0, 0, "failed")
+    return create(ctx, claimed.batch_id, body, n, claimed.owner, betas)
 
 
 def migrate_legacy_pending(ctx: Context) -> int:

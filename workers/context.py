@@ -12,8 +12,10 @@ import redis
 from batchline.clock import Clock, RedisClock
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable
+from batchline.errors import RetryableError
 from batchline.hooks import crash_point
 from batchline.keys import Keys
+from batchline.objects import ObjectStore, S3Store
 from batchline.redis_client import connect
 from batchline.scripts import Scripts
 from batchline.workers.sinks import CelerySend, celery_sender
@@ -80,6 +82,14 @@ class Context:
     def sqs_urls(self) -> dict[str, str]:
         """Queue name -> URL, looked up once per process."""
         return {}
+
+    @cached_property
+    def params_store(self) -> ObjectStore:
+        """Where large params are kept (batchline/objects.py): the results bucket, this process's client."""
+        if not self.settings.s3_bucket:
+            raise RetryableError("a request's params are kept by reference but no object store is configured "
+                                 "(set BATCHLINE_S3_BUCKET as the producers have it)")
+        return S3Store(self.s3, self.settings.s3_bucket)
 
     @cached_property
     def prices(self) -> PriceTable:

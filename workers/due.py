@@ -15,7 +15,7 @@ from typing import Any
 from batchline import pending
 from batchline.fields import B
 from batchline.redis_client import texts
-from batchline.workers import retention
+from batchline.workers import params_gc, retention
 from batchline.workers.aggregator import limits, queue_view
 from batchline.workers.context import Context
 from batchline.workers.packing import next_batch
@@ -86,6 +86,8 @@ def sweep_due(ctx: Context) -> Seen | None:
         seen["ended_to_hand_off"] = ended_to_move
     if current_alerts(ctx, now) != stored_alerts(ctx):
         seen["alerts_changed"] = True
+    if params := params_gc.due(ctx, now):
+        seen["params_to_delete"] = params
     if trim := len(retention.settled_old_batches(ctx, now)) + len(retention.days_to_roll(ctx, now)):
         seen["to_trim"] = trim
     return seen or None

@@ -22,7 +22,7 @@ from batchline.fields import B
 from batchline.leases import HANDOFF, LeaseState, handoff_until, lease_state, new_owner
 from batchline.redis_client import text, text_map, texts
 from batchline.states import BatchState
-from batchline.workers import retention
+from batchline.workers import params_gc, retention
 from batchline.workers.aggregator import release
 from batchline.workers.cancels import settle_queued_cancels
 from batchline.workers.context import Context
@@ -61,12 +61,14 @@ class SweepReport:
     canceled: int = 0  # requests canceled while queued, given their `canceled` delivery
     alerts: int | None = None  # how many alerts stand, when they changed (None: unchanged)
     trimmed: int = 0  # batches trimmed from the indexes and cost days rolled into months
+    params_deleted: int = 0  # params objects deleted, no request referring to them any more
 
     def summary(self) -> dict[str, Any]:
         """What this sweep did, as its Celery task's result (Flower shows it)."""
         out: dict[str, Any] = {name: value for name, value in (
             ("released", self.released), ("adopted", self.adopted), ("handed_off", self.handed_off),
-            ("canceled", self.canceled), ("trimmed", self.trimmed)) if value}
+            ("canceled", self.canceled), ("trimmed", self.trimmed),
+            ("params_deleted", self.params_deleted)) if value}
         if self.alerts is not None:  # 0 too: alerts cleared is a change
             out["alerts"] = self.alerts
         return out
@@ -177,6 +179,7 @@ def sweep(ctx: Context, hand_off: Callable[[str], None]) -> SweepReport:
             ctx.redis.zrem(k.leases, bid)
             ctx.redis.zrem(k.ended, bid)
     watchdogs(ctx, now, report)
+    report.params_deleted = params_gc.collect(ctx, now)
     trimmed = retention.trim(ctx, now)
     report.trimmed = trimmed.batches_trimmed + trimmed.days_rolled
     return report

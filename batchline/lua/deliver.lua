@@ -13,7 +13,9 @@
 -- or stale line is a no-op, and a line can never reach another request's caller.
 -- KEYS[1] tenants with pending work, KEYS[2] stats, KEYS[3] counters, KEYS[4] cost hash of the day, KEYS[5] batch hash,
 -- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
--- KEYS[8] zset of undeliverable requests, KEYS[9] the outbox (zset of requests delivering -> next send due)
+-- KEYS[8] zset of undeliverable requests, KEYS[9] the outbox (zset of requests delivering -> next send due),
+-- KEYS[10] params refs (object key -> requests not yet final),
+-- KEYS[11] params objects to delete (zset: key -> when the last request referring to it became final)
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- ARGV[6] reply stream MAXLEN (approximate trim; 0: none), ARGV[7] pending list prefix,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
@@ -80,6 +82,14 @@ for i = 8, #ARGV, 11 do
           R.delivered_at, now, R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1)
         delivered = delivered + 1
         add(counts, 'delivered:' .. tenant .. ':' .. ARGV[i + 2], 1)
+      end
+      local p = redis.call('HGET', key, R.params)
+      if p and string.byte(p, 1) == 64 then  -- kept by reference: one request fewer refers to the object
+        local object = string.sub(p, 2)
+        if redis.call('HINCRBY', KEYS[10], object, -1) <= 0 then
+          redis.call('HDEL', KEYS[10], object)
+          redis.call('ZADD', KEYS[11], now, object)
+        end
       end
       redis.call('HDEL', key, R.params)
       add(counts, 'settled_bytes:' .. tenant, tonumber(rec[4] or '0'))  -- admission control: no longer held

@@ -1,13 +1,14 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
 -- KEYS[1] tenants with pending work (zset), KEYS[2] stats hash, KEYS[3] counters hash,
--- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets
+-- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets,
+-- KEYS[6] params refs (object key -> requests not yet final that refer to it), KEYS[7] params to delete (zset)
 -- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] pending list prefix (one list per tenant),
 -- admission control (0: no limit): ARGV[4] max queued requests, ARGV[5] max queued bytes, ARGV[6] percent
 --   of Redis maxmemory intake may fill, ARGV[7] K, then K groups of 5: tenant, its max requests, the
 --   limit's name, its max bytes, that limit's name (-1: none; the tighter of admission control's
 --   per-tenant limit and the tenant's own quota, named so a refusal says which: batchline/quotas.py);
--- then 9 fields per request: rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size,
---   betas ('' for none)
+-- then 9 fields per request: rid, tenant, custom_id, params_json (or '@KEY': kept in the object store,
+--   batchline/objects.py), reply_to, metadata_json, digest, size, betas ('' for none)
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest),
 -- or a string: the reply_to target's key collides with the broker's or a key of another kind, or
 -- 'backpressure|LIMIT|CURRENT|MAX|TENANT': a limit is reached. From the first such request on, no
@@ -52,9 +53,12 @@ local function tenant_state(tenant)
   return st
 end
 
-local function over_limit(tenant, size)
-  if mem_high > 0 and mem_used + bytes + size > mem_high then
-    return 'backpressure|memory|' .. (mem_used + bytes) .. '|' .. mem_high .. '|'
+-- Redis memory grows by what a record holds: for params kept by reference (batchline/objects.py),
+-- the key, not the request's size (which quotas and the queued-bytes limits still count)
+local mem_bytes = 0
+local function over_limit(tenant, size, held)
+  if mem_high > 0 and mem_used + mem_bytes + held > mem_high then
+    return 'backpressure|memory|' .. (mem_used + mem_bytes) .. '|' .. mem_high .. '|'
   end
   if max_n > 0 and queued_n + 1 > max_n then return 'backpressure|queued_requests|' .. queued_n .. '|' .. max_n .. '|' end
   if max_b > 0 and queued_b + size > max_b then return 'backpressure|queued_bytes|' .. queued_b .. '|' .. max_b .. '|' end
@@ -95,7 +99,9 @@ for i = first, #ARGV, 9 do
   if existing then
     codes[#codes + 1] = (existing == ARGV[i + 6]) and 0 or 2
   else
-    local refused = refused_by or over_limit(ARGV[i + 1], tonumber(ARGV[i + 7]))
+    local size = tonumber(ARGV[i + 7])
+    local held = (string.byte(ARGV[i + 3], 1) == 64) and (#ARGV[i + 3] + #ARGV[i + 5] + 200) or size
+    local refused = refused_by or over_limit(ARGV[i + 1], size, held)
     if refused then refused_by = refused end
     if not refused and rt ~= '' then
       if checked[rt] == nil then
@@ -112,10 +118,16 @@ for i = first, #ARGV, 9 do
       if rt ~= '' then redis.call('HSET', key, R.reply_to, rt) end
       if ARGV[i + 5] ~= '' then redis.call('HSET', key, R.metadata, ARGV[i + 5]) end
       if ARGV[i + 8] ~= '' then redis.call('HSET', key, R.betas, ARGV[i + 8]) end
+      if string.byte(ARGV[i + 3], 1) == 64 then  -- '@': one more request refers to this object
+        local object = string.sub(ARGV[i + 3], 2)
+        redis.call('HINCRBY', KEYS[6], object, 1)
+        redis.call('ZREM', KEYS[7], object)
+      end
       pending_group(accepted, accepted_order, ARGV[i + 1], rid)
       n_accepted = n_accepted + 1
-      local size, tenant = tonumber(ARGV[i + 7]), ARGV[i + 1]
+      local tenant = ARGV[i + 1]
       bytes = bytes + size
+      mem_bytes = mem_bytes + held
       tenants[tenant] = (tenants[tenant] or 0) + 1
       tenant_bytes[tenant] = (tenant_bytes[tenant] or 0) + size
       queued_n, queued_b = queued_n + 1, queued_b + size

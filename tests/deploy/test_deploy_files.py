@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import re
 import shlex
 from collections.abc import Iterable, Iterator
@@ -604,3 +605,15 @@ def test_gateway_has_a_service_probes_and_an_hpa() -> None:
     (hpa,) = k8s_kind("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "batchline-gateway" and hpa["spec"]["minReplicas"] >= 2
     assert as_argv(services()["gateway"]["command"])[0] == "gateway"
+
+
+def test_lifecycle_rule_expires_params_objects_under_the_compose_prefix() -> None:
+    rules = json.loads((DEPLOY / "s3-lifecycle.json").read_text())["Rules"]
+    (rule,) = [r for r in rules if r["ID"] == "batchline-params-backstop"]
+    prefix = compose()["x-batchline-env"]["BATCHLINE_S3_PREFIX"]
+    assert rule["Status"] == "Enabled" and rule["Filter"]["Prefix"] == f"{prefix}/params/"
+    # longer than a request can wait for its create: the sweeper deletes objects, this is the backstop
+    assert rule["Expiration"]["Days"] >= 30
+    script = " ".join(as_argv(services()["s3-init"]["command"]))
+    assert "mc ilm import" in script and "s3-lifecycle.json" in script
+    assert any("s3-lifecycle.json" in v for v in services()["s3-init"]["volumes"])

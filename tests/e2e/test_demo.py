@@ -30,13 +30,18 @@ def demo(args: list[str], env: dict[str, str], timeout: float = 240) -> subproce
                           text=True, timeout=timeout)
 
 
+def demo_env(redis_server, db: int) -> tuple[str, dict[str, str]]:
+    """An emptied Redis db of the session server, and the environment a user's shell would give the demo."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url, {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
+                 "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
+
+
 @pytest.mark.e2e
 def test_demo_delivers_every_accepted_request(redis_server, tmp_path):
-    url = redis_server.url.rsplit("/", 1)[0] + "/3"
-    redis.Redis.from_url(url).flushdb()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
-           "BATCHLINE_REDIS_URL": url, "COLUMNS": "200"}
-    done = demo(["--limit", str(SIZE), "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
+    url, env = demo_env(redis_server, 3)
+    done = demo(["--limit", str(SIZE), "--documents", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     counts = re.search(r"accepted (\d+), delivered (\d+) \(.*\), delivered twice (\d+)", out)
@@ -71,11 +76,11 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     """`batchline demo --flower` as a newcomer watches it: Flower's own API, read all through the run,
     lists tasks of which at least 90% did work; their kwargs and results name batches and counts, never
     a key or a result body."""
-    url = redis_server.url.rsplit("/", 1)[0] + "/4"
+    url = redis_server.url.rsplit("/", 1)[0] + "/5"
     redis.Redis.from_url(url).flushdb()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_", "FLOWER_"))},
            "BATCHLINE_REDIS_URL": url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600",
+    proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600", "--documents", "0",
                              "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
@@ -116,3 +121,17 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     collected = [parse(t["result"]) for t in done if t["name"] == "batchline.results.collect"]
     assert sum(c["delivered"] for c in collected) == 620  # 600 of the sample and the gateway's 20
     assert all(c["batch_id"].startswith("blb_") for c in collected)
+
+
+@pytest.mark.e2e
+def test_demo_runs_the_document_sample(redis_server, tmp_path):
+    _, env = demo_env(redis_server, 4)
+    done = demo(["--limit", "10", "--documents", "200", "--timeout", "200", "--keep-logs", str(tmp_path / "logs")],
+                env, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert "Submitted 200 documents of ~1 MB" in out and "accepted 200, rejected 0" in out
+    counts = re.search(r"accepted (\d+), delivered (\d+) \(.*\), delivered twice (\d+)", out)
+    assert counts, out[-2000:]
+    accepted, delivered, twice = map(int, counts.groups())
+    assert accepted == delivered == 210 and twice == 0
