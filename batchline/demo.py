@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from batchline import demo_webhooks
 from batchline.config.settings import Settings
 from batchline.local_services import BatchlineProcess, MotoS3, RedisServer, free_port, wait_for_port
 from batchline.redis_client import connect, stream_entries
@@ -49,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "reference in S3 (docs/large-requests.md); default 200, 0 for none")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     parser.add_argument("--keep-logs", default=".demo", help="folder for the processes' logs")
+    parser.add_argument("--webhooks", type=int, default=100,
+                        help="requests delivered to a signed webhook on loopback (default 100; 0: none)")
     parser.add_argument("--flower", action="store_true",
                         help="start Flower beside the demo (loopback, a free port, credentials printed)")
 
@@ -189,7 +192,7 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
             "BATCHLINE_MAX_WAIT_SECONDS": os.environ.get("BATCHLINE_MAX_WAIT_SECONDS", "2"),
             "BATCHLINE_POLL_INTERVAL_SECONDS": os.environ.get("BATCHLINE_POLL_INTERVAL_SECONDS", "1"),
             "BATCHLINE_PACK_INTERVAL_SECONDS": "0.5", "BATCHLINE_SWEEP_INTERVAL_SECONDS": "5",
-            "BATCHLINE_LOG_FORMAT": "json",
+            "BATCHLINE_LOG_FORMAT": "json", **demo_webhooks.ENV,
         }
         flower = None
         if args.flower:
@@ -197,12 +200,12 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
 
             flower = demo_flower.start(stack, env, logs)
             console.print(f"Flower: {flower.url} (user {flower.user}, password {flower.password})", markup=False)
-        for role in ("aggregator", "poller", "results"):
+        for role in ("aggregator", "poller", "results", "delivery"):
             stack.append(BatchlineProcess(["worker", "--role", role, "--concurrency", "1"], env,
                                           str(logs / f"worker-{role}.log")).start())
         stack.append(BatchlineProcess(["beat"], env, str(logs / "beat.log")).start())
-        console.print(f"Emulator on :{port}, S3 (moto) on {s3.url}, workers for aggregator/poller/results, beat;"
-                      f" logs in {logs}/")
+        console.print(f"Emulator on :{port}, S3 (moto) on {s3.url}, workers for aggregator/poller/results/delivery,"
+                      f" beat; logs in {logs}/")
         console.print(f"key prefix {prefix}", markup=False)
 
         settings = Settings.from_env(env)
@@ -228,6 +231,12 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
             report.duplicate += stored.duplicate
             report.rejected += stored.rejected
             streams.append(reply_stream(prefix, "docs"))
+        hooks = None
+        if args.webhooks:
+            hooks = demo_webhooks.start(stack, producer.redis, producer.keys)
+            sent = demo_webhooks.submit(producer, hooks, args.webhooks)
+            console.print(f"Submitted {args.webhooks} requests for tenant {demo_webhooks.TENANT} with reply_to "
+                          f"{hooks.receiver.url} (signed webhooks): accepted {sent.accepted}", markup=False)
         expected = report.accepted
         done = 0
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -247,6 +256,9 @@ def run_pipeline(args: argparse.Namespace, prefix: str, items: list[dict[str, An
         code = verdict(console, report.accepted, delivered, repeats, len(report.rejected), args.expect_rejected,
                        logs)
         code = gateway_results(console, client_batch, deadline) or code
+        if hooks is not None:
+            demo_webhooks.wait(hooks, deadline)
+            code = demo_webhooks.verdict(console, hooks) or code
         if flower is not None:
             linger(console, flower)
         return code

@@ -16,10 +16,10 @@ from batchline.keys import Keys
 from batchline.local_services import free_port
 from batchline.producers.producer import Producer
 from batchline.tenants import WebhookSecrets
+from batchline.webhook_receiver import Receiver
 from tests.e2e.chaos import ChaosResult, params
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_chaos import check_logs, start
-from tests.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 PER_TENANT = 1000

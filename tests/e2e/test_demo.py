@@ -80,8 +80,8 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     redis.Redis.from_url(url).flushdb()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_", "FLOWER_"))},
            "BATCHLINE_REDIS_URL": url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600", "--documents", "0",
-                             "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600",
+                             "--documents", "0", "--webhooks", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -119,7 +119,7 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
         assert "Reply " not in shown and "'content'" not in shown and "usage" not in shown, shown
         assert len(shown) < 2000, shown
     collected = [parse(t["result"]) for t in done if t["name"] == "batchline.results.collect"]
-    assert sum(c["delivered"] for c in collected) == 620  # 600 of the sample and the gateway's 20
+    assert sum(c["lines"] for c in collected) == 620  # 600 of the sample and the gateway's 20
     assert all(c["batch_id"].startswith("blb_") for c in collected)
 
 

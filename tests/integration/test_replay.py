@@ -14,10 +14,10 @@ from batchline.keys import Keys
 from batchline.producers.producer import Producer
 from batchline.requests import ReplyTarget
 from batchline.tenants import WebhookSecrets
+from batchline.webhook_receiver import Receiver
 from batchline.workers.context import Context
 from batchline.workers.replay import Filters, parse_time, replay
 from tests.integration.pipeline import drain, entries
-from tests.receiver import Receiver
 
 
 def params(i: int) -> dict:

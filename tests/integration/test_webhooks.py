@@ -16,13 +16,13 @@ from batchline.errors import InvalidRequest
 from batchline.keys import Keys
 from batchline.producers.producer import Producer
 from batchline.tenants import WebhookSecrets
+from batchline.webhook_receiver import Receiver
 from batchline.webhooks import WebhookPolicy
 from batchline.workers import delivery
 from batchline.workers.context import Context
 from batchline.workers.targets import redeliver, undeliverable_ids
 from batchline.workers.webhook_sender import Verdict, post
 from tests.integration.pipeline import drain
-from tests.receiver import Receiver
 
 
 def params(i: int) -> dict:

@@ -1,4 +1,4 @@
-"""A real webhook receiver for tests, benchmarks and chaos runs: a threaded HTTP server on loopback
+"""A real webhook receiver for the demo, tests, benchmarks and chaos runs: a threaded HTTP server on loopback
 that verifies every signature (`batchline.webhooks.verify`) and answers as told."""
 
 from __future__ import annotations
