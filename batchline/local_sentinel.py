@@ -13,8 +13,18 @@ from urllib.parse import quote
 import redis
 
 from batchline.local_services import ChildServer, RedisServer, free_port, redis_server_binary, wait_for_port
+from batchline.replication import replication
 
 MASTER = "batchline"
+
+
+def wait_in_sync(primary: redis.Redis, replicas: int, timeout: float = 20.0) -> None:
+    """Until `replicas` replicas are online with `primary` (what `batchline status` counts as in sync)."""
+    deadline = time.monotonic() + timeout
+    while replication(primary).get("in_sync", 0) < replicas:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"replicas not in sync with the primary after {timeout}s")
+        time.sleep(0.1)
 
 
 class SentinelNode(ChildServer):
@@ -81,16 +91,7 @@ class SentinelGroup:
         return self
 
     def wait_synced(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        client = self.client(self.primary.port)
-        while time.monotonic() < deadline:
-            info = client.info("replication")
-            online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
-                      and v.get("state") == "online"]
-            if len(online) >= len(self.replicas):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"replicas not in sync with the primary after {timeout}s")
+        wait_in_sync(self.client(self.primary.port), len(self.replicas), timeout)
 
     def current_primary_port(self) -> int | None:
         for s in self.sentinels:

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from batchline.local_sentinel import wait_in_sync
 from batchline.local_services import RedisServer
 
 
@@ -16,11 +17,7 @@ def replicated_pair() -> tuple[RedisServer, RedisServer]:
     primary = RedisServer(appendonly=False).start()
     replica = RedisServer(appendonly=False, extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
     client = redis.Redis(port=primary.port)
-    deadline = time.monotonic() + 20
-    while int(client.info("replication").get("connected_slaves", 0)) < 1:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the replica did not connect")
-        time.sleep(0.1)
+    wait_in_sync(client, 1)
     client.execute_command("WAIT", 1, 5000)
     return primary, replica
 
