@@ -61,7 +61,12 @@ class Backpressure(RetryableError):
 
 class NotReplicated(RetryableError):
     """The write is on the primary but not yet on BATCHLINE_REDIS_MIN_REPLICAS replicas: a failover now
-    could lose it, so it is not acknowledged. Retrying is safe (every such write is idempotent)."""
+    could lose it, so it is not acknowledged. Retrying is safe (every such write is idempotent).
+    `result`: what the script answered on the primary."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ParamsUnavailable(PermanentError):

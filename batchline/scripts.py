@@ -104,7 +104,7 @@ class Scripts:
         if int(acked) < self._min_replicas:
             raise NotReplicated(f"Redis: {name} reached {acked} of {self._min_replicas} replicas in "
                                 f"{self._wait_ms} ms (BATCHLINE_REDIS_MIN_REPLICAS): applied on the primary, "
-                                "not acknowledged; retry, it is idempotent")
+                                "not acknowledged; retry, it is idempotent", result=result)
         return result
 
     def intake(self, rows: Sequence[EncodedRequest], now: int, admission: Sequence[Any]) -> list[int | str]:

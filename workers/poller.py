@@ -13,6 +13,7 @@ import anthropic
 from anthropic.types.messages import MessageBatch
 
 from batchline import log
+from batchline.errors import NotReplicated
 from batchline.fields import B
 from batchline.leases import handoff_until, new_owner
 from batchline.redis_client import texts
@@ -33,6 +34,9 @@ class PollReport:
     cancel_calls: int = 0
     ended: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # 404 long after create: handed off to be re-driven
+    # ended on the primary but not acknowledged by BATCHLINE_REDIS_MIN_REPLICAS in time: handed off all
+    # the same (collecting is idempotent per request), and the round goes on to the next batch
+    not_replicated: list[str] = field(default_factory=list)
     skipped: str | None = None
     failed: str | None = None  # a fault that ended the round early (what it saw is kept)
 
@@ -156,16 +160,28 @@ def mark_gone(ctx: Context, bid: str, pid: str, report: PollReport) -> None:
     k = ctx.keys
     ctx.redis.hset(k.batch(bid), B.GONE, 1)
     now = ctx.clock.now_ms()
-    if ctx.scripts.ended(bid, now, "{}", "", handoff_until(ctx.settings, now)):
+    if _ended(ctx, bid, now, "{}", "", report):
         logger.error("batch.gone", batch_id=bid, provider_batch_id=pid)
         report.gone.append(bid)
 
 
-def mark_ended(ctx: Context, bid: str, batch: MessageBatch) -> bool:
+def mark_ended(ctx: Context, bid: str, batch: MessageBatch, report: PollReport) -> bool:
     counts = json.dumps(batch.request_counts.model_dump())
     ended_at = batch.ended_at.isoformat() if batch.ended_at else ""
     now = ctx.clock.now_ms()
-    return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx.settings, now))
+    return _ended(ctx, bid, now, counts, ended_at, report)
+
+
+def _ended(ctx: Context, bid: str, now: int, counts: str, ended_at: str, report: PollReport) -> bool:
+    """The ended transition. One the replicas did not acknowledge in time is applied on the primary, so
+    it counts as the primary answered: one slow replica neither stops the round nor leaves the batch
+    to wait for the sweeper's hand-off."""
+    try:
+        return ctx.scripts.ended(bid, now, counts, ended_at, handoff_until(ctx.settings, now))
+    except NotReplicated as exc:
+        logger.warning("redis.not_replicated", batch_id=bid, step="ended", error=str(exc))
+        report.not_replicated.append(bid)
+        return bool(exc.result)
 
 
 def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
@@ -194,7 +210,7 @@ def poll(ctx: Context, hand_off: Callable[[str], None]) -> PollReport:
         hand_off(bid)
     for pid, batch in seen.items():
         bid = want[pid].batch_id
-        if batch.processing_status == "ended" and mark_ended(ctx, bid, batch):
+        if batch.processing_status == "ended" and mark_ended(ctx, bid, batch, report):
             logger.info("batch.ended", batch_id=bid, provider_batch_id=pid,
                         counts=batch.request_counts.model_dump())
             hand_off(bid)

@@ -27,7 +27,7 @@ from batchline.producers.producer import Producer
 from batchline.replication import describe
 from batchline.reports import snapshot
 from batchline.tenants import Tenant
-from batchline.workers import aggregator
+from batchline.workers import aggregator, poller
 from batchline.workers.context import Context
 
 pytestmark = pytest.mark.slow
@@ -138,6 +138,29 @@ def test_an_intent_not_replicated_gives_the_requests_back_at_once_and_creates_no
     assert emulator.books()["operations"].get("create", 0) == 0
     assert ctx.redis.zcard(ctx.keys.leases) == 0  # nothing waits for a lease to run out
     assert {producer.status(f"i-{n}")["state"] for n in range(5)} == {"queued"}
+
+
+def test_a_poll_round_goes_on_past_an_ended_transition_not_replicated(group, emulator):
+    """Two batches end; the replicas acknowledge neither transition in time. The round still marks and
+    hands off both (each applied on the primary), and a second round hands off neither again."""
+    s = Settings(redis_url=group.url, key_prefix=f"p{uuid.uuid4().hex[:6]}", anthropic_api_key="k",
+                 anthropic_base_url=emulator.base_url, max_wait_seconds=0.0, max_batch_requests=5)
+    assert Producer.from_settings(s).submit_many(items("p", 10)).accepted == 10
+    ctx = Context(s)
+    assert [c.outcome for c in aggregator.pack(ctx)] == ["submitted", "submitted"]
+    slow = Context(s.replace(redis_min_replicas=2, redis_wait_timeout_ms=50))  # one replica: never acked
+    handed: list[str] = []
+    deadline = time.monotonic() + 15
+    while len(handed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        slow.redis.delete(slow.keys.poll_lock())
+        report = poller.poll(slow, handed.append)
+        assert report.failed is None
+        assert sorted(report.not_replicated) == sorted(report.ended)
+    assert len(set(handed)) == 2
+    slow.redis.delete(slow.keys.poll_lock())
+    again = poller.poll(slow, handed.append)
+    assert (again.ended, len(handed)) == ([], 2)
 
 
 def test_a_gateway_create_not_replicated_cancels_every_request_it_stored(group, monkeypatch):
