@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 import redis
 
-from batchline.local_services import ChildServer, RedisServer, free_port, redis_server_binary, wait_for_port
+from batchline.local_services import ChildServer, RedisServer, TLSFiles, free_port, redis_server_binary, wait_for_port
 from batchline.replication import replication
 
 MASTER = "batchline"
+
 
 
 def wait_in_sync(primary: redis.Redis, replicas: int, timeout: float = 20.0) -> None:
@@ -29,14 +30,17 @@ def wait_in_sync(primary: redis.Redis, replicas: int, timeout: float = 20.0) -> 
 
 class SentinelNode(ChildServer):
     def __init__(self, directory: str, primary_port: int, down_after_ms: int, password: str = "",
-                 sentinel_password: str = "") -> None:
+                 sentinel_password: str = "", tls: TLSFiles | None = None) -> None:
         self.port = free_port()
         self.dir = directory
         self.conf = Path(directory) / "sentinel.conf"
         auth = f"sentinel auth-pass {MASTER} {password}\n" if password else ""
         own = f"requirepass {sentinel_password}\n" if sentinel_password else ""
+        args = tls.server_args(self.port) if tls else ["--port", str(self.port)]
+        ports = "".join(f"{name.removeprefix('--')} {value}\n"
+                        for name, value in zip(args[::2], args[1::2], strict=True))
         self.conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory}/sentinel.log\n"
+            f"{ports}bind 127.0.0.1\ndir {directory}\nlogfile {directory}/sentinel.log\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n{auth}{own}"
             f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
             f"sentinel failover-timeout {MASTER} 10000\nsentinel parallel-syncs {MASTER} 1\n")
@@ -52,12 +56,12 @@ class SentinelGroup:
     """`primary`, `replicas` and three `sentinels`; `url` is the BATCHLINE_REDIS_URL that names them."""
 
     def __init__(self, replicas: int = 1, down_after_ms: int = 1000, password: str = "",
-                 sentinel_password: str = "") -> None:
+                 sentinel_password: str = "", tls: TLSFiles | None = None) -> None:
         self.dir = tempfile.mkdtemp(prefix="batchline-sentinel-")
-        self.password, self.sentinel_password = password, sentinel_password
+        self.password, self.sentinel_password, self.tls = password, sentinel_password, tls
         auth = ["--requirepass", password, "--masterauth", password] if password else []
-        self.primary = RedisServer(directory=f"{self.dir}/primary", extra=auth)
-        self.replicas = [RedisServer(directory=f"{self.dir}/replica{i}",
+        self.primary = RedisServer(directory=f"{self.dir}/primary", extra=auth, tls=tls)
+        self.replicas = [RedisServer(directory=f"{self.dir}/replica{i}", tls=tls,
                                      extra=[*auth, "--replicaof", "127.0.0.1", str(self.primary.port)])
                          for i in range(replicas)]
         self.sentinels: list[SentinelNode] = []
@@ -67,11 +71,16 @@ class SentinelGroup:
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        query = f"?sentinel_password={quote(self.sentinel_password, safe='')}" if self.sentinel_password else ""
-        return f"redis+sentinel://{auth}{hosts}/{MASTER}/0{query}"
+        query = [f"sentinel_password={quote(self.sentinel_password, safe='')}"] if self.sentinel_password else []
+        query += [f"ssl_ca_certs={quote(self.tls.ca)}"] if self.tls else []
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        return f"{scheme}://{auth}{hosts}/{MASTER}/0" + (f"?{'&'.join(query)}" if query else "")
+
+    def _tls(self) -> dict[str, Any]:
+        return self.tls.client_kwargs() if self.tls else {}
 
     def client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=self.password or None, socket_timeout=2)
+        return redis.Redis(port=port, password=self.password or None, socket_timeout=2, **self._tls())
 
     @property
     def servers(self) -> list[RedisServer]:
@@ -86,7 +95,7 @@ class SentinelGroup:
             d = Path(self.dir) / f"sentinel{i}"
             d.mkdir()
             self.sentinels.append(SentinelNode(str(d), self.primary.port, self.down_after_ms, self.password,
-                                               self.sentinel_password).start())
+                                               self.sentinel_password, self.tls).start())
         self.wait_primary(self.primary.port)
         return self
 
@@ -96,7 +105,8 @@ class SentinelGroup:
     def current_primary_port(self) -> int | None:
         for s in self.sentinels:
             try:
-                sentinel = redis.Redis(port=s.port, password=self.sentinel_password or None, socket_timeout=1)
+                sentinel = redis.Redis(port=s.port, password=self.sentinel_password or None, socket_timeout=1,
+                                       **self._tls())
                 addr: Any = sentinel.sentinel_get_master_addr_by_name(MASTER)
                 return int(addr[1])
             except (redis.RedisError, TypeError):

@@ -16,7 +16,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -68,15 +70,33 @@ class ChildServer:
                 self.kill()
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files for servers that speak TLS only: the CA that signed them, their certificate and key."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def server_args(self, port: int) -> list[str]:
+        """TLS on `port`, plain TCP off, replication over TLS; clients need no certificate of their own."""
+        return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", self.cert, "--tls-key-file", self.key,
+                "--tls-ca-cert-file", self.ca, "--tls-auth-clients", "no", "--tls-replication", "yes"]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": self.ca}
+
+
 class RedisServer(ChildServer):
     """A redis-server process on a free port, with AOF on so a SIGKILL loses (almost) nothing."""
 
     def __init__(self, port: int | None = None, directory: str | None = None, appendonly: bool = True,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, tls: TLSFiles | None = None) -> None:
         self.port = port or free_port()
         self.dir = directory or tempfile.mkdtemp(prefix="batchline-redis-")
         self.appendonly = appendonly
         self.extra = extra or []  # more redis-server options, e.g. ["--replicaof", "127.0.0.1", "6379"]
+        self.tls = tls  # TLS only, on `port`
 
     @property
     def url(self) -> str:
@@ -85,7 +105,8 @@ class RedisServer(ChildServer):
     def start(self) -> RedisServer:
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         args = [
-            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+            redis_server_binary(), *(self.tls.server_args(self.port) if self.tls else ["--port", str(self.port)]),
+            "--bind", "127.0.0.1", "--dir", self.dir,
             "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
             "--daemonize", "no", "--logfile", str(Path(self.dir) / "redis.log"), *self.extra,
         ]

@@ -2,7 +2,8 @@
 
     redis://[[user]:password@]host:port/db           one Redis (rediss:// for TLS, unix:// for a socket)
     redis+sentinel://[[user]:password@]h1:p1,h2:p2,h3:p3/MASTER_NAME[/db][?sentinel_password=...]
-    rediss+sentinel://...                            the same, TLS to the sentinels and the primary
+    rediss+sentinel://...[?ssl_ca_certs=/path/ca.pem] the same, TLS to the sentinels and the primary
+                                                     (verified against the system's CAs, or that bundle)
 
 The data side connects with redis-py's `Sentinel(...).master_for(...)`, the Celery broker with kombu's
 `sentinel://` transport (`master_name`, `sentinel_kwargs`). Both ask the sentinels for the primary
@@ -36,6 +37,12 @@ class Sentinel:
     password: str | None = field(default=None, repr=False)
     sentinel_password: str | None = field(default=None, repr=False)
     tls: bool = False
+    ca_certs: str | None = None  # a CA bundle to verify the servers by, instead of the system's
+
+    def _tls(self) -> dict[str, Any]:
+        if not self.tls:
+            return {}
+        return {"ssl": True, **({"ssl_ca_certs": self.ca_certs} if self.ca_certs else {})}
 
     def client_kwargs(self) -> dict[str, Any]:
         """What the primary's connections take (password, db, TLS), for redis-py's `master_for`."""
@@ -44,18 +51,14 @@ class Sentinel:
             kw["username"] = self.username
         if self.password:
             kw["password"] = self.password
-        if self.tls:
-            kw["ssl"] = True
-        return kw
+        return {**kw, **self._tls()}
 
     def sentinel_kwargs(self) -> dict[str, Any]:
         """What the connections to the sentinels themselves take."""
         kw: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         if self.sentinel_password:
             kw["password"] = self.sentinel_password
-        if self.tls:
-            kw["ssl"] = True
-        return kw
+        return {**kw, **self._tls()}
 
     def broker(self) -> tuple[str, dict[str, Any]]:
         """kombu's form: `sentinel://[:password@]h:p;sentinel://...` and its transport options."""
@@ -98,12 +101,15 @@ def parse(url: str) -> Sentinel | None:
         if name in query:
             raise ConfigError(f"{SETTING}: query parameter {name!r} given twice")
         query[name] = unquote(value)  # percent-decoding only: a '+' stays a '+'
-    unknown = set(query) - {"sentinel_password"}
+    unknown = set(query) - {"sentinel_password", "ssl_ca_certs"}
     if unknown:
-        raise ConfigError(f"{SETTING}: unknown query parameter(s) {sorted(unknown)}; only sentinel_password")
-    sentinel_password = query.get("sentinel_password")
+        raise ConfigError(f"{SETTING}: unknown query parameter(s) {sorted(unknown)}; "
+                          "only sentinel_password and ssl_ca_certs")
+    tls, ca_certs = SENTINEL_SCHEMES[scheme], query.get("ssl_ca_certs") or None
+    if ca_certs and not tls:
+        raise ConfigError(f"{SETTING}: ssl_ca_certs is for TLS: use rediss+sentinel://")
     return Sentinel(hosts, unquote(path[0]), db, unquote(username) or None, unquote(password) or None,
-                    sentinel_password, SENTINEL_SCHEMES[scheme])
+                    query.get("sentinel_password"), tls, ca_certs)
 
 
 def _host(text: str) -> tuple[str, int]:
@@ -141,5 +147,6 @@ def broker(url: str) -> dict[str, Any]:
     kombu_url, transport = target.broker()
     conf: dict[str, Any] = {"broker_url": kombu_url, "broker_transport_options": transport}
     if target.tls:
-        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED,
+                                  **({"ssl_ca_certs": target.ca_certs} if target.ca_certs else {})}
     return conf

@@ -46,6 +46,7 @@ def test_rediss_sentinel_is_tls_to_sentinels_primary_and_broker():
     ("redis+sentinel://:hunter2@h:1/m/x", "database after the master name must be a number"),
     ("redis+sentinel://:hunter2@h:port/m", "port is not a number from 1 to 65535"),
     ("redis+sentinel://:hunter2@h:1/m?password=x", "unknown query parameter"),
+    ("redis+sentinel://:hunter2@h:1/m?ssl_ca_certs=/ca.pem", "ssl_ca_certs is for TLS: use rediss"),
     ("redis+sentinel://:hunter2@h:1/m?sentinel_password=a&sentinel_password=b", "given twice"),
     ("redis+sentinel://:hunter2@h:99999/m", "port is not a number from 1 to 65535"),
     ("redis+sentinel://:hunter2@::1/m", "not host:port or [IPv6]:port"),
