@@ -288,8 +288,10 @@ def encode(
     size = len(params_bytes) + len(rid) + ITEM_OVERHEAD
     if size > max_bytes:
         raise InvalidRequest("params", f"request is {size} bytes, over the batch byte limit of {max_bytes}")
-    identity = params_bytes + b"\x00" + reply_to.encode()
+    # params, NUL, reply_to: hashed in pieces, so a 1 MB document is not copied to be hashed
+    identity = hashlib.blake2b(params_bytes, digest_size=16)
+    identity.update(b"\x00" + reply_to.encode())
     if beta_set:  # two requests that differ only in betas are different requests
-        identity += b"\x00betas:" + beta_set.encode()
-    digest = hashlib.blake2b(identity, digest_size=16).hexdigest()
+        identity.update(b"\x00betas:" + beta_set.encode())
+    digest = identity.hexdigest()
     return EncodedRequest(rid, tenant, custom_id, params_bytes, reply_to, metadata_json, digest, size, beta_set)

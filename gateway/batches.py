@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import orjson
@@ -61,18 +61,20 @@ class Batches:
     # -- create ---------------------------------------------------------------------------------
 
     def encode(
-        self, tenant: Tenant, gid: str, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None
-    ) -> list[EncodedRequest]:
-        """The client batch's requests checked and encoded once, as they will be stored (their sizes
-        are what the quota weighs); InvalidRequest names the field (e.g. `requests.3.params...`)."""
+        self, tenant: Tenant, gid: str, requests: Iterable[tuple[str, dict[str, Any]]], betas: list[str] | None = None
+    ) -> tuple[list[str], list[EncodedRequest]]:
+        """The callers' custom_ids and the client batch's requests checked and encoded once, as they will
+        be stored (their sizes are what the quota weighs); InvalidRequest names the field (e.g.
+        `requests.3.params...`). `requests` may be an iterator: each parsed request is let go once encoded."""
         prefix, reply_to = prefix_of(gid), f"redis-stream:{self.keys.gateway_results(gid)}"
-        encoded = []
-        for i, (_cid, params) in enumerate(requests):
+        custom_ids, encoded = [], []
+        for i, (cid, params) in enumerate(requests):
             try:
                 encoded.append(self.producer.encode_request(f"{prefix}{i}", params, tenant.name, reply_to, None, betas))
             except InvalidRequest as exc:
                 raise InvalidRequest(f"requests.{i}.{exc.field}", exc.rule) from None
-        return encoded
+            custom_ids.append(cid)
+        return custom_ids, encoded
 
     def create(self, tenant: Tenant, gid: str, custom_ids: list[str], encoded: list[EncodedRequest]) -> dict[str, str]:
         """Store client batch `gid` (a `new_id`) of `encoded` requests, the callers' `custom_ids` beside."""
