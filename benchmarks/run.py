@@ -70,9 +70,10 @@ class Sizes:
     sqs: int = 3_000
     large: int = 200  # ~1 MB requests at intake (row 10)
     large_batch: int = 250  # ~1 MB requests in the one streamed create (row 11)
+    large_e2e: int = 2_000  # ~1 MB requests end to end through worker + beat (row 12)
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25, 200)
 
 
 @dataclass
@@ -800,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 moto = moto or MotoS3().start()
                 large_bench.bench_intake(report, r, redis_srv.url, moto.url, sizes.large, plain_s3_puts, verdict)
                 large_bench.bench_create_rss(report, r, redis_srv.url, base_url, moto.url, sizes.large_batch, verdict)
+                large_bench.bench_end_to_end(report, base_url, moto.url, sizes.large_e2e, items_of, verdict)
     finally:
         if moto is not None:
             moto.stop()
