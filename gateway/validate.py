@@ -19,6 +19,9 @@ ITEM_KEYS = frozenset({"custom_id", "params"})
 WS = b" \t\r\n"  # JSON's whitespace (bytes.strip() would take \v and \f too)
 HEAD_RE = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"requests"[ \t\r\n]*:[ \t\r\n]*\[')
 STRUCTURE_RE = re.compile(rb'["{}\[\]]')
+#: Bodies over this many bytes are parsed one request at a time; smaller ones whole (faster for many
+#: small requests: orjson parses 10,000 x 1 KB in half the time the scan and 10,000 calls take).
+SPLIT_ABOVE = 16_000_000
 
 
 def parse_json(body: bytes) -> Any:
@@ -120,12 +123,15 @@ def item_spans(body: bytes | bytearray) -> list[tuple[int, int]] | None:
         pos = at + 1
 
 
-def create_requests(body: bytes | bytearray, max_requests: int) -> tuple[int, Iterator[tuple[str, dict[str, Any]]]]:
-    """A create body's request count and its checked (custom_id, params) pairs, parsed one request at a
-    time from the one buffer (a 200 MB batch of documents is not parsed whole, which costs orjson about
-    twice the body on top of it). Errors are `batch_requests`' own; a JSON syntax error is the whole
-    body's (`body: invalid JSON ...`), met when its request is reached."""
-    spans = item_spans(body)
+def create_requests(
+    body: bytes | bytearray, max_requests: int, split_above: int = SPLIT_ABOVE
+) -> tuple[int, Iterator[tuple[str, dict[str, Any]]]]:
+    """A create body's request count and its checked (custom_id, params) pairs. A body over
+    `split_above` bytes is parsed one request at a time from the one buffer (a 200 MB batch of
+    documents is not parsed whole, which costs orjson about twice the body on top of it). Errors are
+    `batch_requests`' own; a JSON syntax error is the whole body's (`body: invalid JSON ...`), met when
+    its request is reached."""
+    spans = item_spans(body) if len(body) > split_above else None
     if spans is None:
         pairs = batch_requests(parse_json(body), max_requests)
         return len(pairs), iter(pairs)

@@ -1,5 +1,6 @@
-"""The gateway's create body, parsed one request at a time (gateway/validate.py `create_requests`):
-the same pairs and the same errors as parsing the whole body, whatever the JSON's spacing and escapes."""
+"""The gateway's create body, parsed one request at a time (gateway/validate.py `create_requests`, as
+for bodies over SPLIT_ABOVE): the same pairs and the same errors as parsing the whole body, whatever
+the JSON's spacing and escapes."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def whole(body: bytes, limit: int = 100) -> list | str:
 
 def split(body: bytes, limit: int = 100) -> list | str:
     try:
-        _n, pairs = create_requests(body, limit)
+        _n, pairs = create_requests(body, limit, split_above=0)
         return list(pairs)
     except InvalidRequest as exc:
         return str(exc)
@@ -74,7 +75,7 @@ def test_bad_bodies_get_the_whole_parse_error(body):
 def test_too_many_is_refused_before_any_request_is_parsed():
     body = b'{"requests": [' + b",".join([b'{"custom_id": "a", "params": NOT JSON}'] * 3) + b"]}"
     with pytest.raises(InvalidRequest, match="at most 2 requests"):
-        create_requests(body, 2)
+        create_requests(body, 2, split_above=0)
 
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
