@@ -145,14 +145,17 @@ async def create_batch(gw: Gateway, request: Request, tenant: Tenant) -> Respons
     body = await read_body(request, gw.settings)
 
     def work() -> dict[str, Any]:
-        # parsed one request at a time in the thread pool, each encoded at once: the body and the
-        # encoded requests are held, never the whole batch parsed besides (docs/large-requests.md)
+        # parsed (a large body one request at a time) in the thread pool, each request encoded and its
+        # document's PUT started at once: the body is held, and a few documents (docs/large-requests.md)
         n, pairs = validate.create_requests(body, gw.settings.gateway_max_batch_requests)
-        gid = new_id()
-        custom_ids, encoded = gw.batches.encode(tenant, gid, pairs, beta_set)
-        body.clear()  # let the buffer go before the PUTs and intake
-        gw.check_quota(tenant, n, sum(r.size for r in encoded))
-        meta = gw.batches.create(tenant, gid, custom_ids, encoded)
+        gid, claims = new_id(), gw.producer.claims()
+        try:
+            custom_ids, encoded = gw.batches.encode(tenant, gid, pairs, beta_set, claims)
+            body.clear()  # let the buffer go before intake
+            gw.check_quota(tenant, n, sum(r.size for r in encoded))
+            meta = gw.batches.create(tenant, gid, custom_ids, encoded, claims)
+        finally:
+            claims.cancel()
         logger.info("gateway.batch_created", tenant=tenant.name, batch_id=gid, requests=n)
         return gw.batches.view(gid, meta, gw.base_url(request))
 

@@ -117,8 +117,13 @@ class Producer:
                 self._puts = ThreadPoolExecutor(self.settings.s3_put_threads, thread_name_prefix="batchline-params")
             return self._puts
 
-    def _claims(self) -> Claims:
+    def claims(self) -> Claims:
+        """A new set of claim-check PUTs for one call (`claimed`, `submit_encoded`)."""
         return Claims(lambda: self.store, self._put_pool, self.settings)
+
+    def claimed(self, claims: Claims, encoded: EncodedRequest) -> EncodedRequest:
+        """`encoded` as intake stores it: a large request's PUT started and its params replaced by the key."""
+        return claims.start(encoded) if self._large(encoded) else encoded
 
     @property
     def store(self) -> objects.ObjectStore | None:
@@ -168,7 +173,7 @@ class Producer:
         if self.store is None:
             raise InvalidRequest("params", "over BATCHLINE_INLINE_MAX_BYTES and no object store configured: "
                                  "set BATCHLINE_S3_BUCKET")
-        claims = self._claims()
+        claims = self.claims()
         try:
             out = [claims.start(r) if self._large(r) else r for r in chunk]
             claims.wait(out)
@@ -242,21 +247,24 @@ class Producer:
         first item not stored; nothing after it was stored either)."""
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
-        report, claims = SubmitReport(), self._claims()
+        report, claims = SubmitReport(), self.claims()
         try:
             return self._write(self._encoded_chunks(items, tenant, reply_to, chunk_size, report, claims), report,
                                on_progress, claims)
         finally:
             claims.cancel()
 
-    def submit_encoded(self, requests: Sequence[EncodedRequest], chunk_size: int = 1000) -> SubmitReport:
-        """`submit_many` of requests already checked and encoded (`encode_request`): the gateway sizes
-        a client batch for its quota from them, then stores the same bytes."""
+    def submit_encoded(
+        self, requests: Sequence[EncodedRequest], chunk_size: int = 1000, claims: Claims | None = None
+    ) -> SubmitReport:
+        """`submit_many` of requests already checked and encoded (`encode_request`, then `claimed` with
+        `claims`, whose PUTs each chunk waits for): the gateway sizes a client batch for its quota from
+        them, then stores the same bytes."""
         chunks = (
             (list(requests[i : i + chunk_size]), list(range(i, min(i + chunk_size, len(requests)))))
             for i in range(0, len(requests), chunk_size)
         )
-        return self._write(chunks, SubmitReport(), None, None)
+        return self._write(chunks, SubmitReport(), None, claims)
 
     def _write(
         self,
@@ -311,8 +319,8 @@ class Producer:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
                 report.rejected.append(Rejection(index, _shown_id(cid), exc.field, exc.rule))
                 continue
-            if claims is not None and self._large(encoded):
-                encoded = claims.start(encoded)
+            if claims is not None:
+                encoded = self.claimed(claims, encoded)
             chunk.append(encoded)
             positions.append(index)
             held += encoded.size  # the full params' bytes, also of one whose PUT is under way
