@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -24,7 +24,7 @@ STRUCTURE_RE = re.compile(rb'["{}\[\]]')
 SPLIT_ABOVE = 16_000_000
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | bytearray) -> Any:
     if not body:
         raise InvalidRequest("body", "is empty; expected JSON")
     try:
@@ -133,8 +133,8 @@ def create_requests(
     its request is reached."""
     spans = item_spans(body) if len(body) > split_above else None
     if spans is None:
-        pairs = batch_requests(parse_json(body), max_requests)
-        return len(pairs), iter(pairs)
+        whole = batch_requests(parse_json(body), max_requests)
+        return len(whole), iter(whole)
     _check_count(len(spans), max_requests)
 
     def pairs() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -151,11 +151,12 @@ def create_requests(
     return len(spans), pairs()
 
 
-def request_items(body: bytes, content_type: str) -> list[Any]:
+def request_items(body: bytes | bytearray, content_type: str) -> list[Any]:
     """A `/v1/requests` body: one object, a JSON array, or JSON Lines (one object per line)."""
     if "ndjson" in content_type or "jsonl" in content_type:
         items: list[Any] = []
-        for n, line in enumerate(body.split(b"\n"), 1):
+        lines = cast(list[bytes], body.split(b"\n"))  # bytearray's split gives bytearrays: the same to orjson
+        for n, line in enumerate(lines, 1):
             if line.strip():
                 try:
                     items.append(orjson.loads(line))

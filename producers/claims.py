@@ -20,8 +20,12 @@ class Claims:
     At most two PUTs per thread are queued or running: `start` waits for room, so a caller that
     encodes faster than the store takes holds a few documents, not all of them."""
 
-    def __init__(self, store_of: Callable[[], objects.ObjectStore | None], pool: Callable[[], ThreadPoolExecutor],
-                 settings: Settings) -> None:
+    def __init__(
+        self,
+        store_of: Callable[[], objects.ObjectStore | None],
+        pool: Callable[[], ThreadPoolExecutor],
+        settings: Settings,
+    ) -> None:
         self._store_of, self._pool, self._settings = store_of, pool, settings
         self._store: objects.ObjectStore | None = None
         self._puts: dict[str, Future[None]] = {}

@@ -34,13 +34,14 @@ def split(body: bytes, limit: int = 100) -> list | str:
         return str(exc)
 
 
-TRICKY = ['plain', 'quote " inside', 'backslash \\', 'ends with backslash \\\\', '{[not]} structure', '\\"', 'é ☃']
+TRICKY = ["plain", 'quote " inside', "backslash \\", "ends with backslash \\\\", "{[not]} structure", '\\"', "é ☃"]
 
 
 @pytest.mark.parametrize("indent", [None, 2])
 def test_each_request_is_found_through_escapes_and_spacing(indent):
-    body = json.dumps({"requests": [{"custom_id": f"c{i}", "params": params(t)} for i, t in enumerate(TRICKY)]},
-                      indent=indent).encode()
+    body = json.dumps(
+        {"requests": [{"custom_id": f"c{i}", "params": params(t)} for i, t in enumerate(TRICKY)]}, indent=indent
+    ).encode()
     assert item_spans(body) is not None
     assert split(body) == whole(body) == [(f"c{i}", params(t)) for i, t in enumerate(TRICKY)]
 
