@@ -198,3 +198,35 @@ class BatchlineProcess:
 
     def log(self) -> str:
         return Path(self.log_path).read_text(errors="replace")
+
+
+def pipeline_env(redis_url: str, key_prefix: str, anthropic_base_url: str, s3_bucket: str, s3_endpoint_url: str,
+                 **overrides: str) -> dict[str, str]:
+    """The environment of `batchline worker` / `beat` processes on local services, with short intervals
+    and leases (the end-to-end tests and the end-to-end benchmark): this process's environment without
+    its `BATCHLINE_*` / `ANTHROPIC_*`, then these, then `overrides` (setting name -> value)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
+        "BATCHLINE_REDIS_URL": redis_url,
+        "BATCHLINE_KEY_PREFIX": key_prefix,
+        "ANTHROPIC_API_KEY": "sk-e2e-secret-key",
+        "ANTHROPIC_BASE_URL": anthropic_base_url,
+        "BATCHLINE_S3_BUCKET": s3_bucket,
+        "BATCHLINE_S3_ENDPOINT_URL": s3_endpoint_url,
+        "BATCHLINE_MAX_BATCH_REQUESTS": "1000",
+        "BATCHLINE_MAX_WAIT_SECONDS": "0.5",
+        "BATCHLINE_PACK_INTERVAL_SECONDS": "0.3",
+        "BATCHLINE_POLL_INTERVAL_SECONDS": "0.5",
+        "BATCHLINE_SWEEP_INTERVAL_SECONDS": "1",
+        "BATCHLINE_CLAIM_LEASE_SECONDS": "2",
+        "BATCHLINE_COLLECT_LEASE_SECONDS": "3",
+        "BATCHLINE_CREATE_TIMEOUT_SECONDS": "3",
+        "BATCHLINE_CLOCK_SKEW_SECONDS": "1",
+        "BATCHLINE_RECONCILE_DELAY_SECONDS": "1",
+        "BATCHLINE_FRESH_BATCH_GRACE_SECONDS": "30",
+        "BATCHLINE_LOG_FORMAT": "json",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **overrides,
+    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import orjson
@@ -20,6 +20,7 @@ import orjson
 from batchline.clock import iso, now_ms
 from batchline.errors import InvalidRequest, NotReplicated
 from batchline.keys import request_id
+from batchline.producers.claims import Claims
 from batchline.producers.producer import Producer
 from batchline.redis_client import text, text_map
 from batchline.requests import EncodedRequest
@@ -61,21 +62,39 @@ class Batches:
     # -- create ---------------------------------------------------------------------------------
 
     def encode(
-        self, tenant: Tenant, gid: str, requests: list[tuple[str, dict[str, Any]]], betas: list[str] | None = None
-    ) -> list[EncodedRequest]:
-        """The client batch's requests checked and encoded once, as they will be stored (their sizes
-        are what the quota weighs); InvalidRequest names the field (e.g. `requests.3.params...`)."""
+        self,
+        tenant: Tenant,
+        gid: str,
+        requests: Iterable[tuple[str, dict[str, Any]]],
+        betas: list[str] | None = None,
+        claims: Claims | None = None,
+    ) -> tuple[list[str], list[EncodedRequest]]:
+        """The callers' custom_ids and the client batch's requests checked and encoded once, as they will
+        be stored (their sizes are what the quota weighs); InvalidRequest names the field (e.g.
+        `requests.3.params...`). `requests` may be an iterator: each parsed request is let go once
+        encoded. With `claims`, each large request's PUT starts at once and only its key is kept (an
+        object PUT for a batch then refused is left to the lifecycle rule, as at any intake)."""
         prefix, reply_to = prefix_of(gid), f"redis-stream:{self.keys.gateway_results(gid)}"
-        encoded = []
-        for i, (_cid, params) in enumerate(requests):
+        custom_ids, encoded = [], []
+        for i, (cid, params) in enumerate(requests):
             try:
-                encoded.append(self.producer.encode_request(f"{prefix}{i}", params, tenant.name, reply_to, None, betas))
+                one = self.producer.encode_request(f"{prefix}{i}", params, tenant.name, reply_to, None, betas)
             except InvalidRequest as exc:
                 raise InvalidRequest(f"requests.{i}.{exc.field}", exc.rule) from None
-        return encoded
+            encoded.append(one if claims is None else self.producer.claimed(claims, one))
+            custom_ids.append(cid)
+        return custom_ids, encoded
 
-    def create(self, tenant: Tenant, gid: str, custom_ids: list[str], encoded: list[EncodedRequest]) -> dict[str, str]:
-        """Store client batch `gid` (a `new_id`) of `encoded` requests, the callers' `custom_ids` beside."""
+    def create(
+        self,
+        tenant: Tenant,
+        gid: str,
+        custom_ids: list[str],
+        encoded: list[EncodedRequest],
+        claims: Claims | None = None,
+    ) -> dict[str, str]:
+        """Store client batch `gid` (a `new_id`) of `encoded` requests (`claims`: the PUTs `encode`
+        started, which each chunk's intake waits for), the callers' `custom_ids` beside."""
         k, now = self.keys, now_ms()
         meta_key, cids_key, stream = k.gateway_batch(gid), k.gateway_custom_ids(gid), k.gateway_results(gid)
         ttl = (self._ttl_ms + self.settings.record_ttl_seconds * 1000) // 1000
@@ -98,7 +117,7 @@ class Batches:
             pipe.expire(key, ttl)
         pipe.execute()
         try:
-            report = self.producer.submit_encoded(encoded)
+            report = self.producer.submit_encoded(encoded, claims=claims)
         except BaseException:
             self._abandon(tenant, gid, len(custom_ids))
             raise

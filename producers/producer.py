@@ -7,6 +7,7 @@ per chunk (no Celery task per request). Idempotent per (tenant, custom_id).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from batchline.requests import EncodedRequest, check_id, encode
 from batchline.scripts import Scripts
 from batchline.status import read_status
 from batchline.webhooks import WebhookPolicy
+
+from .claims import Claims
 
 ACCEPTED, DUPLICATE, CONFLICT = 1, 0, 2
 BACKPRESSURE = "backpressure|"  # intake.lua's code when admission control refuses a request
@@ -92,6 +95,8 @@ class Producer:
         self._record_prefix = self.keys.request("")
         self.quotas = quotas.Registry(client, self.keys)  # registered tenants' quotas, enforced at intake
         self.webhook_policy = WebhookPolicy.of(settings)  # which webhook URLs intake takes (SSRF)
+        self._puts: ThreadPoolExecutor | None = None  # the claim check's PUT threads, made at the first
+        self._puts_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings, store: objects.ObjectStore | None = None) -> Producer:
@@ -102,7 +107,23 @@ class Producer:
         return cls.from_settings(Settings.from_env())
 
     def close(self) -> None:
+        if self._puts is not None:
+            self._puts.shutdown(wait=True, cancel_futures=True)
         self.redis.close()
+
+    def _put_pool(self) -> ThreadPoolExecutor:
+        with self._puts_lock:
+            if self._puts is None:
+                self._puts = ThreadPoolExecutor(self.settings.s3_put_threads, thread_name_prefix="batchline-params")
+            return self._puts
+
+    def claims(self) -> Claims:
+        """A new set of claim-check PUTs for one call (`claimed`, `submit_encoded`)."""
+        return Claims(lambda: self.store, self._put_pool, self.settings)
+
+    def claimed(self, claims: Claims, encoded: EncodedRequest) -> EncodedRequest:
+        """`encoded` as intake stores it: a large request's PUT started and its params replaced by the key."""
+        return claims.start(encoded) if self._large(encoded) else encoded
 
     @property
     def store(self) -> objects.ObjectStore | None:
@@ -145,26 +166,19 @@ class Producer:
 
     def _claim_checked(self, chunk: list[EncodedRequest]) -> list[EncodedRequest]:
         """The chunk with each large request's params PUT to the object store and replaced by their
-        key: before intake.lua runs, so Redis never holds a reference to an object not yet stored.
-        Size and digest stay those of the full params (quotas, fair share, conflicts are unchanged).
-        A store fault raises `RetryableError` naming the store; nothing of the chunk is in Redis then."""
-        large = [i for i, r in enumerate(chunk) if self._large(r)]
-        if not large:
+        key (`Claims`), before intake.lua runs. A store fault raises `RetryableError` naming the store;
+        nothing of the chunk is in Redis then. (`submit_many` starts its PUTs earlier, as it encodes.)"""
+        if not any(self._large(r) for r in chunk):
             return chunk
-        store = self.store
-        if store is None:
+        if self.store is None:
             raise InvalidRequest("params", "over BATCHLINE_INLINE_MAX_BYTES and no object store configured: "
                                  "set BATCHLINE_S3_BUCKET")
-        refs: dict[bytes, str] = {}  # params -> key: a document twice in one chunk is PUT once
-        for i in large:
-            refs.setdefault(chunk[i].params_json, objects.params_key(self.settings, chunk[i].params_json))
-        threads = min(len(refs), self.settings.s3_put_threads)
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="batchline-params") as pool:
-            for done in [pool.submit(store.put, key, data) for data, key in refs.items()]:
-                done.result()  # the first fault, as RetryableError
-        out = list(chunk)
-        for i in large:
-            out[i] = chunk[i]._replace(params_json=objects.REF + refs[chunk[i].params_json].encode())
+        claims = self.claims()
+        try:
+            out = [claims.start(r) if self._large(r) else r for r in chunk]
+            claims.wait(out)
+        finally:
+            claims.cancel()
         return out
 
     def _store(self, chunk: list[EncodedRequest]) -> list[int | str]:
@@ -233,23 +247,31 @@ class Producer:
         first item not stored; nothing after it was stored either)."""
         if not 1 <= chunk_size <= MAX_CHUNK:
             raise ValueError(f"chunk_size={chunk_size}: must be between 1 and {MAX_CHUNK}")
-        report = SubmitReport()
-        return self._write(self._encoded_chunks(items, tenant, reply_to, chunk_size, report), report, on_progress)
+        report, claims = SubmitReport(), self.claims()
+        try:
+            return self._write(self._encoded_chunks(items, tenant, reply_to, chunk_size, report, claims), report,
+                               on_progress, claims)
+        finally:
+            claims.cancel()
 
-    def submit_encoded(self, requests: Sequence[EncodedRequest], chunk_size: int = 1000) -> SubmitReport:
-        """`submit_many` of requests already checked and encoded (`encode_request`): the gateway sizes
-        a client batch for its quota from them, then stores the same bytes."""
+    def submit_encoded(
+        self, requests: Sequence[EncodedRequest], chunk_size: int = 1000, claims: Claims | None = None
+    ) -> SubmitReport:
+        """`submit_many` of requests already checked and encoded (`encode_request`, then `claimed` with
+        `claims`, whose PUTs each chunk waits for): the gateway sizes a client batch for its quota from
+        them, then stores the same bytes."""
         chunks = (
             (list(requests[i : i + chunk_size]), list(range(i, min(i + chunk_size, len(requests)))))
             for i in range(0, len(requests), chunk_size)
         )
-        return self._write(chunks, SubmitReport(), None)
+        return self._write(chunks, SubmitReport(), None, claims)
 
     def _write(
         self,
         chunks: Iterable[tuple[list[EncodedRequest], list[int]]],
         report: SubmitReport,
         on_progress: Callable[[int], None] | None,
+        claims: Claims | None,
     ) -> SubmitReport:
         # A sender thread writes one chunk while the next is validated and encoded here: Redis runs
         # the Lua script on its own core meanwhile, and the GIL is free during the socket wait.
@@ -260,7 +282,7 @@ class Producer:
                     writing.result()
                 if report.backpressure is not None:
                     break
-                writing = sender.submit(self._flush, chunk, positions, report, on_progress)
+                writing = sender.submit(self._flush, chunk, positions, report, on_progress, claims)
             if writing is not None:
                 writing.result()
         report.rejected.sort(key=lambda r: r.index)
@@ -273,8 +295,9 @@ class Producer:
 
     def _encoded_chunks(
         self, items: Iterable[Mapping[str, Any]], tenant: str | None, reply_to: str | None, chunk_size: int,
-        report: SubmitReport,
+        report: SubmitReport, claims: Claims | None = None,
     ) -> Iterator[tuple[list[EncodedRequest], list[int]]]:
+        """Chunks of encoded requests; with `claims`, each large request's PUT starts as it is encoded."""
         chunk: list[EncodedRequest] = []
         positions: list[int] = []
         held = 0
@@ -296,9 +319,11 @@ class Producer:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None
                 report.rejected.append(Rejection(index, _shown_id(cid), exc.field, exc.rule))
                 continue
+            if claims is not None:
+                encoded = self.claimed(claims, encoded)
             chunk.append(encoded)
             positions.append(index)
-            held += len(encoded.params_json)
+            held += encoded.size  # the full params' bytes, also of one whose PUT is under way
             if len(chunk) >= chunk_size or held >= MAX_CHUNK_BYTES:
                 yield chunk, positions
                 chunk, positions, held = [], [], 0
@@ -337,8 +362,11 @@ class Producer:
         positions: list[int],
         report: SubmitReport,
         on_progress: Callable[[int], None] | None,
+        claims: Claims | None = None,
     ) -> None:
         try:
+            if claims is not None:
+                claims.wait(chunk)
             codes = self._store(chunk)
         except Backpressure as exc:  # Redis itself is out of memory: none of this chunk was stored
             exc.index = positions[0]

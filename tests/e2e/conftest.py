@@ -10,37 +10,14 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from batchline.local_services import BatchlineProcess
+from batchline.local_services import BatchlineProcess, pipeline_env
 
 
 @pytest.fixture
 def e2e_env(redis_server, emulator, s3_server, s3_bucket) -> dict[str, str]:
     url = redis_server.url.rsplit("/", 1)[0] + "/1"  # broker + data on db 1, emptied per test
     redis.Redis.from_url(url).flushdb()
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_"))},
-        "BATCHLINE_REDIS_URL": url,
-        "BATCHLINE_KEY_PREFIX": f"e{uuid.uuid4().hex[:6]}",
-        "ANTHROPIC_API_KEY": "sk-e2e-secret-key",
-        "ANTHROPIC_BASE_URL": emulator.base_url,
-        "BATCHLINE_S3_BUCKET": s3_bucket,
-        "BATCHLINE_S3_ENDPOINT_URL": s3_server.url,
-        "BATCHLINE_MAX_BATCH_REQUESTS": "1000",
-        "BATCHLINE_MAX_WAIT_SECONDS": "0.5",
-        "BATCHLINE_PACK_INTERVAL_SECONDS": "0.3",
-        "BATCHLINE_POLL_INTERVAL_SECONDS": "0.5",
-        "BATCHLINE_SWEEP_INTERVAL_SECONDS": "1",
-        "BATCHLINE_CLAIM_LEASE_SECONDS": "2",
-        "BATCHLINE_COLLECT_LEASE_SECONDS": "3",
-        "BATCHLINE_CREATE_TIMEOUT_SECONDS": "3",
-        "BATCHLINE_CLOCK_SKEW_SECONDS": "1",
-        "BATCHLINE_RECONCILE_DELAY_SECONDS": "1",
-        "BATCHLINE_FRESH_BATCH_GRACE_SECONDS": "30",
-        "BATCHLINE_LOG_FORMAT": "json",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing-secret-value",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    return pipeline_env(url, f"e{uuid.uuid4().hex[:6]}", emulator.base_url, s3_bucket, s3_server.url)
 
 
 @pytest.fixture

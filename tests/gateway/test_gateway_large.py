@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import anthropic
+import pytest
 
 from batchline.fields import R
 from batchline.gateway.batches import prefix_of
@@ -13,7 +14,7 @@ from batchline.keys import Keys, request_id
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain
 
-N, DOC = 20, 1_000_000
+N, DOC = 200, 1_000_000  # the client batch: a 200 MB create body through the SDK
 
 
 def doc(i: int) -> dict:
@@ -22,6 +23,7 @@ def doc(i: int) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 32, "messages": [{"role": "user", "content": content}]}
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: in `make test`, not in `make test-fast`
 def test_a_client_batch_of_documents_is_kept_in_s3_and_delivered(rig):
     rig.add("docs")
     client = anthropic.Anthropic(base_url=rig.base_url, api_key=rig.keys["docs"], max_retries=0, timeout=120)
@@ -31,7 +33,7 @@ def test_a_client_batch_of_documents_is_kept_in_s3_and_delivered(rig):
     rid = request_id("docs", f"{prefix_of(batch.id)}0")
     stored = ctx.redis.hget(Keys(rig.settings.key_prefix).request(rid), R.PARAMS)
     assert stored is not None and stored.startswith(b"@") and len(stored) < 200  # a pointer, not the document
-    drain(ctx, timeout=120)
+    drain(ctx, timeout=240)
     done = client.messages.batches.retrieve(batch.id)
     assert done.processing_status == "ended" and done.request_counts.succeeded == N
     lines = list(client.messages.batches.results(batch.id))

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from contextlib import redirect_stderr
 
 import boto3
+import orjson
 import pytest
 
 from batchline.errors import Backpressure, InvalidRequest, RetryableError
 from batchline.fields import R
 from batchline.keys import request_id
-from batchline.objects import S3Store
+from batchline.objects import MemoryStore, S3Store
 from batchline.producers import submit_cli
 from batchline.producers.producer import Producer
 from batchline.workers import aggregator, params_gc, sweeper
@@ -265,3 +266,40 @@ def test_store_down_before_the_create_releases_the_claim_and_backs_off(large, re
     drain(ctx)
     got = entries(redis_client, "out")
     assert len(got) == 3 and {g["outcome"] for g in got.values()} == {"succeeded"}
+
+
+class FailingStore(MemoryStore):
+    """Refuses the PUT of one document, as an unreachable store would."""
+
+    def __init__(self, bad: bytes) -> None:
+        super().__init__()
+        self.bad = bad
+
+    def put(self, key: str, data: bytes) -> None:
+        if data == self.bad:
+            raise RetryableError(f"object store memory unavailable ({key})")
+        super().put(key, data)
+
+
+def test_puts_run_ahead_of_intake_across_chunks_and_a_document_is_put_once_per_call(large, redis_client):
+    store = MemoryStore()
+    producer = Producer(redis_client, large, store)
+    items = [{"custom_id": f"c{i}", "params": doc(i % 4)} for i in range(10)]  # 4 documents, chunks of 3
+    assert producer.submit_many(items, chunk_size=3).accepted == 10
+    assert store.puts == 4 and len(store.objects) == 4
+    for i in range(10):
+        stored = redis_client.hget(producer.keys.request(request_id("default", f"c{i}")), R.PARAMS)
+        assert stored is not None and stored[1:].decode() in store.objects  # each reference is to a stored object
+    producer.close()
+
+
+def test_a_store_fault_in_a_later_chunk_stores_the_chunks_before_and_nothing_of_it(large, redis_client):
+    bad = doc(7)
+    store = FailingStore(orjson.dumps(bad, option=orjson.OPT_SORT_KEYS))
+    producer = Producer(redis_client, large, store)
+    with pytest.raises(RetryableError, match="object store memory"):
+        producer.submit_many([{"custom_id": f"c{i}", "params": doc(i)} for i in range(12)], chunk_size=3)
+    there = [redis_client.exists(producer.keys.request(request_id("default", f"c{i}"))) for i in range(12)]
+    assert there[:6] == [1] * 6 and there[6:] == [0] * 6  # c7's chunk (6-8) stopped whole, and the rest
+    assert int(redis_client.hget(producer.keys.stats, "pending") or 0) == sum(there)
+    producer.close()

@@ -177,7 +177,7 @@ def test_a_gateway_create_not_replicated_cancels_every_request_it_stored(group, 
     tenant, gid, n = Tenant("gw"), new_id(), 2500
     batches = Batches(producer)
     requests = [(f"q-{i}", params(i)) for i in range(n)]
-    encoded = batches.encode(tenant, gid, requests)
+    _cids, encoded = batches.encode(tenant, gid, requests)
     with pytest.raises(NotReplicated):
         batches.create(tenant, gid, [cid for cid, _ in requests], encoded)
     found = [producer.status(f"{prefix_of(gid)}{i}", tenant="gw") for i in range(n)]

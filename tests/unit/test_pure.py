@@ -122,3 +122,23 @@ def test_lease_state_from_owner_and_expiry():
     assert lease_state("a", "101", 100) is LeaseState.HELD
     assert lease_state("a", "100", 100) is LeaseState.EXPIRED
 
+
+
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ({"score": float("nan")}, "params.metadata.score"),  # small: scanned for null, then walked
+        ({"doc": "x" * 100_000, "score": float("inf")}, "params.metadata.score"),  # a document: walked
+        ({"doc": "x" * 100_000, "v": [1.0] * 2000 + [float("-inf")]}, "params.metadata.v[2000]"),  # many: scanned
+    ],
+)
+def test_nan_and_infinity_are_refused_by_path_whatever_the_size(bad, where):
+    from batchline.errors import InvalidRequest
+    from batchline.requests import encode
+
+    params = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}], "metadata": bad}
+    with pytest.raises(InvalidRequest, match="NaN and Infinity") as exc:
+        encode("c", params, tenant="t", max_bytes=10**9)
+    assert exc.value.field == where
+    finite = {k: [1.0] * len(v) if isinstance(v, list) else 2.5 if isinstance(v, float) else v for k, v in bad.items()}
+    assert encode("c", {**params, "metadata": finite}, tenant="t", max_bytes=10**9).params_json.startswith(b"{")
