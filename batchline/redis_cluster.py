@@ -1,0 +1,121 @@
+"""Cluster mode: a redis-py client bound to the one node that owns batchline's slot.
+
+Every key batchline uses (and, through kombu's `global_keyprefix`, every key of its Celery broker)
+carries one hash tag (`batchline/keys.py`), so all of them live in one slot, on one primary. A client of
+that primary is all batchline needs, and it keeps what a cluster-aware client loses: Lua scripts over
+many keys, MULTI/EXEC, `WAIT` on the connection that wrote (BATCHLINE_REDIS_MIN_REPLICAS), INFO.
+
+Each new connection asks the seed nodes (and the nodes they named last time) which node owns the slot
+(`CLUSTER SLOTS`). A reply that says the slot is elsewhere or not served now (MOVED after a failover
+or a resharding, ASK and TRYAGAIN while the slot moves, CLUSTERDOWN while a failover runs) was not
+executed: the connection is dropped and it is raised as a `ConnectionError`, which redis-py's retries
+and batchline's callers already treat as "Redis unreachable, try again" — the next connection finds the
+new owner. Nothing follows an ASK to the importing node: while the slot moves, calls fail retryably.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.crc import key_slot as _key_slot
+
+#: Replies meaning "not executed here": the slot is served elsewhere, moving, or not served right now
+NOT_HERE = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+_known: dict[tuple[tuple[str, int], ...], list[tuple[str, int]]] = {}  # seeds -> every node last seen
+_lock = threading.Lock()
+
+
+def key_slot(key: str) -> int:
+    """The cluster slot of `key` (of its hash tag, when it has one)."""
+    return int(_key_slot(key.encode()))
+
+
+def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tuple[str, int]:
+    """(host, port) of the primary serving `slot`, from the first seed (or known node) that answers."""
+    key = tuple(seeds)
+    with _lock:
+        candidates = list(dict.fromkeys([*seeds, *_known.get(key, [])]))
+    last: Exception | None = None
+    for host, port in candidates:
+        try:
+            node = redis.Redis(host=host, port=port, socket_timeout=2.0, socket_connect_timeout=2.0,
+                               retry=None, **kwargs)
+            try:
+                ranges: Any = node.execute_command("CLUSTER SLOTS")
+            finally:
+                node.close()
+        except redis.RedisError as exc:
+            last = exc
+            continue
+        owner, nodes = _owner(ranges, slot, host)
+        with _lock:
+            _known[key] = nodes
+        if owner is not None:
+            return owner
+        last = redis.ConnectionError(f"Redis Cluster: no node serves slot {slot} (cluster not ready?)")
+    raise redis.ConnectionError(f"Redis Cluster: cannot learn who serves slot {slot}: {last}")
+
+
+def _owner(ranges: Any, slot: int, asked: str) -> tuple[tuple[str, int] | None, list[tuple[str, int]]]:
+    """The owner of `slot` in a CLUSTER SLOTS reply (redis-py gives a dict of (start, end) -> nodes, or the
+    raw list), and every node it names. A node that does not know its own address answers ''."""
+    rows: list[tuple[int, int, Any]] = []
+    if isinstance(ranges, dict):
+        rows = [(int(a), int(b), v.get("primary")) for (a, b), v in ranges.items()]
+    else:
+        rows = [(int(r[0]), int(r[1]), r[2]) for r in ranges]
+    owner, nodes = None, []
+    for start, end, primary in rows:
+        host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+        addr = (host or asked, int(primary[1]))
+        nodes.append(addr)
+        if start <= slot <= end:
+            owner = addr
+    return owner, nodes
+
+
+class SlotOwnerMixin:
+    """A redis-py connection to the current owner of one slot; see the module's docstring."""
+
+    host: str
+    port: int
+
+    def __init__(self, *, cluster_seeds: Sequence[Sequence[Any]], cluster_slot: int, **kwargs: Any) -> None:
+        self.cluster_seeds = [(str(h), int(p)) for h, p in cluster_seeds]
+        self.cluster_slot = int(cluster_slot)
+        self._seed_kwargs = {k: kwargs[k] for k in ("username", "password") if kwargs.get(k)}
+        if kwargs.get("ssl") or type(self).__name__.endswith("SSLConnection"):
+            self._seed_kwargs["ssl"] = True
+        host, port = self.cluster_seeds[0]
+        super().__init__(host=host, port=port, **kwargs)  # type: ignore[call-arg]
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not getattr(self, "_sock", None):
+            self.host, self.port = slot_owner(self.cluster_seeds, self.cluster_slot, **self._seed_kwargs)
+        super().connect_check_health(check_health, retry_socket_connect)  # type: ignore[misc]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)  # type: ignore[misc]
+        except NOT_HERE as exc:
+            self.disconnect()  # type: ignore[attr-defined]
+            raise redis.ConnectionError(f"Redis Cluster: slot {self.cluster_slot} not served by "
+                                        f"{self.host}:{self.port} now ({str(exc)[:80]}); reconnecting") from exc
+
+
+class SlotOwnerConnection(SlotOwnerMixin, redis.Connection):
+    pass
+
+
+class SlotOwnerSSLConnection(SlotOwnerMixin, redis.SSLConnection):
+    pass
+
+
+def client(seeds: Sequence[tuple[str, int]], slot: int, tls: bool = False, **kwargs: Any) -> redis.Redis:
+    """A client of the node that owns `slot` (bytes in, bytes out, like `redis_client.connect`)."""
+    pool = redis.ConnectionPool(connection_class=SlotOwnerSSLConnection if tls else SlotOwnerConnection,
+                                cluster_seeds=list(seeds), cluster_slot=slot, **kwargs)
+    return redis.Redis(connection_pool=pool)
