@@ -8,9 +8,9 @@ many keys, MULTI/EXEC, `WAIT` on the connection that wrote (BATCHLINE_REDIS_MIN_
 Each new connection asks the seed nodes (and the nodes they named last time) which node owns the slot
 (`CLUSTER SLOTS`). A reply that says the slot is elsewhere or not served now (MOVED after a failover
 or a resharding, ASK and TRYAGAIN while the slot moves, CLUSTERDOWN while a failover runs) was not
-executed: the connection is dropped and it is raised as a `ConnectionError`, which redis-py's retries
-and batchline's callers already treat as "Redis unreachable, try again" — the next connection finds the
-new owner. Nothing follows an ASK to the importing node: while the slot moves, calls fail retryably.
+executed: the connection is dropped and the command sent again on a new one (a few times, backing off),
+which goes where the MOVED pointed or asks the seeds again; past that it is raised as a
+`ConnectionError`, which batchline's callers already treat as "Redis unreachable, try again". Nothing follows an ASK to the importing node: while the slot moves, calls fail retryably.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot as _key_slot
+from redis.retry import Retry
 
 #: Replies meaning "not executed here": the slot is served elsewhere, moving, or not served right now
 NOT_HERE = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 _known: dict[tuple[tuple[str, int], ...], list[tuple[str, int]]] = {}  # seeds -> every node last seen
+_moved: dict[tuple[tuple[tuple[str, int], ...], int], tuple[str, int]] = {}  # (seeds, slot) -> where MOVED said
 _lock = threading.Lock()
 
 
@@ -34,10 +37,15 @@ def key_slot(key: str) -> int:
 
 
 def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tuple[str, int]:
-    """(host, port) of the primary serving `slot`, from the first seed (or known node) that answers."""
+    """(host, port) of the primary serving `slot`: where the last MOVED pointed, else what the first seed
+    (or node seen before) that answers says. (While a slot changes hands the nodes' maps may disagree for
+    a moment; a MOVED is the answer of the node that gave the slot away.)"""
     key = tuple(seeds)
     with _lock:
+        moved = _moved.pop((key, slot), None)
         candidates = list(dict.fromkeys([*seeds, *_known.get(key, [])]))
+    if moved is not None:
+        return moved
     last: Exception | None = None
     for host, port in candidates:
         try:
@@ -77,6 +85,15 @@ def _owner(ranges: Any, slot: int, asked: str) -> tuple[tuple[str, int] | None, 
     return owner, nodes
 
 
+class SlotMoved(redis.ConnectionError):
+    """The node did not run the command: the slot is served elsewhere or not at all right now."""
+
+
+#: A command refused with MOVED & co. was not run: safe to send again, on a new connection. (Nothing else
+#: is retried here: a connection lost after a command was sent may have run it.)
+RETRY = Retry(ExponentialBackoff(cap=1.0, base=0.05), 5, supported_errors=(SlotMoved,))
+
+
 class SlotOwnerMixin:
     """A redis-py connection to the current owner of one slot; see the module's docstring."""
 
@@ -102,7 +119,10 @@ class SlotOwnerMixin:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except NOT_HERE as exc:
             self.disconnect()  # type: ignore[attr-defined]
-            raise redis.ConnectionError(f"Redis Cluster: slot {self.cluster_slot} not served by "
+            if isinstance(exc, redis.exceptions.MovedError):  # the next connection goes where it points
+                with _lock:
+                    _moved[(tuple(self.cluster_seeds), self.cluster_slot)] = (exc.host or self.host, int(exc.port))
+            raise SlotMoved(f"Redis Cluster: slot {self.cluster_slot} not served by "
                                         f"{self.host}:{self.port} now ({str(exc)[:80]}); reconnecting") from exc
 
 
@@ -117,5 +137,5 @@ class SlotOwnerSSLConnection(SlotOwnerMixin, redis.SSLConnection):
 def client(seeds: Sequence[tuple[str, int]], slot: int, tls: bool = False, **kwargs: Any) -> redis.Redis:
     """A client of the node that owns `slot` (bytes in, bytes out, like `redis_client.connect`)."""
     pool = redis.ConnectionPool(connection_class=SlotOwnerSSLConnection if tls else SlotOwnerConnection,
-                                cluster_seeds=list(seeds), cluster_slot=slot, **kwargs)
+                                cluster_seeds=list(seeds), cluster_slot=slot, retry=RETRY, **kwargs)
     return redis.Redis(connection_pool=pool)

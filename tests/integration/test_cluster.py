@@ -1,0 +1,100 @@
+"""Cluster mode against a real 3-primary Redis Cluster on loopback (batchline/local_cluster.py).
+
+Intake, packing and delivery run their Lua scripts on the node that owns the slot of the key prefix's
+hash tag; every key batchline writes lands in that one slot (the other nodes hold none); a reply stream
+without the tag is refused at intake; the client follows its slot to another node (MOVED)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from batchline.config.settings import Settings
+from batchline.errors import InvalidRequest
+from batchline.local_cluster import LocalCluster
+from batchline.producers.producer import Producer
+from batchline.redis_client import connect
+from batchline.redis_cluster import key_slot
+from batchline.redis_url import broker
+from batchline.workers.context import Context
+from tests.integration.pipeline import drain, entries
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster().start()
+    yield c
+    c.stop()
+
+
+def params(i: int) -> dict:
+    return {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": f"q {i}"}]}
+
+
+def test_intake_pack_deliver_in_one_slot(cluster, pipeline_settings):
+    s = pipeline_settings.replace(redis_url=cluster.url, max_batch_requests=150)
+    tag = s.key_prefix
+    assert tag.startswith("{") and tag.endswith("}")  # `tNNN` became `{tNNN}`
+    producer, ctx = Producer.from_settings(s), Context(s)
+    owner = cluster.owner_port(tag)
+    assert ctx.redis.info("server")["tcp_port"] == owner  # bound to the node serving the slot
+    stream = f"{tag}.out"
+    for tenant in ("alpha", "beta"):
+        report = producer.submit_many(({"custom_id": f"q-{i}", "params": params(i)} for i in range(200)),
+                                      tenant=tenant, reply_to=f"redis-stream:{stream}:{tenant}")
+        assert report.accepted == 200
+    drain(ctx)
+    for tenant in ("alpha", "beta"):
+        got = entries(ctx.redis, f"{stream}:{tenant}")  # (fails on a second delivery)
+        assert len(got) == 200 and {f["outcome"] for f in got.values()} == {"succeeded"}
+        assert producer.status("q-7", tenant=tenant)["state"] == "delivered"
+    assert ctx.redis.zcard(ctx.keys.batches) == 3  # 400 requests, 150 per batch
+    slot = key_slot(tag)
+    node = cluster.client(owner)
+    assert node.dbsize() == node.execute_command("CLUSTER COUNTKEYSINSLOT", slot) > 0  # all in one slot
+    assert all(cluster.client(n.port).dbsize() == 0 for n in cluster.nodes if n.port != owner)
+
+
+def test_a_reply_stream_without_the_hash_tag_is_refused(cluster, settings):
+    s = settings.replace(redis_url=cluster.url)
+    producer = Producer.from_settings(s)
+    with pytest.raises(InvalidRequest) as err:
+        producer.submit("x-1", params(1), reply_to="redis-stream:results")
+    assert err.value.field == "reply_to"
+    assert f"carries its hash tag, like 'redis-stream:{s.key_prefix}.results'" in str(err.value)
+    assert producer.submit("x-2", params(2), reply_to=f"redis-stream:{s.key_prefix}.results") == "accepted"
+
+
+def test_the_client_follows_its_slot_to_another_node(cluster):
+    """A slot reassigned (what a failover or a resharding does) answers MOVED: the client reconnects to
+    the new owner by itself, and the command runs there."""
+    prefix = f"{{m{uuid.uuid4().hex[:6]}}}"
+    r = connect(cluster.url, prefix)
+    assert r.get(f"{prefix}:x") is None
+    old = cluster.owner_port(prefix)
+    new = next(n.port for n in cluster.nodes if n.port != old)
+    new_id = cluster.client(new).execute_command("CLUSTER MYID")
+    for n in cluster.nodes:  # an empty slot can be handed over without moving keys
+        cluster.client(n.port).execute_command("CLUSTER SETSLOT", key_slot(prefix), "NODE", new_id)
+    with pytest.raises(redis.exceptions.MovedError):
+        redis.Redis(port=old).get(f"{prefix}:x")
+    assert r.set(f"{prefix}:x", "1")
+    assert r.info("server")["tcp_port"] == new
+    assert cluster.client(new).get(f"{prefix}:x") == b"1"
+
+
+def test_cluster_settings_and_broker():
+    s = Settings.from_env({"BATCHLINE_REDIS_URL": "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2/0",
+                           "BATCHLINE_KEY_PREFIX": "app"})
+    assert s.key_prefix == "{app}"
+    assert s.replace(key_prefix=s.key_prefix).key_prefix == "{app}"  # idempotent
+    conf = broker(s.redis_url, s.key_prefix)
+    assert conf["broker_url"] == "redis://:pw@10.0.0.1:7000/0"
+    assert conf["broker_transport"] == "batchline.workers.broker_cluster:Transport"
+    assert conf["broker_transport_options"] == {"global_keyprefix": "{app}:kombu:", "cluster_slot": key_slot("{app}"),
+                                                "cluster_seeds": [["10.0.0.1", 7000], ["10.0.0.2", 6379]]}
