@@ -59,9 +59,9 @@ class LocalCluster:
         share = SLOTS // len(self.nodes)
         for i, n in enumerate(self.nodes):
             last = SLOTS - 1 if i == len(self.nodes) - 1 else (i + 1) * share - 1
-            self.client(n.port).execute_command("CLUSTER ADDSLOTSRANGE", i * share, last)
+            self.client(n.port).execute_command("CLUSTER ADDSLOTS", *range(i * share, last + 1))  # type: ignore[no-untyped-call]
         for n in self.nodes[1:]:
-            self.client(n.port).execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)
+            self.client(n.port).execute_command("CLUSTER MEET", "127.0.0.1", self.nodes[0].port)  # type: ignore[no-untyped-call]
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=5)
@@ -70,7 +70,7 @@ class LocalCluster:
         """Until every node says cluster_state:ok and knows every other node."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            infos: list[Any] = [self.client(n.port).execute_command("CLUSTER INFO") for n in self.nodes]
+            infos: list[Any] = [self.client(n.port).execute_command("CLUSTER INFO") for n in self.nodes]  # type: ignore[no-untyped-call]
             if all(i.get("cluster_state") == "ok" and int(i.get("cluster_known_nodes", 0)) == len(self.nodes)
                    for i in infos):  # (redis-py parses CLUSTER INFO into a dict)
                 return

@@ -10,7 +10,8 @@ Each new connection asks the seed nodes (and the nodes they named last time) whi
 or a resharding, ASK and TRYAGAIN while the slot moves, CLUSTERDOWN while a failover runs) was not
 executed: the connection is dropped and the command sent again on a new one (a few times, backing off),
 which goes where the MOVED pointed or asks the seeds again; past that it is raised as a
-`ConnectionError`, which batchline's callers already treat as "Redis unreachable, try again". Nothing follows an ASK to the importing node: while the slot moves, calls fail retryably.
+`ConnectionError`, which batchline's callers already treat as "Redis unreachable, try again".
+Nothing follows an ASK to the importing node: while the slot moves, calls fail retryably.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.crc import key_slot as _key_slot
 from redis.retry import Retry
 
@@ -50,9 +51,9 @@ def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tu
     for host, port in candidates:
         try:
             node = redis.Redis(host=host, port=port, socket_timeout=2.0, socket_connect_timeout=2.0,
-                               retry=None, **kwargs)
+                               retry=Retry(NoBackoff(), 0), **kwargs)  # a dead seed: on to the next at once
             try:
-                ranges: Any = node.execute_command("CLUSTER SLOTS")
+                ranges: Any = node.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
             finally:
                 node.close()
         except redis.RedisError as exc:

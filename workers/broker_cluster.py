@@ -19,7 +19,7 @@ from kombu.transport import redis as kombu_redis
 from batchline.redis_cluster import SlotOwnerConnection, SlotOwnerSSLConnection
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     from_transport_options = (*kombu_redis.Channel.from_transport_options, "cluster_seeds", "cluster_slot")
     connection_class = SlotOwnerConnection
     connection_class_ssl = SlotOwnerSSLConnection
@@ -27,7 +27,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     cluster_slot = 0
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
-        params: dict[str, Any] = super()._connparams(asynchronous)
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[misc]
         params.pop("host", None)
         params.pop("port", None)
         params["cluster_seeds"] = self.cluster_seeds
@@ -35,5 +35,5 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         return params
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel

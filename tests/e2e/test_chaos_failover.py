@@ -4,7 +4,9 @@ SIGKILL of the primary while requests are being submitted and delivered. The sen
 replica; every role must go on against it by itself.
 
 With BATCHLINE_REDIS_MIN_REPLICAS=1 nothing acknowledged may be lost, delivered twice or billed twice.
-With 0 the row reports what the failover cost (asynchronous replication may drop acknowledged writes)."""
+With 0 the row reports what the failover cost (asynchronous replication may drop acknowledged writes).
+
+And cluster mode: the same pipeline on a 3-primary Redis Cluster (row 2), exactly once."""
 
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ import redis
 from batchline.config.settings import Settings
 from batchline.errors import RetryableError
 from batchline.keys import request_id
+from batchline.local_cluster import LocalCluster
 from batchline.local_sentinel import SentinelGroup
 from batchline.producers.producer import Producer
+from batchline.redis_cluster import key_slot
 from tests.e2e.chaos import TENANTS, Chaos, params
 from tests.e2e.test_chaos import check, check_logs, start
 
@@ -30,9 +34,10 @@ CHUNK = 50
 class Submitter(threading.Thread):
     """A caller submitting in chunks, retrying a chunk until it is acknowledged, as a client must."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], chaos: Chaos) -> None:
         super().__init__(daemon=True)
         self.env, self.acknowledged, self.retries, self.error = env, 0, 0, None
+        self.stream = chaos.stream
 
     def run(self) -> None:
         try:
@@ -42,7 +47,7 @@ class Submitter(threading.Thread):
                     chunk = [{"custom_id": f"c-{i}", "params": params(i, tenant)} for i in range(lo, lo + CHUNK)]
                     while True:
                         try:
-                            report = producer.submit_many(chunk, tenant=tenant, reply_to=f"redis-stream:chaos:{tenant}")
+                            report = producer.submit_many(chunk, tenant=tenant, reply_to=f"redis-stream:{self.stream(tenant)}")
                             break
                         except (redis.RedisError, RetryableError):
                             self.retries += 1
@@ -63,7 +68,7 @@ def test_primary_sigkilled_mid_run_replica_promoted(chaos_env, emulator, process
         emulator.set_faults(processing_seconds=1.5)
         chaos = Chaos(env, emulator, PER_TENANT)
         procs = start(processes, env)
-        submitter = Submitter(env)
+        submitter = Submitter(env, chaos)
         submitter.start()
         chaos.wait(lambda: submitter.acknowledged >= PER_TENANT // 2 and chaos.batches_submitted() >= 1, 90,
                    "a quarter submitted and a batch out", procs)
@@ -139,3 +144,34 @@ def test_replica_promoted_while_a_result_worker_is_mid_file(e2e_env, emulator, p
         check(result)
     finally:
         group.stop()
+
+
+def test_pipeline_on_a_three_primary_redis_cluster(chaos_env, emulator, processes, chaos_report):
+    """Row 2: a Redis Cluster of three primaries (`redis-server --cluster-enabled yes`, `redis-cli --cluster
+    create`), every role on a `redis+cluster://` URL naming all three; 3,000 requests submitted while real
+    worker and beat processes pack and deliver them: exactly once, and every key in the one slot."""
+    cluster = LocalCluster().start()
+    try:
+        env = {**chaos_env, "BATCHLINE_REDIS_URL": cluster.url}
+        emulator.set_faults(processing_seconds=1.0)
+        chaos = Chaos(env, emulator, PER_TENANT)
+        assert chaos.keys.tag == env["BATCHLINE_KEY_PREFIX"]  # `eNNN` became `{eNNN}`
+        procs = start(processes, env)
+        t0 = time.monotonic()
+        submitter = Submitter(env, chaos)
+        submitter.start()
+        submitter.join(180)
+        assert submitter.error is None, submitter.error
+        assert submitter.acknowledged == 2 * PER_TENANT
+        chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 180, "all delivered", procs)
+        time.sleep(1.0)  # a second delivery would show by now
+        owner = cluster.owner_port(chaos.keys.prefix)
+        others = sum(cluster.client(n.port).dbsize() for n in cluster.nodes if n.port != owner)
+        result = chaos.measure(f"none: a 3-primary Redis Cluster (redis+cluster://), every role on the node of "
+                               f"slot {key_slot(chaos.keys.prefix)}; keys on the other primaries: {others}", t0)
+        chaos_report.append(result)
+        check_logs(procs)
+        check(result)
+        assert others == 0  # batchline's keys and the broker's, all in the one slot
+    finally:
+        cluster.stop()
