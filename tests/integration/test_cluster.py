@@ -6,6 +6,8 @@ without the tag is refused at intake; the client follows its slot to another nod
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -19,6 +21,7 @@ from batchline.producers.producer import Producer
 from batchline.redis_client import connect
 from batchline.redis_cluster import key_slot
 from batchline.redis_url import broker
+from batchline.workers.app import create_app
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain, entries
 
@@ -68,6 +71,26 @@ def test_a_reply_stream_without_the_hash_tag_is_refused(cluster, settings):
     assert err.value.field == "reply_to"
     assert f"carries its hash tag, like 'redis-stream:{s.key_prefix}.results'" in str(err.value)
     assert producer.submit("x-2", params(2), reply_to=f"redis-stream:{s.key_prefix}.results") == "accepted"
+
+
+def test_a_celery_target_goes_through_the_cluster_broker_into_the_slot(cluster, pipeline_settings):
+    """reply_to `celery:TASK@QUEUE` on a cluster: sent through kombu with the cluster transport, the queue's
+    list is `{prefix}:kombu:QUEUE` on the slot's node; intake checks that key, not a bare `QUEUE`."""
+    s = pipeline_settings.replace(redis_url=cluster.url, s3_bucket=None)
+    producer, app = Producer.from_settings(s), create_app(s)
+    ctx = Context(s, app)
+    producer.submit_many(({"custom_id": f"job-{i}", "params": params(i)} for i in range(20)),
+                         tenant="svc", reply_to="celery:downstream.handle_result@downstream")
+    drain(ctx)
+    queue = f"{s.key_prefix}:kombu:downstream"
+    messages = [json.loads(m) for m in ctx.redis.lrange(queue, 0, -1)]
+    assert sorted(json.loads(base64.b64decode(m["body"]))[1]["custom_id"] for m in messages) == sorted(
+        f"job-{i}" for i in range(20))
+    assert {m["headers"]["task"] for m in messages} == {"downstream.handle_result"}
+    ctx.redis.hset(f"{s.key_prefix}:kombu:taken", "x", "1")  # the queue's key holds a hash: refused by name
+    with pytest.raises(InvalidRequest) as err:
+        producer.submit("job-x", params(0), tenant="svc", reply_to="celery:downstream.handle_result@taken")
+    assert "celery queue taken: the key holds a hash, not a Celery queue" in str(err.value)
 
 
 def test_the_client_follows_its_slot_to_another_node(cluster):
