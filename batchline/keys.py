@@ -37,8 +37,10 @@ def cluster_prefix(prefix: str) -> str:
         return f"{{{prefix}}}"
     tag = hash_tag(prefix)
     if tag is None or prefix.count("{") != 1 or prefix.count("}") != 1:
-        raise ConfigError(f"BATCHLINE_KEY_PREFIX={prefix!r}: in cluster mode a prefix has no braces (it becomes "
-                          "{PREFIX}) or exactly one non-empty hash tag, like '{bl}' or 'app:{bl}'")
+        raise ConfigError(
+            f"BATCHLINE_KEY_PREFIX={prefix!r}: in cluster mode a prefix has no braces (it becomes "
+            "{PREFIX}) or exactly one non-empty hash tag, like '{bl}' or 'app:{bl}'"
+        )
     return prefix
 
 

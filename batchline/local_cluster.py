@@ -35,8 +35,9 @@ class LocalCluster:
     def __init__(self, masters: int = 3) -> None:
         self.dir = tempfile.mkdtemp(prefix="batchline-cluster-")
         options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"]
-        self.nodes = [RedisServer(port=node_port(), directory=f"{self.dir}/node{i}", extra=options)
-                      for i in range(masters)]
+        self.nodes = [
+            RedisServer(port=node_port(), directory=f"{self.dir}/node{i}", extra=options) for i in range(masters)
+        ]
 
     @property
     def url(self) -> str:
@@ -46,9 +47,21 @@ class LocalCluster:
         for n in self.nodes:
             n.start()
         if shutil.which("redis-cli"):
-            subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+            subprocess.run(
+                [
+                    "redis-cli",
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
         else:
             self._create_by_hand()
         self.wait_ok()
@@ -71,8 +84,10 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             infos: list[Any] = [self.client(n.port).execute_command("CLUSTER INFO") for n in self.nodes]  # type: ignore[no-untyped-call]
-            if all(i.get("cluster_state") == "ok" and int(i.get("cluster_known_nodes", 0)) == len(self.nodes)
-                   for i in infos):  # (redis-py parses CLUSTER INFO into a dict)
+            if all(
+                i.get("cluster_state") == "ok" and int(i.get("cluster_known_nodes", 0)) == len(self.nodes)
+                for i in infos
+            ):  # (redis-py parses CLUSTER INFO into a dict)
                 return
             time.sleep(0.1)
         raise TimeoutError(f"the local cluster was not ok after {timeout}s")

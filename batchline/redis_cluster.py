@@ -50,8 +50,14 @@ def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tu
     last: Exception | None = None
     for host, port in candidates:
         try:
-            node = redis.Redis(host=host, port=port, socket_timeout=2.0, socket_connect_timeout=2.0,
-                               retry=Retry(NoBackoff(), 0), **kwargs)  # a dead seed: on to the next at once
+            node = redis.Redis(
+                host=host,
+                port=port,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(NoBackoff(), 0),
+                **kwargs,
+            )  # a dead seed: on to the next at once
             try:
                 ranges: Any = node.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
             finally:
@@ -123,8 +129,10 @@ class SlotOwnerMixin:
             if isinstance(exc, redis.exceptions.MovedError):  # the next connection goes where it points
                 with _lock:
                     _moved[(tuple(self.cluster_seeds), self.cluster_slot)] = (exc.host or self.host, int(exc.port))
-            raise SlotMoved(f"Redis Cluster: slot {self.cluster_slot} not served by "
-                                        f"{self.host}:{self.port} now ({str(exc)[:80]}); reconnecting") from exc
+            raise SlotMoved(
+                f"Redis Cluster: slot {self.cluster_slot} not served by "
+                f"{self.host}:{self.port} now ({str(exc)[:80]}); reconnecting"
+            ) from exc
 
 
 class SlotOwnerConnection(SlotOwnerMixin, redis.Connection):
@@ -137,6 +145,11 @@ class SlotOwnerSSLConnection(SlotOwnerMixin, redis.SSLConnection):
 
 def client(seeds: Sequence[tuple[str, int]], slot: int, tls: bool = False, **kwargs: Any) -> redis.Redis:
     """A client of the node that owns `slot` (bytes in, bytes out, like `redis_client.connect`)."""
-    pool = redis.ConnectionPool(connection_class=SlotOwnerSSLConnection if tls else SlotOwnerConnection,
-                                cluster_seeds=list(seeds), cluster_slot=slot, retry=RETRY, **kwargs)
+    pool = redis.ConnectionPool(
+        connection_class=SlotOwnerSSLConnection if tls else SlotOwnerConnection,
+        cluster_seeds=list(seeds),
+        cluster_slot=slot,
+        retry=RETRY,
+        **kwargs,
+    )
     return redis.Redis(connection_pool=pool)

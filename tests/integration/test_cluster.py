@@ -48,8 +48,11 @@ def test_intake_pack_deliver_in_one_slot(cluster, pipeline_settings):
     assert ctx.redis.info("server")["tcp_port"] == owner  # bound to the node serving the slot
     stream = f"{tag}.out"
     for tenant in ("alpha", "beta"):
-        report = producer.submit_many(({"custom_id": f"q-{i}", "params": params(i)} for i in range(200)),
-                                      tenant=tenant, reply_to=f"redis-stream:{stream}:{tenant}")
+        report = producer.submit_many(
+            ({"custom_id": f"q-{i}", "params": params(i)} for i in range(200)),
+            tenant=tenant,
+            reply_to=f"redis-stream:{stream}:{tenant}",
+        )
         assert report.accepted == 200
     drain(ctx)
     for tenant in ("alpha", "beta"):
@@ -79,13 +82,17 @@ def test_a_celery_target_goes_through_the_cluster_broker_into_the_slot(cluster, 
     s = pipeline_settings.replace(redis_url=cluster.url, s3_bucket=None)
     producer, app = Producer.from_settings(s), create_app(s)
     ctx = Context(s, app)
-    producer.submit_many(({"custom_id": f"job-{i}", "params": params(i)} for i in range(20)),
-                         tenant="svc", reply_to="celery:downstream.handle_result@downstream")
+    producer.submit_many(
+        ({"custom_id": f"job-{i}", "params": params(i)} for i in range(20)),
+        tenant="svc",
+        reply_to="celery:downstream.handle_result@downstream",
+    )
     drain(ctx)
     queue = f"{s.key_prefix}:kombu:downstream"
     messages = [json.loads(m) for m in ctx.redis.lrange(queue, 0, -1)]
     assert sorted(json.loads(base64.b64decode(m["body"]))[1]["custom_id"] for m in messages) == sorted(
-        f"job-{i}" for i in range(20))
+        f"job-{i}" for i in range(20)
+    )
     assert {m["headers"]["task"] for m in messages} == {"downstream.handle_result"}
     ctx.redis.hset(f"{s.key_prefix}:kombu:taken", "x", "1")  # the queue's key holds a hash: refused by name
     with pytest.raises(InvalidRequest) as err:
@@ -112,12 +119,16 @@ def test_the_client_follows_its_slot_to_another_node(cluster):
 
 
 def test_cluster_settings_and_broker():
-    s = Settings.from_env({"BATCHLINE_REDIS_URL": "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2/0",
-                           "BATCHLINE_KEY_PREFIX": "app"})
+    s = Settings.from_env(
+        {"BATCHLINE_REDIS_URL": "redis+cluster://:pw@10.0.0.1:7000,10.0.0.2/0", "BATCHLINE_KEY_PREFIX": "app"}
+    )
     assert s.key_prefix == "{app}"
     assert s.replace(key_prefix=s.key_prefix).key_prefix == "{app}"  # idempotent
     conf = broker(s.redis_url, s.key_prefix)
     assert conf["broker_url"] == "redis://:pw@10.0.0.1:7000/0"
     assert conf["broker_transport"] == "batchline.workers.broker_cluster:Transport"
-    assert conf["broker_transport_options"] == {"global_keyprefix": "{app}:kombu:", "cluster_slot": key_slot("{app}"),
-                                                "cluster_seeds": [["10.0.0.1", 7000], ["10.0.0.2", 6379]]}
+    assert conf["broker_transport_options"] == {
+        "global_keyprefix": "{app}:kombu:",
+        "cluster_slot": key_slot("{app}"),
+        "cluster_seeds": [["10.0.0.1", 7000], ["10.0.0.2", 6379]],
+    }
