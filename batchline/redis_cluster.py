@@ -65,7 +65,7 @@ def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tu
         except redis.RedisError as exc:
             last = exc
             continue
-        owner, nodes = _owner(ranges, slot, host)
+        owner, nodes = owner_in(ranges, slot, host)
         with _lock:
             _known[key] = nodes
         if owner is not None:
@@ -74,7 +74,7 @@ def slot_owner(seeds: Sequence[tuple[str, int]], slot: int, **kwargs: Any) -> tu
     raise redis.ConnectionError(f"Redis Cluster: cannot learn who serves slot {slot}: {last}")
 
 
-def _owner(ranges: Any, slot: int, asked: str) -> tuple[tuple[str, int] | None, list[tuple[str, int]]]:
+def owner_in(ranges: Any, slot: int, asked: str) -> tuple[tuple[str, int] | None, list[tuple[str, int]]]:
     """The owner of `slot` in a CLUSTER SLOTS reply (redis-py gives a dict of (start, end) -> nodes, or the
     raw list), and every node it names. A node that does not know its own address answers ''."""
     rows: list[tuple[int, int, Any]] = []

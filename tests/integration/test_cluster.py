@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -132,3 +133,40 @@ def test_cluster_settings_and_broker():
         "cluster_slot": key_slot("{app}"),
         "cluster_seeds": [["10.0.0.1", 7000], ["10.0.0.2", 6379]],
     }
+
+
+def test_the_slot_primary_killed_its_replica_takes_over_and_the_clients_go_on():
+    """Three primaries with a replica each: SIGKILL the primary serving batchline's slot; the cluster promotes
+    its replica (node timeout 2 s) and the same clients go on against it. What was acknowledged with
+    MIN_REPLICAS=1 before the kill (WAIT counts the slot primary's replica) is on the promoted replica."""
+    group = LocalCluster(masters=3, replicas=1).start()
+    try:
+        s = Settings(redis_url=group.url, key_prefix=f"f{uuid.uuid4().hex[:6]}", redis_min_replicas=1)
+        producer, ctx = Producer.from_settings(s), Context(s)
+        assert producer.submit_many({"custom_id": f"a-{i}", "params": params(i)} for i in range(50)).accepted == 50
+        old = group.owner_port(s.key_prefix)
+        next(n for n in group.nodes if n.port == old).kill()
+        new = group.wait_owner_change(s.key_prefix, old)
+        # the promoted replica has no replica of its own: with MIN_REPLICAS=1 nothing would be acknowledged
+        # now (durability over availability), so the rest goes in on the same client with 0
+        same_client = Producer(producer.redis, s.replace(redis_min_replicas=0))
+        after = retried(
+            lambda: same_client.submit_many({"custom_id": f"b-{i}", "params": params(i)} for i in range(50))
+        )
+        assert after.accepted == 50
+        assert retried(lambda: ctx.redis.info("server"))["tcp_port"] == new
+        assert {producer.status(f"a-{i}")["state"] for i in range(50)} == {"queued"}
+    finally:
+        group.stop()
+
+
+def retried(call, timeout: float = 30.0):
+    """What a caller does while the cluster fails over: retry a call that could not reach the slot's node."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
