@@ -34,10 +34,10 @@ CHUNK = 50
 class Submitter(threading.Thread):
     """A caller submitting in chunks, retrying a chunk until it is acknowledged, as a client must."""
 
-    def __init__(self, env: dict[str, str], chaos: Chaos) -> None:
+    def __init__(self, env: dict[str, str], chaos: Chaos, pause: float = 0.15) -> None:
         super().__init__(daemon=True)
         self.env, self.acknowledged, self.retries, self.error = env, 0, 0, None
-        self.stream = chaos.stream
+        self.stream, self.pause = chaos.stream, pause
 
     def run(self) -> None:
         try:
@@ -54,7 +54,7 @@ class Submitter(threading.Thread):
                             time.sleep(0.2)
                     assert report.accepted + report.duplicate == CHUNK, report
                     self.acknowledged += CHUNK
-                time.sleep(0.15)  # a caller's pace: the kill lands while requests arrive
+                time.sleep(self.pause)  # a caller's pace: the kill lands while requests arrive
         except BaseException as exc:  # surfaced by the test
             self.error = exc
 
@@ -173,5 +173,45 @@ def test_pipeline_on_a_three_primary_redis_cluster(chaos_env, emulator, processe
         check_logs(procs)
         check(result)
         assert others == 0  # batchline's keys and the broker's, all in the one slot
+    finally:
+        cluster.stop()
+
+
+def test_slot_primary_sigkilled_on_a_cluster_mid_run(chaos_env, emulator, processes, chaos_report):
+    """Row 2b: the same cluster with a replica per primary; SIGKILL the primary serving batchline's slot
+    while requests are submitted and delivered. The cluster promotes its replica; every role follows the
+    slot by itself. MIN_REPLICAS=1: nothing acknowledged may be lost, delivered twice or billed twice."""
+    cluster = LocalCluster(masters=3, replicas=1).start()
+    try:
+        env = {**chaos_env, "BATCHLINE_REDIS_URL": cluster.url, "BATCHLINE_REDIS_MIN_REPLICAS": "1",
+               "BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "500"}
+        emulator.set_faults(processing_seconds=1.5)
+        chaos = Chaos(env, emulator, PER_TENANT)
+        procs = start(processes, env)
+        submitter = Submitter(env, chaos, pause=0.4)  # slower: the first batch is out before half is in
+        submitter.start()
+        chaos.wait(lambda: submitter.acknowledged >= PER_TENANT // 2 and chaos.batches_submitted() >= 1, 90,
+                   "a quarter submitted and a batch out", procs)
+        old = cluster.owner_port(chaos.keys.prefix)
+        node = next(n for n in cluster.nodes if n.port == old)
+        t0 = time.monotonic()
+        node.kill()
+        assert submitter.acknowledged < 2 * PER_TENANT, "the fault must land mid-submission"
+        cluster.wait_owner_change(chaos.keys.prefix, old)
+        promoted_after = time.monotonic() - t0
+        node.start()  # back with its nodes.conf: it rejoins as the promoted replica's replica
+        submitter.join(180)
+        assert submitter.error is None, submitter.error
+        assert submitter.acknowledged == 2 * PER_TENANT
+        chaos.wait(lambda: chaos.delivered_count() >= 2 * PER_TENANT, 180, "all delivered", procs)
+        time.sleep(1.0)  # a second delivery would show by now
+        restarts = sum(p.restarts for p in procs)
+        result = chaos.measure(
+            f"SIGKILL the primary of batchline's slot on a 3-primary Redis Cluster mid-run, its replica promoted "
+            f"in {promoted_after:.1f} s, the old primary restarts as its replica; MIN_REPLICAS=1; the caller "
+            f"retried {submitter.retries} chunk(s)" + (f"; {restarts} process restart(s)" if restarts else ""), t0)
+        chaos_report.append(result)
+        check_logs(procs)
+        check(result)
     finally:
         cluster.stop()
