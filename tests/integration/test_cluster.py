@@ -36,11 +36,20 @@ def cluster() -> Iterator[LocalCluster]:
     c.stop()
 
 
+@pytest.fixture
+def fresh_cluster() -> Iterator[LocalCluster]:
+    """A cluster of this test's own: "the other nodes hold no key" means no key of this test went elsewhere."""
+    c = LocalCluster().start()
+    yield c
+    c.stop()
+
+
 def params(i: int) -> dict:
     return {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": f"q {i}"}]}
 
 
-def test_intake_pack_deliver_in_one_slot(cluster, pipeline_settings):
+def test_intake_pack_deliver_in_one_slot(fresh_cluster, pipeline_settings):
+    cluster = fresh_cluster
     s = pipeline_settings.replace(redis_url=cluster.url, max_batch_requests=150)
     tag = s.key_prefix
     assert tag.startswith("{") and tag.endswith("}")  # `tNNN` became `{tNNN}`
@@ -99,6 +108,32 @@ def test_a_celery_target_goes_through_the_cluster_broker_into_the_slot(cluster, 
     with pytest.raises(InvalidRequest) as err:
         producer.submit("job-x", params(0), tenant="svc", reply_to="celery:downstream.handle_result@taken")
     assert "celery queue taken: the key holds a hash, not a Celery queue" in str(err.value)
+
+
+def test_the_gateway_on_a_cluster_through_the_sdk(fresh_cluster, pipeline_settings):
+    """A client batch through the gateway (official SDK over HTTP): its records, its custom_id map and its
+    result stream (`{prefix}.gw.<id>`) in the slot, its results read back through the same API."""
+    import anthropic
+
+    from tests.gateway.conftest import start_rig
+
+    cluster = fresh_cluster
+    s = pipeline_settings.replace(redis_url=cluster.url, gateway_rate_limit=10_000)
+    rig_iter = start_rig(s)
+    rig = next(rig_iter)
+    try:
+        rig.add("alpha")
+        sdk = anthropic.Anthropic(base_url=rig.base_url, api_key=rig.keys["alpha"], max_retries=0)
+        batch = sdk.messages.batches.create(requests=[{"custom_id": f"q-{i}", "params": params(i)} for i in range(30)])
+        drain(Context(s))
+        assert sdk.messages.batches.retrieve(batch.id).request_counts.succeeded == 30
+        assert sorted(r.custom_id for r in sdk.messages.batches.results(batch.id)) == sorted(
+            f"q-{i}" for i in range(30)
+        )
+        owner = cluster.owner_port(s.key_prefix)
+        assert all(cluster.client(n.port).dbsize() == 0 for n in cluster.nodes if n.port != owner)
+    finally:
+        next(rig_iter, None)
 
 
 def test_the_client_follows_its_slot_to_another_node(cluster):
