@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from batchline.errors import ConfigError
+from batchline.keys import Keys
+from batchline.redis_cluster import key_slot
 
 SETTING = "BATCHLINE_REDIS_URL"
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
@@ -95,9 +97,6 @@ class Cluster:
     def broker(self, key_prefix: str) -> tuple[str, dict[str, Any]]:
         """kombu's form: a redis:// URL of the first seed (credentials), the cluster transport's options
         (the seeds and the slot) and `global_keyprefix`, which puts every kombu key in batchline's slot."""
-        from batchline.keys import Keys
-        from batchline.redis_cluster import key_slot
-
         keys = Keys(key_prefix)
         auth = ""
         if self.password:
@@ -199,8 +198,6 @@ def masked(url: str) -> str:
 def broker(url: str, key_prefix: str = "bl") -> dict[str, Any]:
     """Celery settings for the broker: its URL, and for sentinels or a cluster the transport, its options
     and TLS. (`key_prefix`: as Settings holds it, the hash tag already applied in cluster mode.)"""
-    from batchline.keys import Keys
-
     target = parse(url)
     # a prefix with a hash tag (always so in cluster mode) puts kombu's keys under it, in its slot
     tagged = {"global_keyprefix": Keys(key_prefix).broker_prefix} if Keys(key_prefix).tag else {}

@@ -22,6 +22,7 @@ from batchline.producers.producer import Producer
 from batchline.redis_client import connect
 from batchline.redis_cluster import key_slot
 from batchline.redis_url import broker
+from batchline.reports import snapshot
 from batchline.workers.app import create_app
 from batchline.workers.context import Context
 from tests.integration.pipeline import drain, entries
@@ -70,6 +71,8 @@ def test_intake_pack_deliver_in_one_slot(fresh_cluster, pipeline_settings):
         assert len(got) == 200 and {f["outcome"] for f in got.values()} == {"succeeded"}
         assert producer.status("q-7", tenant=tenant)["state"] == "delivered"
     assert ctx.redis.zcard(ctx.keys.batches) == 3  # 400 requests, 150 per batch
+    shown = snapshot(ctx.redis, ctx.keys)  # what `batchline status` shows: the slot's primary, no replica
+    assert (shown.redis["role"], shown.redis["replicas"]) == ("master", 0)
     slot = key_slot(tag)
     node = cluster.client(owner)
     assert node.dbsize() == node.execute_command("CLUSTER COUNTKEYSINSLOT", slot) > 0  # all in one slot
