@@ -77,7 +77,7 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.key_prefix)
     rows = cost_rows(client, Keys(settings.key_prefix))
     client.close()
     groups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])

@@ -275,7 +275,7 @@ def gateway_batch(console: Any, stack: list[Any], env: dict[str, str], settings:
     from batchline.redis_client import connect
     from batchline.tenants import Tenant, TenantStore
 
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.key_prefix)
     key = TenantStore(client, Keys(settings.key_prefix)).add(Tenant("via-gateway"))
     client.close()
     port = free_port()

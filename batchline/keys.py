@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from batchline.errors import ConfigError
+
 
 def request_id(tenant: str, custom_id: str) -> str:
     """The system's own id for (tenant, custom_id): unique across tenants, valid as an API custom_id.
@@ -19,11 +21,41 @@ def request_id(tenant: str, custom_id: str) -> str:
 CANCEL_BATCH = "canceled"
 
 
+def hash_tag(key: str) -> str | None:
+    """The part of `key` Redis Cluster hashes when it has one: between the first `{` and the first `}`
+    after it, when not empty (the cluster spec's rule); None when the whole key is hashed."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else None
+
+
+def cluster_prefix(prefix: str) -> str:
+    """`BATCHLINE_KEY_PREFIX` as a Redis Cluster deployment uses it: a hash tag, so that every key lands in
+    one slot. `bl` becomes `{bl}`; a prefix that already carries a tag (`{bl}`, `app:{bl}`) is kept as
+    it is; braces that do not make one tag are refused (Redis would hash the whole key)."""
+    if "{" not in prefix and "}" not in prefix:
+        return f"{{{prefix}}}"
+    tag = hash_tag(prefix)
+    if tag is None or prefix.count("{") != 1 or prefix.count("}") != 1:
+        raise ConfigError(
+            f"BATCHLINE_KEY_PREFIX={prefix!r}: in cluster mode a prefix has no braces (it becomes "
+            "{PREFIX}) or exactly one non-empty hash tag, like '{bl}' or 'app:{bl}'"
+        )
+    return prefix
+
+
 class Keys:
-    """Key names under one prefix (`BATCHLINE_KEY_PREFIX`)."""
+    """Key names under one prefix (`BATCHLINE_KEY_PREFIX`).
+
+    A prefix that carries a hash tag (cluster mode: `config.settings` makes `bl` into `{bl}`) puts every
+    key in one Redis Cluster slot, batchline's own and the Celery broker's (`broker_prefix`, kombu's
+    `global_keyprefix`); reply streams must then carry the same tag (`batchline/requests.py`)."""
 
     def __init__(self, prefix: str = "bl") -> None:
         self.prefix = prefix
+        self.tag = hash_tag(prefix)
+        # kombu's keys (queues, bindings, unacked) in cluster mode; '' leaves them where they always were
+        self.broker_prefix = f"{prefix}:kombu:" if self.tag else ""
         # Pending work, per tenant (fair share, lua/pending.lua): a list of request ids per tenant, oldest
         # first, and the tenants that have some
         self.pending_lists = f"{prefix}:pending:t:"  # + tenant: list of request ids, oldest first

@@ -121,7 +121,7 @@ def registry(settings: Settings) -> Any:
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry()
-    reg.register(PipelineCollector(connect(settings.redis_url), Keys(settings.key_prefix),
+    reg.register(PipelineCollector(connect(settings.redis_url, settings.key_prefix), Keys(settings.key_prefix),
                                    settings.max_requests_in_flight, settings.metrics_max_tenants))
     return reg
 

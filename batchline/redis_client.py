@@ -8,16 +8,23 @@ from typing import Any
 import redis
 from redis.sentinel import Sentinel
 
-from batchline import redis_url
+from batchline import redis_cluster, redis_url
+from batchline.keys import cluster_prefix
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, key_prefix: str = "bl") -> redis.Redis:
     """A client for the data side. Bytes in, bytes out: the hot paths decode only what they use.
     A sentinel URL (`batchline/redis_url.py`) gives a client of the current primary, found again
-    through the sentinels on every new connection (after a failover, the next command reconnects)."""
+    through the sentinels on every new connection (after a failover, the next command reconnects).
+    A cluster URL gives a client of the node owning the slot of `key_prefix`'s hash tag (as Settings
+    holds it: `{bl}`), found again from the seeds on every new connection (`batchline/redis_cluster.py`)."""
     target = redis_url.parse(url)
     if target is None:
         return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+    if isinstance(target, redis_url.Cluster):
+        slot = redis_cluster.key_slot(cluster_prefix(key_prefix))  # idempotent: '{bl}' stays '{bl}'
+        return redis_cluster.client(target.seeds, slot, target.tls,
+                                    health_check_interval=30, socket_keepalive=True, **target.client_kwargs())
     sentinels = Sentinel(list(target.hosts), sentinel_kwargs=target.sentinel_kwargs(),  # type: ignore[no-untyped-call]
                          **target.client_kwargs())
     client: redis.Redis = sentinels.master_for(  # type: ignore[no-untyped-call]

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from batchline.errors import InvalidRequest
-from batchline.keys import request_id
+from batchline.keys import hash_tag, request_id
 from batchline.webhooks import WebhookPolicy, parse_url
 
 # Matched with fullmatch: `$` alone would let a trailing newline through.
@@ -169,6 +169,10 @@ class ReplyTarget:
                     or name.endswith(BROKER_STREAM_SUFFIXES)):
                 raise InvalidRequest("reply_to", f"{echo(text)}: a reply stream may not be named like a Celery queue "
                                      "(celery, celery.*, celeryev*, reply.celery*, *.dq, *.dq2, *.pidbox)")
+            tag = hash_tag(key_prefix)
+            if tag is not None and hash_tag(name) != tag:  # cluster mode: in the scripts' one slot
+                raise InvalidRequest("reply_to", f"{echo(text)}: with the key prefix {key_prefix!r} (cluster mode) a "
+                                     f"reply stream's name carries its hash tag, like 'redis-stream:{{{tag}}}.results'")
             if stream_prefix and not name.startswith(stream_prefix):
                 raise InvalidRequest("reply_to", f"{echo(text)}: reply stream names must start with "
                                      f"{stream_prefix!r} (BATCHLINE_REPLY_STREAM_PREFIX)")

@@ -112,7 +112,7 @@ class Scripts:
         its reply target is refused, or 'backpressure|LIMIT|CURRENT|MAX|TENANT' (see intake.lua).
         `admission`: max queued requests, max queued bytes, memory percent, K, then K (tenant, max n, max b)."""
         k = self._keys
-        args: list[Any] = [k.request(""), now, k.pending_lists, *admission]
+        args: list[Any] = [k.request(""), now, k.pending_lists, k.broker_prefix, *admission]
         for r in rows:
             args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
         codes = self._durable("intake",

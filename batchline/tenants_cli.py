@@ -104,7 +104,7 @@ def _describe(t: Tenant) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.key_prefix)
     store = TenantStore(client, Keys(settings.key_prefix), settings.key_grace_seconds)
     try:
         if args.action == "add":

@@ -98,10 +98,12 @@ class Settings:
     """All of batchline's settings. The `#:` comment above a field is its meaning in docs/settings.md
     (`make docs` writes it with `config/settings_doc.py`); `from_env` names the variable that sets it."""
 
-    #: Redis for data and the Celery broker: `redis://`, `rediss://`, `unix://`, or a primary behind Sentinel,
-    #: `redis+sentinel://` / `rediss+sentinel://` (docs/operating.md, Redis that fails over).
+    #: Redis for data and the Celery broker: `redis://`, `rediss://`, `unix://`, a primary behind Sentinel,
+    #: `redis+sentinel://` / `rediss+sentinel://` (docs/operating.md, Redis that fails over), or a Redis
+    #: Cluster, `redis+cluster://host:port[,host:port...]` / `rediss+cluster://` (docs/redis.md).
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # may hold passwords
-    #: Prefix of every Redis key.
+    #: Prefix of every Redis key. With a cluster URL it becomes a hash tag, `bl` -> `{bl}` (one slot for
+    #: every key; a prefix with one `{tag}` is kept as it is, other braces are refused; docs/redis.md).
     key_prefix: str = "bl"
     #: Replicas that must have a write (Redis `WAIT`) before intake, the create intent or an outcome is
     #: acknowledged; 0 answers once the primary has it (docs/operating.md, Redis that fails over).
@@ -258,6 +260,11 @@ class Settings:
     sqs_endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
+        from batchline import redis_url
+        from batchline.keys import cluster_prefix
+
+        if redis_url.is_cluster(self.redis_url):  # every key in one slot (idempotent: '{bl}' stays '{bl}')
+            object.__setattr__(self, "key_prefix", cluster_prefix(self.key_prefix))
         if not 1 <= self.max_batch_requests <= API_MAX_BATCH_REQUESTS:
             raise ConfigError(
                 f"max_batch_requests={self.max_batch_requests}: must be between 1 and {API_MAX_BATCH_REQUESTS}"

@@ -42,7 +42,7 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = Producer(connect(settings.redis_url), settings)
+        self.producer = Producer(connect(settings.redis_url, settings.key_prefix), settings)
         self.redis = self.producer.redis
         self.keys = self.producer.keys
         self.tenants = TenantStore(self.redis, self.keys, settings.key_grace_seconds)

@@ -100,7 +100,7 @@ class Producer:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: objects.ObjectStore | None = None) -> Producer:
-        return cls(connect(settings.redis_url), settings, store)
+        return cls(connect(settings.redis_url, settings.key_prefix), settings, store)
 
     @classmethod
     def from_env(cls) -> Producer:

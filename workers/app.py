@@ -130,9 +130,10 @@ DELIVER, OUTBOX = TASKS["send"].name, TASKS["outbox"].name
 
 def create_app(settings: Settings) -> Celery:
     log.configure(settings.log_level, settings.log_format)
-    broker = redis_url.broker(settings.redis_url)
+    broker = redis_url.broker(settings.redis_url, settings.key_prefix)
     app = Celery("batchline", broker=broker["broker_url"], set_as_current=False)
     app.conf.update(
+        broker_transport=broker.get("broker_transport"),  # cluster mode: workers/broker_cluster.py
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

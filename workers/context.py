@@ -41,7 +41,7 @@ class Context:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return connect(self.settings.redis_url)
+        return connect(self.settings.redis_url, self.settings.key_prefix)
 
 
     @cached_property

@@ -47,7 +47,7 @@ def send_all(
     pipe = ctx.redis.pipeline(transaction=False)
     queues = sorted({target.key for _, _, target, _ in sends})
     for queue in queues:
-        pipe.type(queue)
+        pipe.type(k.broker_prefix + queue)  # the queue's list (kombu's global_keyprefix in cluster mode)
         pipe.sismember(k.reply_streams, queue)
     for _, rid, _, _ in sends:  # counted before the send: a replay can never send more than the bound
         pipe.hincrby(k.request(rid), "ns", 1)

@@ -3,8 +3,9 @@
 -- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets,
 -- KEYS[6] params refs (object key -> requests not yet final that refer to it), KEYS[7] params to delete (zset)
 -- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] pending list prefix (one list per tenant),
--- admission control (0: no limit): ARGV[4] max queued requests, ARGV[5] max queued bytes, ARGV[6] percent
---   of Redis maxmemory intake may fill, ARGV[7] K, then K groups of 5: tenant, its max requests, the
+-- ARGV[4] the broker's key prefix (kombu's global_keyprefix: '' but in cluster mode; a Celery queue Q is
+--   the list ARGV[4] .. Q), admission control (0: no limit): ARGV[5] max queued requests, ARGV[6] max
+--   queued bytes, ARGV[7] percent of Redis maxmemory intake may fill, ARGV[8] K, then K groups of 5: tenant, its max requests, the
 --   limit's name, its max bytes, that limit's name (-1: none; the tighter of admission control's
 --   per-tenant limit and the tenant's own quota, named so a refusal says which: batchline/quotas.py);
 -- then 9 fields per request: rid, tenant, custom_id, params_json (or '@KEY': kept in the object store,
@@ -18,9 +19,10 @@
 local prefix, now = ARGV[1], ARGV[2]
 local codes, bytes, tenants, tenant_bytes = {}, 0, {}, {}
 local accepted, accepted_order, n_accepted = {}, {}, 0  -- by tenant
-local max_n, max_b, mem_pct = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local limits, first = {}, 8 + 5 * tonumber(ARGV[7])
-for j = 8, first - 1, 5 do
+local broker_prefix = ARGV[4]
+local max_n, max_b, mem_pct = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local limits, first = {}, 9 + 5 * tonumber(ARGV[8])
+for j = 9, first - 1, 5 do
   limits[ARGV[j]] = {tonumber(ARGV[j + 1]), tonumber(ARGV[j + 3]), ARGV[j + 2], ARGV[j + 4]}
 end
 local refused_by = nil  -- once set, every new request of the chunk is refused with it
@@ -83,7 +85,7 @@ local function target_error(rt)
   local key, is_stream = target_key(rt)
   if key == nil then return false end
   if is_stream then return stream_key_error(key, KEYS[5]) or false end
-  return queue_key_error(key, KEYS[4]) or false
+  return queue_key_error(key, KEYS[4], broker_prefix) or false
 end
 
 local function register(rt)

@@ -55,20 +55,25 @@ def safe(fn: Callable[[], int]) -> int:
 class Chaos:
     def __init__(self, env: dict[str, str], emulator, per_tenant: int) -> None:
         self.env, self.emulator, self.per_tenant = env, emulator, per_tenant
-        self.client = connect(env["BATCHLINE_REDIS_URL"])  # a sentinel URL too (batchline/redis_url.py)
-        self.keys = Keys(env["BATCHLINE_KEY_PREFIX"])
+        s = Settings.from_env(env)  # the key prefix as the processes see it: `{prefix}` in cluster mode
+        self.client = connect(s.redis_url, s.key_prefix)  # a sentinel or cluster URL too (batchline/redis_url.py)
+        self.keys = Keys(s.key_prefix)
+
+    def stream(self, tenant: str) -> str:
+        """A tenant's reply stream; in cluster mode it carries the key prefix's hash tag (same slot)."""
+        return f"{{{self.keys.tag}}}.chaos:{tenant}" if self.keys.tag else f"chaos:{tenant}"
 
     def submit(self) -> None:
         producer = Producer.from_settings(Settings.from_env(self.env))
         for tenant in TENANTS:
             report = producer.submit_many(
                 ({"custom_id": f"c-{i}", "params": params(i, tenant)} for i in range(self.per_tenant)),
-                tenant=tenant, reply_to=f"redis-stream:chaos:{tenant}")
+                tenant=tenant, reply_to=f"redis-stream:{self.stream(tenant)}")
             assert report.accepted == self.per_tenant
         producer.close()
 
     def delivered_count(self) -> int:
-        return safe(lambda: sum(self.client.xlen(f"chaos:{t}") for t in TENANTS))
+        return safe(lambda: sum(self.client.xlen(self.stream(t)) for t in TENANTS))
 
     def batches_submitted(self) -> int:
         return safe(lambda: self.client.zcard(self.keys.open) + self.client.zcard(self.keys.ended))
@@ -82,7 +87,7 @@ class Chaos:
         seen: Counter[str] = Counter()
         outcomes: Counter[str] = Counter()
         for tenant in TENANTS:
-            for _, raw in self.client.xrange(f"chaos:{tenant}"):
+            for _, raw in self.client.xrange(self.stream(tenant)):
                 f = {k.decode(): v.decode() for k, v in raw.items()}
                 assert f["tenant"] == tenant
                 text = json.loads(f["result"])

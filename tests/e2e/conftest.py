@@ -57,7 +57,10 @@ def pytest_sessionfinish(session, exitstatus):
         "be 0; nothing of them is stored or delivered either); their seconds to recover run from the submission. "
         "The failover rows (`test_chaos_failover.py`) run 3,000 requests on a primary, one replica and three "
         "sentinels (a sentinel BATCHLINE_REDIS_URL) instead; lost there counts requests the caller was told were "
-        "accepted.\n\n"
+        "accepted. The cluster row (`test_pipeline_on_a_three_primary_redis_cluster`) runs them on three Redis "
+        "Cluster primaries (a `redis+cluster://` URL, docs/redis.md) with no fault, and counts the keys found on "
+        "the primaries that do not serve batchline's slot (must be 0); its failover row gives each primary a "
+        "replica and SIGKILLs the one serving batchline's slot mid-run.\n\n"
     )
     with open(path, "w") as f:
         f.write(intro + REPORT_HEADER + "\n" + rows + "\n")

@@ -36,7 +36,7 @@ def test_gateway_clients_see_exactly_their_results_through_a_worker_crash(e2e_en
         "BATCHLINE_RESULTS_CHUNK_LINES": "100",
     }
     settings = Settings.from_env(env)
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.key_prefix)
     store = TenantStore(client, Keys(settings.key_prefix))
     keys = {t: store.add(Tenant(t)) for t in ("alpha", "beta")}
     port = free_port()

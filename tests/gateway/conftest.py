@@ -37,7 +37,7 @@ def params(i: int, tenant: str) -> dict:
 def start_rig(settings: Settings) -> Iterator[GatewayRig]:
     from batchline.gateway.server import run_in_thread
 
-    client = connect(settings.redis_url)
+    client = connect(settings.redis_url, settings.key_prefix)
     store = TenantStore(client, Keys(settings.key_prefix), settings.key_grace_seconds)
     with run_in_thread(settings) as gw:
         yield GatewayRig(settings, gw.base_url, store, {})

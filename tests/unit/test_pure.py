@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchline.config.settings import Settings
-from batchline.errors import ConfigError
+from batchline.errors import ConfigError, InvalidRequest
 from batchline.retry import DELIVER, RETRY, Decision, RetryPolicy, final_outcome
 from batchline.states import REQUEST_TRANSITIONS, RequestState, can_move, sources
 from batchline.workers.lines import iter_lines
@@ -142,3 +142,17 @@ def test_nan_and_infinity_are_refused_by_path_whatever_the_size(bad, where):
     assert exc.value.field == where
     finite = {k: [1.0] * len(v) if isinstance(v, list) else 2.5 if isinstance(v, float) else v for k, v in bad.items()}
     assert encode("c", {**params, "metadata": finite}, tenant="t", max_bytes=10**9).params_json.startswith(b"{")
+
+
+@pytest.mark.parametrize(("name", "ok"), [("{bl}.results", True), ("app:{bl}:out", True), ("results", False),
+                                          ("{other}.results", False), ("{}{bl}", False), ("{bl}:r:x", False)])
+def test_with_a_tagged_prefix_reply_streams_carry_its_tag(name, ok):
+    """Cluster mode: a reply stream is written by the scripts, so it must be in their slot ({bl}:... is ours)."""
+    from batchline.requests import ReplyTarget
+
+    if ok:
+        assert ReplyTarget.parse(f"redis-stream:{name}", "{bl}").key == name
+    else:
+        with pytest.raises(InvalidRequest):
+            ReplyTarget.parse(f"redis-stream:{name}", "{bl}")
+    assert ReplyTarget.parse("celery:app.done@results", "{bl}").key == "results"  # under the broker prefix

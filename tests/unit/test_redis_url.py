@@ -9,7 +9,7 @@ import pytest
 
 from batchline.config.settings import Settings
 from batchline.errors import ConfigError
-from batchline.redis_url import Sentinel, broker, masked, parse
+from batchline.redis_url import Cluster, Sentinel, broker, masked, parse
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://:pw@h:6380/2", "unix:///tmp/r.sock"])
@@ -77,3 +77,48 @@ def test_min_replicas_settings_are_checked():
         Settings.from_env({"BATCHLINE_REDIS_WAIT_TIMEOUT_MS": "6000"})
     with pytest.raises(ConfigError, match="BATCHLINE_REDIS_MIN_REPLICAS=-1"):
         Settings.from_env({"BATCHLINE_REDIS_MIN_REPLICAS": "-1"})
+
+
+def test_a_cluster_url_names_seed_nodes_and_credentials():
+    target = parse("rediss+cluster://app:s%40cret@10.0.0.1:7000,10.0.0.2,[::1]:7001")
+    assert target == Cluster((("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7001)), "app", "s@cret", True)
+    assert target.client_kwargs() == {"username": "app", "password": "s@cret"}
+    assert "s@cret" not in repr(target)
+    conf = broker("rediss+cluster://:pw@h:7000", "{bl}")
+    assert conf["broker_url"] == "rediss://:pw@h:7000/0" and conf["broker_use_ssl"]
+    assert conf["broker_transport_options"]["global_keyprefix"] == "{bl}:kombu:"
+
+
+@pytest.mark.parametrize(("url", "rule"), [
+    ("redis+cluster://:hunter2@/", "at least one node host:port"),
+    ("redis+cluster://:hunter2@h:7000/1", "database 0 only"),
+    ("redis+cluster://:hunter2@h:7000?x=1", "takes no query parameters"),
+    ("redis+cluster://:hunter2@h:0", "port is not a number from 1 to 65535"),
+    ("redis+cluster://:hun/ter2@h:1", "percent-encode"),
+])
+def test_a_bad_cluster_url_names_the_setting_and_rule_not_the_password(url, rule):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"BATCHLINE_REDIS_URL": url})
+    assert str(err.value).startswith("BATCHLINE_REDIS_URL") and rule in str(err.value)
+    assert "hunter2" not in str(err.value) and "ter2" not in str(err.value)
+
+
+@pytest.mark.parametrize(("prefix", "kept"), [("bl", "{bl}"), ("{bl}", "{bl}"), ("app:{bl}", "app:{bl}"),
+                                              ("{bl}:x", "{bl}:x")])
+def test_cluster_mode_makes_the_prefix_a_hash_tag(prefix, kept):
+    s = Settings.from_env({"BATCHLINE_REDIS_URL": "redis+cluster://h:7000", "BATCHLINE_KEY_PREFIX": prefix})
+    assert s.key_prefix == kept
+    assert Settings.from_env({"BATCHLINE_KEY_PREFIX": prefix}).key_prefix == prefix  # one Redis: unchanged
+
+
+@pytest.mark.parametrize("prefix", ["{}bl", "bl{", "b}l", "{a}{b}", "a{b", "{a}}"])
+def test_cluster_mode_refuses_braces_that_make_no_one_tag(prefix):
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"BATCHLINE_REDIS_URL": "redis+cluster://h:7000", "BATCHLINE_KEY_PREFIX": prefix})
+    assert str(err.value).startswith(f"BATCHLINE_KEY_PREFIX={prefix!r}: in cluster mode")
+
+
+def test_a_tagged_prefix_puts_the_broker_keys_under_it_on_one_redis_too():
+    assert broker("redis://h:6379/0", "{bl}") == {"broker_url": "redis://h:6379/0",
+                                                  "broker_transport_options": {"global_keyprefix": "{bl}:kombu:"}}
+    assert broker("redis://h:6379/0", "bl") == {"broker_url": "redis://h:6379/0"}
