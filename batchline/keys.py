@@ -61,6 +61,10 @@ class Keys:
         self.outbox = f"{prefix}:outbox"  # zset: request id -> next send due (ms)
         self.webhook_secrets = f"{prefix}:whsecrets"  # hash: tenant -> [{"secret", "expires_ms"}] (JSON)
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
+        # Deadlines (workers/deadlines.py): requests with a deadline not yet routed, and those left to
+        # their batch, watched until their batch is too late (zsets: rid -> deadline, ms)
+        self.deadlines_new = f"{prefix}:deadlines:new"
+        self.deadlines_watch = f"{prefix}:deadlines:watch"
         self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)
 
     def pending_of(self, tenant: str) -> str:

@@ -114,10 +114,11 @@ class Scripts:
         k = self._keys
         args: list[Any] = [k.request(""), now, k.pending_lists, *admission]
         for r in rows:
-            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
+            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas,
+            # deadline_ms, model
         codes = self._durable("intake",
             keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues, k.params_refs,
-                  k.params_gc], args=args)
+                  k.params_gc, k.deadlines_new], args=args)
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
