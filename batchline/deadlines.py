@@ -42,8 +42,11 @@ def parse(deadline: Any, deadline_seconds: Any, now_ms: int, min_seconds: float)
     if at <= now_ms:
         raise InvalidRequest(field, "is in the past (a deadline must be later than the submission)")
     if at - now_ms < min_seconds * 1000:
-        raise InvalidRequest(field, f"is {(at - now_ms) / 1000:.1f} s away: a deadline must be at least "
-                                    f"{min_seconds:g} s after the submission (BATCHLINE_MIN_DEADLINE_SECONDS)")
+        raise InvalidRequest(
+            field,
+            f"is {(at - now_ms) / 1000:.1f} s away: a deadline must be at least "
+            f"{min_seconds:g} s after the submission (BATCHLINE_MIN_DEADLINE_SECONDS)",
+        )
     return at
 
 
@@ -75,10 +78,13 @@ def route(deadline_ms: int, now_ms: int, turnaround_s: float, from_history: bool
     left = (deadline_ms - now_ms) / 1000
     source = "p95 of recent batches" if from_history else "BATCHLINE_BATCH_TURNAROUND_SECONDS"
     if left < turnaround_s:
-        return Route(Path.REALTIME, f"deadline in {left:.0f} s, nearer than the expected batch turnaround "
-                                    f"{turnaround_s:.0f} s ({source})")
-    return Route(Path.BATCH, f"deadline in {left:.0f} s, after the expected batch turnaround "
-                             f"{turnaround_s:.0f} s ({source})")
+        return Route(
+            Path.REALTIME,
+            f"deadline in {left:.0f} s, nearer than the expected batch turnaround {turnaround_s:.0f} s ({source})",
+        )
+    return Route(
+        Path.BATCH, f"deadline in {left:.0f} s, after the expected batch turnaround {turnaround_s:.0f} s ({source})"
+    )
 
 
 def hedge_due(earliest_deadline_ms: int, now_ms: int, margin_s: float) -> bool:

@@ -44,6 +44,7 @@ class R(StrEnum):
     MODEL = "md"  # params.model of a deadline request (the expected turnaround is per model)
     PATH = "pa"  # how it is answered: batch, realtime or hedged (batchline/deadlines.py; unset: batch)
     PATH_REASON = "pr"  # why that path
+    WASTED = "wz"  # micro-dollars of its answer that was not delivered (a hedge's loser), counted once
     LATE = "lt"  # '1': its real-time budget was spent, it waits for its batch past its deadline
 
 

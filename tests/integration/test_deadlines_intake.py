@@ -45,7 +45,9 @@ def test_deadline_seconds_and_rfc3339_are_stored_and_shown(producer, redis_clien
     assert producer.status("none")["path_reason"] == "no deadline" and "deadline" not in producer.status("none")
     # both deadline requests wait to be routed; the one without never enters the routing set
     assert set(redis_client.zrange(keys.deadlines_new, 0, -1)) == {
-        request_id("default", "rel").encode(), request_id("default", "abs").encode()}
+        request_id("default", "rel").encode(),
+        request_id("default", "abs").encode(),
+    }
     # the same request again is a duplicate; its first deadline stands
     assert producer.submit("rel", params(), deadline_seconds=9000) == "duplicate"
     assert redis_client.hget(keys.request(request_id("default", "rel")), R.DEADLINE) == rec[0]
@@ -89,8 +91,10 @@ def test_gateway_requests_take_a_deadline(settings, redis_client):
     store = TenantStore(redis_client, Keys(settings.key_prefix), settings.key_grace_seconds)
     key = store.add(Tenant("alpha"))
     with run_in_thread(settings.replace(gateway_rate_limit=10_000)) as gw:
-        items = [{"custom_id": "g-1", "params": params(), "deadline": iso(int(time.time() * 1000) + 3_600_000)},
-                 {"custom_id": "g-2", "params": params(), "deadline_seconds": 5}]
+        items = [
+            {"custom_id": "g-1", "params": params(), "deadline": iso(int(time.time() * 1000) + 3_600_000)},
+            {"custom_id": "g-2", "params": params(), "deadline_seconds": 5},
+        ]
         resp = httpx.post(f"{gw.base_url}/v1/requests", headers={"x-api-key": key}, json=items)
         assert resp.status_code == 200, resp.text
         report = resp.json()
