@@ -3,9 +3,12 @@ official SDK and a real Redis: routed real-time before packing, hedged after, de
 
 from __future__ import annotations
 
+import json
+
 import httpx2 as httpx
 import pytest
 
+from batchline import cli
 from batchline.fields import R
 from batchline.keys import REALTIME_BATCH, Keys, request_id
 from batchline.producers.producer import Producer
@@ -61,7 +64,9 @@ def test_deadline_nearer_than_turnaround_goes_realtime_and_is_delivered_once(dl_
     producer.close()
 
 
-def test_hedge_delivers_the_first_answer_and_counts_the_other_as_wasted(dl_settings, redis_client, emulator):
+def test_hedge_delivers_the_first_answer_and_counts_the_other_as_wasted(
+    dl_settings, redis_client, emulator, monkeypatch, capsys
+):
     httpx.post(f"{emulator.base_url}/_emulator/faults", json={"processing_seconds": 3600})  # slow batches
     producer = Producer.from_settings(dl_settings.replace(batch_turnaround_seconds=1.0))
     producer.submit("hedge", params("hedge"), deadline_seconds=30, reply_to="redis-stream:out")
@@ -91,6 +96,19 @@ def test_hedge_delivers_the_first_answer_and_counts_the_other_as_wasted(dl_setti
     assert row.wasted_requests == 1 and row.wasted_usd == pytest.approx(wasted / 1e6)
     results.collect(ctx, handed[0])  # a replay counts nothing twice
     assert next(iter(cost_rows(redis_client, ctx.keys))).wasted_requests == 1
+    # `batchline costs` per tenant: real-time spend, batch spend (none: the batch lost), wasted spend
+    monkeypatch.setenv("BATCHLINE_REDIS_URL", dl_settings.redis_url)
+    monkeypatch.setenv("BATCHLINE_KEY_PREFIX", dl_settings.key_prefix)
+    capsys.readouterr()
+    assert cli.main(["costs", "--by", "tenant", "--json"]) == 0
+    (tenant_row,) = json.loads(capsys.readouterr().out)
+    assert tenant_row["tenant"] == "default" and tenant_row["batch_usd"] == 0
+    assert tenant_row["realtime_requests"] == 1 and tenant_row["realtime_usd"] == pytest.approx(status["cost_usd"])
+    assert tenant_row["wasted_usd"] == pytest.approx(wasted / 1e6)
+    # the batch's answer was priced at 50%: half the real-time one (the emulator answers both alike)
+    assert tenant_row["wasted_usd"] == pytest.approx(tenant_row["realtime_usd"] / 2, rel=0.01)
+    assert cli.main(["costs", "--by", "tenant"]) == 0
+    assert "spent (real-time)" in capsys.readouterr().out
     producer.close()
 
 
