@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from typing import Any
 
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable, Usage
@@ -79,6 +80,7 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
 
     client = connect(settings.redis_url)
     rows = cost_rows(client, Keys(settings.key_prefix))
+    late = late_by_tenant(client, Keys(settings.key_prefix))
     client.close()
     # per group: requests, batch $, standard $, unpriced, real-time requests, real-time $, wasted requests, wasted $
     groups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0, 0, 0.0, 0, 0.0])
@@ -92,7 +94,8 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([
             {**dict(zip(columns, key, strict=True)), "requests": int(n), "batch_usd": spent, "standard_usd": standard,
              "unpriced_requests": int(unpriced), "realtime_requests": int(rt_n), "realtime_usd": rt,
-             "wasted_requests": int(w_n), "wasted_usd": wasted, "spent_usd": spent + rt + wasted}
+             "wasted_requests": int(w_n), "wasted_usd": wasted, "spent_usd": spent + rt + wasted,
+             **({"deadline_late": late.get(key[0], 0)} if args.by == "tenant" else {})}
             for key, (n, spent, standard, unpriced, rt_n, rt, w_n, wasted) in sorted(groups.items())
         ]))
         return 0
@@ -110,10 +113,19 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
     console.print(table)
     console.print("real-time: answers of the Messages API for deadline requests, at standard prices; wasted: "
                   "answers paid for and not delivered (a hedge's loser; docs/deadlines.md)")
+    if late:
+        console.print("deadline requests left to their batch, their tenant's real-time budget spent (late): "
+                      + ", ".join(f"{t}: {n:,}" for t, n in sorted(late.items())))
     missing = sorted({r.model for r in rows if r.unpriced})
     if missing:
         console.print(f"unpriced models (not in the totals; add them with BATCHLINE_PRICES_FILE): {', '.join(missing)}")
     return 0
+
+
+def late_by_tenant(client: Any, keys: Keys) -> dict[str, int]:
+    """Deadline requests that waited for their batch past their tenant's real-time budget, per tenant."""
+    return {name.decode().split(":", 1)[1]: int(n)
+            for name, n in client.hscan_iter(keys.counters, match="deadline_late:*")}
 
 
 def _cells(g: list[float]) -> list[str]:

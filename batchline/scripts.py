@@ -234,17 +234,18 @@ class Scripts:
         return bool(self._run["host_slot"](keys=[key], args=[now, until, bound, token]))
 
     def route(self, now: int, until: int, rows: Sequence[tuple[str, str, str, str]]) -> list[str]:
-        """Route deadline requests, per (rid, action 'T'/'B'/'H'/'F', reason, history entry): see route.lua."""
+        """Route deadline requests, per (rid, action 'T'/'B'/'H'/'L'/'F', reason, history entry): see route.lua."""
         k = self._keys
         args: list[Any] = [k.request(""), now, until, k.pending_lists, REALTIME_BATCH]
         for row in rows:
             args += row
         codes = self._durable("route", keys=[k.pending_tenants, k.stats, k.deadlines_watch, k.deadlines_new,
-                                             k.realtime], args=args)
+                                             k.realtime, k.counters], args=args)
         return [text(c) or "" for c in codes]
 
-    def waste(self, day: str, rows: Sequence[tuple[str, str, str, int]]) -> int:
-        """Count answers not delivered (rid, tenant, model, micro-dollars), once per request; how many now."""
+    def waste(self, day: str, rows: Sequence[tuple[str, str, str, int, str]]) -> int:
+        """Count answers not delivered (rid, tenant, model, micro-dollars, 'rt' or 'batch'), once per
+        request; how many now."""
         k = self._keys
         args: list[Any] = [k.request(""), day]
         for row in rows:

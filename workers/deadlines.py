@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from batchline import deadlines, log, turnaround
+import json
+
+from batchline import deadlines, log, quotas, turnaround
 from batchline.clock import iso
 from batchline.fields import R
 from batchline.redis_client import text, texts
@@ -34,9 +36,16 @@ class Routed:
     realtime: int = 0
     hedged: int = 0
     recovered: int = 0
+    late: int = 0  # deadline requests left to their batch: their tenant's real-time budget is spent
 
     def summary(self) -> dict[str, int]:
-        return {"batch": self.batch, "realtime": self.realtime, "hedged": self.hedged, "recovered": self.recovered}
+        return {
+            "batch": self.batch,
+            "realtime": self.realtime,
+            "hedged": self.hedged,
+            "recovered": self.recovered,
+            "late": self.late,
+        }
 
 
 def entry(event: str, reason: str, now: int) -> str:
@@ -45,6 +54,51 @@ def entry(event: str, reason: str, now: int) -> str:
 
 def lease_until(now: int) -> int:
     return now + int(CALL_LEASE_SECONDS * 1000)
+
+
+class Budgets:
+    """Tenants' real-time budgets (`tenants set NAME --realtime-budget-usd X`) against this month's
+    real-time spend, read once per tenant per pass."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._seen: dict[str, str | None] = {}
+
+    def over(self, tenant: str) -> str | None:
+        """Why `tenant` may not go real-time now, or None."""
+        if tenant not in self._seen:
+            self._seen[tenant] = self._check(tenant)
+        return self._seen[tenant]
+
+    def _check(self, tenant: str) -> str | None:
+        raw = self.ctx.redis.hget(self.ctx.keys.tenants, tenant)
+        budget = json.loads(raw).get("realtime_budget_usd") if raw else None
+        if budget is None:
+            return None
+        spent = quotas.month_spend(self.ctx.redis, self.ctx.keys, tenant, quotas.REALTIME_KINDS) / 1e6
+        if spent < float(budget):
+            return None
+        return (
+            f"tenant {tenant!r} spent ${spent:.2f} real-time this month, its real-time budget is "
+            f"${float(budget):.2f}: waits for its batch (late)"
+        )
+
+
+Row = tuple[str, str, str, str]  # rid, route.lua action, reason, history entry
+
+
+def _apply(ctx: Context, now: int, rows: list[Row], out: Routed) -> None:
+    for (rid, _action, reason, _entry), code in zip(rows, ctx.scripts.route(now, lease_until(now), rows), strict=True):
+        if code in ("taken", "hedged"):
+            out.calls.append(rid)
+            out.hedged += code == "hedged"
+            out.realtime += code == "taken"
+            logger.info(f"request.{'hedged' if code == 'hedged' else 'realtime'}", request_id=rid, reason=reason)
+        elif code == "watched":
+            out.batch += 1
+        elif code == "late":
+            out.late += 1
+            logger.warning("request.deadline_late", request_id=rid, reason=reason)
 
 
 def route_new(ctx: Context, out: Routed | None = None) -> Routed:
@@ -56,30 +110,30 @@ def route_new(ctx: Context, out: Routed | None = None) -> Routed:
         return out
     pipe = ctx.redis.pipeline(transaction=False)
     for rid in rids:
-        pipe.hmget(k.request(rid), R.DEADLINE, R.MODEL, R.TENANT, R.CUSTOM_ID)
+        pipe.hmget(k.request(rid), R.DEADLINE, R.MODEL, R.TENANT)
     expected: dict[str, tuple[float, bool]] = {}
-    rows: list[tuple[str, str, str, str]] = []
-    for rid, (deadline, model, _tenant, _cid) in zip(rids, pipe.execute(), strict=True):
+    rows: list[Row] = []
+    budgets = Budgets(ctx)
+    for rid, (deadline, model, tenant) in zip(rids, pipe.execute(), strict=True):
         m = text(model) or ""
         if m not in expected:
             expected[m] = turnaround.expected(ctx.redis, k, m, s.batch_turnaround_seconds)
         seconds, from_history = expected[m]
         decision = deadlines.route(int(deadline or 0), now, seconds, from_history)
-        action = "T" if decision.path is deadlines.Path.REALTIME else "B"
-        rows.append((rid, action, decision.reason, entry(f"routed_{decision.path}", decision.reason, now)))
-    for (rid, _action, reason, _), code in zip(rows, ctx.scripts.route(now, lease_until(now), rows), strict=True):
-        if code == "taken":
-            out.calls.append(rid)
-            out.realtime += 1
-            logger.info("request.realtime", request_id=rid, reason=reason)
-        elif code == "watched":
-            out.batch += 1
+        over = budgets.over(text(tenant) or "") if decision.path is deadlines.Path.REALTIME else None
+        if over:
+            rows.append((rid, "L", over, entry("deadline_late", over, now)))
+        else:
+            action = "T" if decision.path is deadlines.Path.REALTIME else "B"
+            rows.append((rid, action, decision.reason, entry(f"routed_{decision.path}", decision.reason, now)))
+    _apply(ctx, now, rows, out)
     return out
 
 
 def hedge(ctx: Context, out: Routed | None = None) -> Routed:
     """After packing: watched requests whose batch is still running `BATCHLINE_DEADLINE_MARGIN_SECONDS`
-    before their deadline are sent real-time too (still queued: taken real-time instead)."""
+    before their deadline are sent real-time too (still queued: taken real-time instead). Each request
+    by its own deadline: a batch's other deadline requests are hedged when their own time comes."""
     out = out or Routed()
     k, now, margin = ctx.keys, ctx.clock.now_ms(), ctx.settings.deadline_margin_seconds
     due: list[tuple[bytes, float]] = ctx.redis.zrangebyscore(  # type: ignore[assignment]  # withscores
@@ -87,19 +141,23 @@ def hedge(ctx: Context, out: Routed | None = None) -> Routed:
     )
     if not due:
         return out
-    rows = []
-    for raw, deadline in due:
+    pipe = ctx.redis.pipeline(transaction=False)
+    for raw, _ in due:
+        pipe.hget(k.request(text(raw) or ""), R.TENANT)
+    budgets = Budgets(ctx)
+    rows: list[Row] = []
+    for (raw, deadline), tenant in zip(due, pipe.execute(), strict=True):
+        rid = text(raw) or ""
+        over = budgets.over(text(tenant) or "")
+        if over:
+            rows.append((rid, "L", over, entry("deadline_late", over, now)))
+            continue
         reason = (
             f"batch still running {(int(deadline) - now) / 1000:.0f} s before the deadline "
             f"(margin {margin:g} s, BATCHLINE_DEADLINE_MARGIN_SECONDS)"
         )
-        rows.append((text(raw) or "", "H", reason, entry("hedged", reason, now)))
-    for (rid, _a, reason, _e), code in zip(rows, ctx.scripts.route(now, lease_until(now), rows), strict=True):
-        if code in ("taken", "hedged"):
-            out.calls.append(rid)
-            out.hedged += code == "hedged"
-            out.realtime += code == "taken"
-            logger.info("request.hedged" if code == "hedged" else "request.realtime", request_id=rid, reason=reason)
+        rows.append((rid, "H", reason, entry("hedged", reason, now)))
+    _apply(ctx, now, rows, out)
     return out
 
 

@@ -125,6 +125,6 @@ def _settle(ctx: Context, rid: str, bid: str, tenant: str, message: dict[str, An
     model = str(message.get("model", ""))
     cost = ctx.prices.cost_micros(model, message.get("usage") or {})
     day = time.strftime("%Y-%m-%d", time.gmtime(ctx.clock.now_ms() / 1000))
-    ctx.scripts.waste(day, [(rid, tenant, model, cost.standard_micros if cost else 0)])
+    ctx.scripts.waste(day, [(rid, tenant, model, cost.standard_micros if cost else 0, "rt")])
     logger.info("realtime.not_delivered", request_id=rid, batch_id=bid)
     return Answered("not_delivered")

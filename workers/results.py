@@ -106,7 +106,7 @@ class Fanout:
         rows: list[DeliverRow] = []
         objects: list[tuple[str, bytes]] = []
         sends: list[tuple[int, str, ReplyTarget, dict[str, Any]]] = []
-        wasted: list[tuple[str, str, str, int]] = []
+        wasted: list[tuple[str, str, str, int, str]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
             pcid, result = obj["custom_id"], obj["result"]
             state, bid, tenant, custom_id, reply_to, queued_at, attempts, cancel, path = (text(v) for v in rec)
@@ -188,12 +188,12 @@ class Fanout:
                 logger.error("request.undeliverable", custom_id=row.custom_id, tenant=row.tenant, batch_id=self.bid,
                              outcome=row.outcome, error=error)
 
-    def _loser(self, rid: str, tenant: str, result: dict[str, Any]) -> tuple[str, str, str, int]:
+    def _loser(self, rid: str, tenant: str, result: dict[str, Any]) -> tuple[str, str, str, int, str]:
         """A batch answer not delivered (its hedge won): what it cost at batch price, to count as wasted."""
         message = result.get("message") or {}
         model = str(message.get("model", ""))
         cost = self.ctx.prices.cost_micros(model, message.get("usage") or {})
-        return rid, tenant, model, cost.batch_micros if cost else 0
+        return rid, tenant, model, cost.batch_micros if cost else 0, "batch"
 
     def _first_unpriced(self, model: str) -> bool:
         """Whether this is the deployment's first report of `model` as unpriced today."""

@@ -7,13 +7,15 @@
 --   'H' hedge: one in a batch (batched, submitted, ended) is also sent real-time; it stays in its batch,
 --       and whichever answer reaches deliver.lua first is delivered (the other finds it final).
 --       A queued one is taken as with 'T'.
+--   'L' late: its tenant's real-time budget is spent; it waits for its batch, flagged late (R.late) and
+--       counted (counters 'deadline_late:TENANT'), watched no more.
 --   'F' fall back: a real-time call that failed or was lost. A taken request goes back to its tenant's
 --       pending list for a batch (history entry, path 'batch'); a hedged one just leaves the real-time set.
 -- KEYS[1] tenants with pending work, KEYS[2] stats, KEYS[3] deadlines watched, KEYS[4] deadlines not yet
--- routed, KEYS[5] the real-time set (zset: rid -> lease until, ms)
+-- routed, KEYS[5] the real-time set (zset: rid -> lease until, ms), KEYS[6] counters
 -- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] lease until (ms), ARGV[4] pending list prefix,
 -- ARGV[5] the real-time pseudo-batch id, then 4 per request: rid, action, reason, history entry
--- Returns one code per request: 'taken', 'hedged', 'watched', 'back', 'released' or 'gone'.
+-- Returns one code per request: 'taken', 'hedged', 'watched', 'late', 'back', 'released' or 'gone'.
 -- include: pending
 local prefix, now, lease_until, lists, rtb = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local out = {}
@@ -49,6 +51,15 @@ for i = 6, #ARGV, 4 do
       redis.call('HSET', key, R.path, 'batch', R.path_reason, reason)
       redis.call('ZADD', KEYS[3], tonumber(rec[5]) or now, rid)
       code = 'watched'
+    end
+  elseif action == 'L' then
+    redis.call('ZREM', KEYS[4], rid)
+    redis.call('ZREM', KEYS[3], rid)
+    if (state == 'queued' or state == 'batched' or state == 'submitted' or state == 'ended') and rec[6] ~= 'hedged'
+        and bid ~= rtb then
+      redis.call('HSET', key, R.path, 'batch', R.path_reason, reason, R.late, '1', R.history, hist(rec[4], entry))
+      redis.call('HINCRBY', KEYS[6], 'deadline_late:' .. rec[7], 1)
+      code = 'late'
     end
   elseif action == 'F' then
     redis.call('ZREM', KEYS[5], rid)

@@ -127,3 +127,35 @@ def test_realtime_answer_after_the_batch_won_is_not_delivered(dl_settings, redis
     assert list(entries(redis_client, "out")) == ["late"]
     assert next(iter(cost_rows(redis_client, ctx.keys))).wasted_requests == 1
     producer.close()
+
+
+def test_realtime_budget_spent_makes_deadline_requests_wait_and_reports_them_late(
+    dl_settings, redis_client, emulator, monkeypatch, capsys
+):
+    monkeypatch.setenv("BATCHLINE_REDIS_URL", dl_settings.redis_url)
+    monkeypatch.setenv("BATCHLINE_KEY_PREFIX", dl_settings.key_prefix)
+    assert cli.main(["tenants", "add", "capped"]) == 0
+    assert cli.main(["tenants", "set", "capped", "--realtime-budget-usd", "0.000001"]) == 0
+    assert "realtime_budget_usd=1e-06" in capsys.readouterr().out
+    producer = Producer.from_settings(dl_settings)
+    ctx = Context(dl_settings)
+    producer.submit("first", params("first"), tenant="capped", deadline_seconds=600, reply_to="redis-stream:out")
+    routed = deadlines.route_new(ctx)
+    assert routed.realtime == 1 and realtime.answer(ctx, routed.calls[0]).status == "delivered"
+    # its spend is now past the budget: the next deadline request waits for its batch, flagged late
+    producer.submit("second", params("second"), tenant="capped", deadline_seconds=600, reply_to="redis-stream:out")
+    routed = deadlines.route_new(ctx)
+    assert (routed.realtime, routed.late, routed.calls) == (0, 1, [])
+    status = producer.status("second", tenant="capped")
+    assert status["path"] == "batch" and "real-time budget is $0.00" in status["path_reason"]
+    assert status["late_reason"].startswith("tenant's real-time budget spent")
+    drain(ctx)
+    assert set(entries(redis_client, "out")) == {"first", "second"}
+    assert producer.status("second", tenant="capped")["state"] == "delivered"
+    capsys.readouterr()  # the workers' log lines
+    assert cli.main(["costs", "--by", "tenant", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["tenant"], row["deadline_late"], row["realtime_requests"], row["requests"]) == ("capped", 1, 1, 1)
+    assert cli.main(["costs"]) == 0
+    assert "capped: 1" in capsys.readouterr().out
+    producer.close()
