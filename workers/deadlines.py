@@ -8,11 +8,10 @@ and applies every decision atomically (route.lua). The calls themselves are task
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import orjson
-
-import json
 
 from batchline import deadlines, log, quotas, turnaround
 from batchline.clock import iso
