@@ -70,9 +70,10 @@ class Sizes:
     sqs: int = 3_000
     large: int = 200  # ~1 MB requests at intake (row 10)
     large_batch: int = 250  # ~1 MB requests in the one streamed create (row 11)
+    deadlines: int = 2_000  # requests, 10% with deadlines shorter than a batch (row 12)
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25, 200)
 
 
 @dataclass
@@ -717,6 +718,12 @@ METHOD = [
     "requests (each PUT to moto's S3 by digest, then intake.lua) vs a plain threaded boto3 `put_object` of the "
     "same bodies; (10b) Redis `used_memory` growth per queued large request; (11) the aggregator's peak RSS "
     "(VmHWM of a child process) claiming and streaming one create body of ~1 MB requests from S3 to the emulator.",
+    "12. **deadlines** (`benchmarks/deadlines_bench.py`, docs/deadlines.md): 2,000 requests, 10% with deadlines "
+    "shorter than the emulator's batch time (its own process, `--processing-seconds 12`): half nearer than the "
+    "expected turnaround (`BATCHLINE_BATCH_TURNAROUND_SECONDS=8`, real-time at once), half left to their batch and "
+    "hedged 7 s before their deadline; the plain functions in rounds, real-time calls on 8 threads. Costs from the "
+    "ledger; the baselines price every delivered answer of the same run at standard price (all real-time) and at "
+    "the batch discount (all by batch).",
 ]
 
 
@@ -742,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
     ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,delivery,replicas,"
-                    "large",
+                    "large,deadlines",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -800,6 +807,11 @@ def main(argv: list[str] | None = None) -> int:
                 moto = moto or MotoS3().start()
                 large_bench.bench_intake(report, r, redis_srv.url, moto.url, sizes.large, plain_s3_puts, verdict)
                 large_bench.bench_create_rss(report, r, redis_srv.url, base_url, moto.url, sizes.large_batch, verdict)
+        if "deadlines" in only:  # its own emulator, with slow batches
+            from benchmarks import deadlines_bench
+
+            deadlines_bench.bench(report, redis_srv.url, sizes.deadlines, settings_for, items_of, emulator_process,
+                                  verdict)
     finally:
         if moto is not None:
             moto.stop()
