@@ -143,6 +143,7 @@ BY_NAME = {spec.name: spec for spec in TASKS.values()}
 QUEUES = {spec.role: f"batchline.{spec.role}" for spec in TASKS.values() if spec.queued}
 PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "sweep", "collect", "ping"))
 DELIVER, OUTBOX, REALTIME = TASKS["send"].name, TASKS["outbox"].name, TASKS["realtime"].name
+ROUTE = TASKS["route"].name
 
 
 def create_app(settings: Settings) -> Celery:

@@ -78,3 +78,20 @@ def test_p95_nearest_rank():
     assert deadlines.p95([5.0]) == 5.0
     assert deadlines.p95([float(i) for i in range(1, 101)]) == 95.0
     assert deadlines.p95([1.0, 2.0, 100.0]) == 100.0
+
+
+def test_a_dated_model_shares_its_alias_history():
+    from batchline.turnaround import family
+
+    assert family("claude-sonnet-4-5-20250929") == family("claude-sonnet-4-5") == "claude-sonnet-4-5"
+    assert family("claude-haiku-4-5") == "claude-haiku-4-5"
+
+
+def test_route_and_realtime_tasks_count_as_work_only_when_they_did_some():
+    from batchline.workers.app import REALTIME, ROUTE
+    from batchline.workers.task_summary import did_work
+
+    assert not did_work(ROUTE, {"batch": 0, "realtime": 0, "hedged": 0, "recovered": 0, "late": 0})
+    assert did_work(ROUTE, str({"batch": 0, "realtime": 3, "hedged": 0, "recovered": 0, "late": 0}))
+    assert did_work(REALTIME, {"request_id": "x", "status": "delivered"})
+    assert not did_work(REALTIME, {"request_id": "x", "status": "settled"})
