@@ -159,3 +159,16 @@ def test_realtime_budget_spent_makes_deadline_requests_wait_and_reports_them_lat
     assert cli.main(["costs"]) == 0
     assert "capped: 1" in capsys.readouterr().out
     producer.close()
+
+
+def test_a_realtime_call_carries_the_request_betas(dl_settings, redis_client, emulator):
+    producer = Producer.from_settings(dl_settings)
+    producer.submit(
+        "beta", params("beta"), deadline_seconds=600, betas=["output-300k-2026-03-24"], reply_to="redis-stream:out"
+    )
+    ctx = Context(dl_settings)
+    (rid,) = deadlines.route_new(ctx).calls
+    assert realtime.answer(ctx, rid).status == "delivered"
+    assert books(emulator)["realtime_betas"] == {"output-300k-2026-03-24": 1}
+    assert list(entries(redis_client, "out")) == ["beta"]
+    producer.close()
