@@ -148,7 +148,8 @@ class Fanout:
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
                      "cost_usd": cost_usd(cost),
                      "submitted_at": iso(self.batch.get(B.SUBMITTED_AT)), "ended_at": iso(self.batch.get(B.ENDED_AT)),
-                     "delivered_at": iso(now)},
+                     "delivered_at": iso(now),
+                     "answered_by": "realtime" if self.realtime else "batch"},  # deadlines.md
                     result, pcid)))
             action, stream = "D", ""
             try:

@@ -59,6 +59,12 @@ def test_deadline_nearer_than_turnaround_goes_realtime_and_is_delivered_once(dl_
     row = rows["claude-haiku-4-5"]
     assert row.realtime_requests == 1 and row.requests == 2
     assert row.realtime_usd == pytest.approx(soon["cost_usd"]) and row.realtime_usd > 0
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=dl_settings.s3_endpoint_url, region_name="us-east-1")
+    for cid, by in (("soon", "realtime"), ("later", "batch")):
+        obj = json.loads(s3.get_object(Bucket=dl_settings.s3_bucket, Key=out[cid]["s3_key"])["Body"].read())
+        assert obj["answered_by"] == by and obj["provider_line"]["result"]["type"] == "succeeded"
     # the batch's turnaround is now history for the model: the next routing uses its p95
     assert redis_client.llen(Keys(dl_settings.key_prefix).turnaround("claude-haiku-4-5")) >= 1
     producer.close()
