@@ -2,7 +2,8 @@
 --   'T' take real-time: a queued request leaves the queue (counted out of pending now; claim.lua drops
 --       its list entry as it passes) into the real-time pseudo-batch (`keys.REALTIME_BATCH`), state
 --       'batched', and into the real-time set with a lease; a call task answers it (workers/realtime.py).
---       One already claimed into a batch is watched instead (code 'watched').
+--       One already claimed into a batch is watched instead (code 'watched'); one already routed (another
+--       pass took it first) is left as it is.
 --   'B' leave to its batch: watched (KEYS[3]) until its batch is too late.
 --   'H' hedge: one in a batch (batched, submitted, ended) is also sent real-time; it stays in its batch,
 --       and whichever answer reaches deliver.lua first is delivered (the other finds it final).
@@ -47,7 +48,10 @@ for i = 6, #ARGV, 4 do
     code = 'hedged'
   elseif action == 'T' or action == 'B' then
     redis.call('ZREM', KEYS[4], rid)
-    if state == 'queued' or state == 'batched' or state == 'submitted' or state == 'ended' then
+    -- routed already (two passes read the same slice: the route tick and a pack), or out of any batch
+    -- of the provider's (real-time, canceled): nothing to watch, nothing to overwrite
+    if not rec[6] and bid ~= rtb and bid ~= 'canceled'
+        and (state == 'queued' or state == 'batched' or state == 'submitted' or state == 'ended') then
       redis.call('HSET', key, R.path, 'batch', R.path_reason, reason)
       redis.call('ZADD', KEYS[3], tonumber(rec[5]) or now, rid)
       code = 'watched'

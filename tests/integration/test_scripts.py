@@ -201,3 +201,18 @@ def test_route_fall_back_moves_only_a_request_of_the_realtime_batch(env, state):
             assert client.hget(keys.stats, "pending") == b"1"
         else:
             assert (code, after) == ("released", state)
+
+
+def test_route_twice_from_two_passes_takes_once_and_keeps_the_first_path(env):
+    """The route tick and a pack may read the same slice of new deadline requests: the second 'T' finds
+    the request taken and leaves it (its path, its real-time lease) as the first pass set them."""
+    from batchline.keys import REALTIME_BATCH
+
+    scripts, keys, client = env
+    put_request(client, keys, "queued", cancel=False)
+    client.zadd(keys.deadlines_new, {RID: NOW + 60_000})
+    assert scripts.route(NOW, NOW + 1000, [(RID, "T", "first", "{}")]) == ["taken"]
+    assert scripts.route(NOW, NOW + 1000, [(RID, "T", "second", "{}")]) == ["gone"]
+    rec = client.hmget(keys.request(RID), R.STATE, R.BATCH, R.PATH, R.PATH_REASON)
+    assert rec == [b"batched", REALTIME_BATCH.encode(), b"realtime", b"first"]
+    assert not client.zscore(keys.deadlines_watch, RID) and client.hget(keys.stats, "pending") == b"0"
