@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from typing import Any
 
 from batchline.config.settings import Settings
 from batchline.costs import PriceTable, Usage
@@ -79,15 +80,23 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
 
     client = connect(settings.redis_url, settings.key_prefix)
     rows = cost_rows(client, Keys(settings.key_prefix))
+    late = late_by_tenant(client, Keys(settings.key_prefix))
     client.close()
-    groups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0])
+    # per group: requests, batch $, standard $, unpriced, real-time requests, real-time $, wasted requests, wasted $
+    groups: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0, 0, 0.0, 0, 0.0])
     for r in rows:
         key = {"day": (r.day,), "tenant": (r.tenant,), "model": (r.model,), "all": (r.day, r.tenant, r.model)}[args.by]
-        g = groups[key]
-        g[0] += r.requests
-        g[1] += r.batch_usd
-        g[2] += r.standard_usd
-        g[3] += r.unpriced
+        values = (
+            r.requests,
+            r.batch_usd,
+            r.standard_usd,
+            r.unpriced,
+            r.realtime_requests,
+            r.realtime_usd,
+            r.wasted_requests,
+            r.wasted_usd,
+        )
+        groups[key] = [a + b for a, b in zip(groups[key], values, strict=True)]
     columns = {"day": ["day"], "tenant": ["tenant"], "model": ["model"], "all": ["day", "tenant", "model"]}[args.by]
     if args.json:
         print(
@@ -99,37 +108,71 @@ def report(args: argparse.Namespace, settings: Settings) -> int:
                         "batch_usd": spent,
                         "standard_usd": standard,
                         "unpriced_requests": int(unpriced),
+                        "realtime_requests": int(rt_n),
+                        "realtime_usd": rt,
+                        "wasted_requests": int(w_n),
+                        "wasted_usd": wasted,
+                        "spent_usd": spent + rt + wasted,
+                        **({"deadline_late": late.get(key[0], 0)} if args.by == "tenant" else {}),
                     }
-                    for key, (n, spent, standard, unpriced) in sorted(groups.items())
+                    for key, (n, spent, standard, unpriced, rt_n, rt, w_n, wasted) in sorted(groups.items())
                 ]
             )
         )
         return 0
     table = Table(title="batchline costs (succeeded requests; errored, canceled, expired cost nothing)")
-    for c in [*columns, "requests", "spent (batch)", "at standard prices", "saved", "unpriced"]:
+    heads = [
+        "requests",
+        "spent (batch)",
+        "at standard prices",
+        "saved",
+        "unpriced",
+        "real-time",
+        "spent (real-time)",
+        "wasted",
+        "spent (all)",
+    ]
+    for c in [*columns, *heads]:
         table.add_column(c, justify="right" if c not in columns else "left")
-    total = [0.0, 0.0, 0.0, 0.0]
-    for key, (n, spent, standard, unpriced) in sorted(groups.items()):
-        table.add_row(
-            *key,
-            f"{int(n):,}",
-            f"${spent:,.4f}",
-            f"${standard:,.4f}",
-            f"${standard - spent:,.4f}",
-            f"{int(unpriced):,}",
-        )
-        total = [total[0] + n, total[1] + spent, total[2] + standard, total[3] + unpriced]
-    table.add_row(
-        *(["total"] + [""] * (len(columns) - 1)),
-        f"{int(total[0]):,}",
-        f"${total[1]:,.4f}",
-        f"${total[2]:,.4f}",
-        f"${total[2] - total[1]:,.4f}",
-        f"{int(total[3]):,}",
-    )
-    console = Console()
+    total = [0.0] * 8
+    for key, g in sorted(groups.items()):
+        table.add_row(*key, *_cells(g))
+        total = [a + b for a, b in zip(total, g, strict=True)]
+    table.add_row(*(["total"] + [""] * (len(columns) - 1)), *_cells(total))
+    console = Console(width=200)
     console.print(table)
+    console.print(
+        "real-time: answers of the Messages API for deadline requests, at standard prices; wasted: "
+        "answers paid for and not delivered (a hedge's loser; docs/deadlines.md)"
+    )
+    if late:
+        console.print(
+            "deadline requests left to their batch, their tenant's real-time budget spent (late): "
+            + ", ".join(f"{t}: {n:,}" for t, n in sorted(late.items()))
+        )
     missing = sorted({r.model for r in rows if r.unpriced})
     if missing:
         console.print(f"unpriced models (not in the totals; add them with BATCHLINE_PRICES_FILE): {', '.join(missing)}")
     return 0
+
+
+def late_by_tenant(client: Any, keys: Keys) -> dict[str, int]:
+    """Deadline requests that waited for their batch past their tenant's real-time budget, per tenant."""
+    return {
+        name.decode().split(":", 1)[1]: int(n) for name, n in client.hscan_iter(keys.counters, match="deadline_late:*")
+    }
+
+
+def _cells(g: list[float]) -> list[str]:
+    n, spent, standard, unpriced, rt_n, rt, w_n, wasted = g
+    return [
+        f"{int(n):,}",
+        f"${spent:,.4f}",
+        f"${standard:,.4f}",
+        f"${standard - spent:,.4f}",
+        f"{int(unpriced):,}",
+        f"{int(rt_n):,}",
+        f"${rt:,.4f}",
+        f"{int(w_n):,} ${wasted:,.4f}",
+        f"${spent + rt + wasted:,.4f}",
+    ]

@@ -40,6 +40,12 @@ class R(StrEnum):
     EXTERNAL_TRIES = "et"  # sends to a webhook or SQS target so far
     EXTERNAL_SINCE = "es"  # ms: its first send was due (retries stop BATCHLINE_WEBHOOK_RETRY_HOURS later)
     EXTERNAL_ERROR = "el"  # the last send's error, while it is retried
+    DEADLINE = "dd"  # ms: when it must be answered by (set only on a request with a deadline)
+    MODEL = "md"  # params.model of a deadline request (the expected turnaround is per model)
+    PATH = "pa"  # how it is answered: batch, realtime or hedged (batchline/deadlines.py; unset: batch)
+    PATH_REASON = "pr"  # why that path
+    WASTED = "wz"  # micro-dollars of its answer that was not delivered (a hedge's loser), counted once
+    LATE = "lt"  # '1': its real-time budget was spent, it waits for its batch past its deadline
 
 
 class B(StrEnum):

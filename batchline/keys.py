@@ -19,6 +19,9 @@ def request_id(tenant: str, custom_id: str) -> str:
 #: The batch id of the requests canceled while still queued: never created at the provider; a worker
 #: delivers their one `canceled` outcome (workers/cancels.py).
 CANCEL_BATCH = "canceled"
+#: The batch id of requests sent through the real-time Messages API instead of a batch (deadlines,
+#: workers/realtime.py): never created at the provider; their answers settle through deliver.lua as any.
+REALTIME_BATCH = "realtime"
 
 
 def hash_tag(key: str) -> str | None:
@@ -93,6 +96,11 @@ class Keys:
         self.outbox = f"{prefix}:outbox"  # zset: request id -> next send due (ms)
         self.webhook_secrets = f"{prefix}:whsecrets"  # hash: tenant -> [{"secret", "expires_ms"}] (JSON)
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
+        # Deadlines (workers/deadlines.py): requests with a deadline not yet routed, and those left to
+        # their batch, watched until their batch is too late (zsets: rid -> deadline, ms)
+        self.deadlines_new = f"{prefix}:deadlines:new"
+        self.deadlines_watch = f"{prefix}:deadlines:watch"
+        self.realtime = f"{prefix}:realtime"  # zset: rid -> lease until (ms) of its real-time call
         self.api_keys = f"{prefix}:apikeys"  # hash: SHA-256 of an API key -> {"tenant", "expires_ms"} (JSON)
 
     def pending_of(self, tenant: str) -> str:
@@ -118,6 +126,14 @@ class Keys:
     def unpriced_logged(self, model: str) -> str:
         """set (with a day's TTL) once a model without a price has been logged"""
         return f"{self.prefix}:unpriced:{model}"
+
+    def turnaround(self, model: str) -> str:
+        """list: recent batch turnarounds (seconds, newest first, bounded) of one model"""
+        return f"{self.prefix}:turnaround:{model}"
+
+    def realtime_slots(self, model: str) -> str:
+        """zset: real-time calls in flight for one model (token -> until, ms): BATCHLINE_REALTIME_MAX_CONCURRENCY"""
+        return f"{self.prefix}:slots:rt:{model}"
 
     def host_slots(self, host_port: str) -> str:
         """zset: sends in flight to one webhook host (token -> until, ms): the per-host bound"""

@@ -58,7 +58,7 @@ class Limits:
 class Usage:
     queued: int  # accepted and not yet settled (queued, in a batch, or awaiting delivery)
     queued_bytes: int
-    month_usd: float  # spent this calendar month (UTC), at batch prices
+    month_usd: float  # spent this calendar month (UTC): batch, real-time and wasted answers
 
 
 def check(tenant: str, limits: Limits, usage: Usage, requests: int, size: int) -> None:
@@ -139,16 +139,29 @@ def usage(client: redis.Redis, keys: Keys, tenant: str, now_s: float | None = No
     for name, n in client.hscan_iter(keys.counters, match=f"delivered:{tenant}:*"):
         if name.startswith(prefix):
             delivered += int(n)
+    return Usage(
+        queued=max(0, _int(accepted) - delivered - _int(canceled)),
+        queued_bytes=max(0, _int(acc_bytes) - _int(settled_bytes)),
+        month_usd=month_spend(client, keys, tenant, SPEND_KINDS, now_s) / 1e6,
+    )
+
+
+#: Ledger kinds that are spend: batch answers, real-time answers (deadlines), answers not delivered
+SPEND_KINDS = ("batch", "realtime", "wasted")
+#: ... and those a tenant's real-time budget counts: real-time answers, delivered or not
+REALTIME_KINDS = ("realtime", "wasted_realtime")
+
+
+def month_spend(client: redis.Redis, keys: Keys, tenant: str, kinds: tuple[str, ...],
+                now_s: float | None = None) -> int:
+    """Micro-dollars of `kinds` the tenant spent this month (UTC), from the cost ledger's days."""
     month = time.strftime("%Y-%m", time.gmtime(time.time() if now_s is None else now_s))
     micros = 0
     for raw in client.smembers(keys.cost_days):
         day = text(raw) or ""
         if day.startswith(month):
-            for model_field, v in client.hscan_iter(keys.cost_day(day), match=f"{tenant}|*|batch"):
-                if (text(model_field) or "").startswith(f"{tenant}|"):
+            for model_field, v in client.hscan_iter(keys.cost_day(day), match=f"{tenant}|*"):
+                name = text(model_field) or ""
+                if name.startswith(f"{tenant}|") and name.rpartition("|")[2] in kinds:
                     micros += int(v)
-    return Usage(
-        queued=max(0, _int(accepted) - delivered - _int(canceled)),
-        queued_bytes=max(0, _int(acc_bytes) - _int(settled_bytes)),
-        month_usd=micros / 1e6,
-    )
+    return micros

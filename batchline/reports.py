@@ -97,6 +97,17 @@ class CostRow:
     batch_usd: float
     standard_usd: float
     unpriced: int = 0  # succeeded requests whose model has no price (not in batch_usd / standard_usd)
+    # deadlines (docs/deadlines.md): answers delivered from the real-time Messages API, at standard price
+    # (not in `requests`, `batch_usd`, `standard_usd`), and answers paid for but not delivered (a hedge's loser)
+    realtime_requests: int = 0
+    realtime_usd: float = 0.0
+    wasted_requests: int = 0
+    wasted_usd: float = 0.0
+
+    @property
+    def spent_usd(self) -> float:
+        """Everything paid: batch, real-time and wasted."""
+        return self.batch_usd + self.realtime_usd + self.wasted_usd
 
 
 def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
@@ -112,6 +123,7 @@ def cost_rows(client: redis.Redis, keys: Keys) -> list[CostRow]:
             groups[(tenant, model)][kind] = int(value)
         for (tenant, model), v in sorted(groups.items()):
             rows.append(CostRow(day, tenant, model, v.get("requests", 0), v.get("batch", 0) / 1e6,
-                                v.get("standard", 0) / 1e6, v.get("unpriced", 0)))
+                                v.get("standard", 0) / 1e6, v.get("unpriced", 0), v.get("realtime_requests", 0),
+                                v.get("realtime", 0) / 1e6, v.get("wasted_requests", 0), v.get("wasted", 0) / 1e6))
     return rows
 

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from batchline import deadlines
 from batchline.errors import InvalidRequest
 from batchline.keys import hash_tag, request_id
 from batchline.webhooks import WebhookPolicy, parse_url
@@ -192,6 +193,8 @@ class EncodedRequest(NamedTuple):
     digest: str
     size: int  # bytes this request adds to a create body
     betas: str = ""  # its beta set, canonical ("a,b": sorted, unique); sent as the batch's anthropic-beta header
+    deadline_ms: int = 0  # when it must be answered by (ms since the epoch; 0: no deadline)
+    model: str = ""  # params.model, kept on the record of a deadline request (turnaround is per model)
 
 
 @lru_cache(maxsize=1024)
@@ -292,11 +295,17 @@ def encode(
     key_prefix: str = "bl",
     stream_prefix: str | None = None,
     webhook_policy: WebhookPolicy = STRICT_WEBHOOKS,
+    deadline: Any = None,
+    deadline_seconds: Any = None,
+    now_ms: int = 0,
+    min_deadline_seconds: float = 0.0,
 ) -> EncodedRequest:
-    """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule."""
+    """Validate one request and serialize it. Raises `InvalidRequest` naming the field and rule.
+    `deadline` (RFC 3339) or `deadline_seconds` (from `now_ms`) are checked against `min_deadline_seconds`."""
     check_id("tenant", tenant)
     check_id("custom_id", custom_id)
     check_params(params)
+    deadline_ms = deadlines.parse(deadline, deadline_seconds, now_ms, min_deadline_seconds)
     beta_set = check_betas(betas)
     if reply_to is None:
         reply_to = ""
@@ -322,4 +331,7 @@ def encode(
     if beta_set:  # two requests that differ only in betas are different requests
         identity.update(b"\x00betas:" + beta_set.encode())
     digest = identity.hexdigest()
-    return EncodedRequest(rid, tenant, custom_id, params_bytes, reply_to, metadata_json, digest, size, beta_set)
+    # the deadline is not part of the identity: `deadline_seconds` sent again names a later time, and
+    # the same request again is a duplicate (the first deadline stands)
+    return EncodedRequest(rid, tenant, custom_id, params_bytes, reply_to, metadata_json, digest, size, beta_set,
+                          deadline_ms, str(params["model"]) if deadline_ms else "")

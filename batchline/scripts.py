@@ -19,7 +19,7 @@ import redis
 
 from batchline.errors import NotReplicated
 from batchline.fields import lua_prelude
-from batchline.keys import Keys
+from batchline.keys import REALTIME_BATCH, Keys
 from batchline.leases import HANDOFF, new_owner
 from batchline.redis_client import text
 from batchline.requests import EncodedRequest
@@ -27,6 +27,7 @@ from batchline.requests import EncodedRequest
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
     "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "external", "host_slot", "params_gc",
+    "route", "waste",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 #: a script that needs shared functions names their file: `-- include: targets` (the reply-target
@@ -114,10 +115,11 @@ class Scripts:
         k = self._keys
         args: list[Any] = [k.request(""), now, k.pending_lists, k.broker_prefix, *admission]
         for r in rows:
-            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas
+            args += r  # rid, tenant, custom_id, params_json, reply_to, metadata_json, digest, size, betas,
+            # deadline_ms, model
         codes = self._durable("intake",
             keys=[k.pending_tenants, k.stats, k.counters, k.reply_streams, k.reply_queues, k.params_refs,
-                  k.params_gc], args=args)
+                  k.params_gc, k.deadlines_new], args=args)
         return [c.decode() if isinstance(c, bytes) else int(c) for c in codes]
 
     def cancel(self, rids: Sequence[str], now: int, record_ttl: int, entry: str) -> list[str]:
@@ -225,7 +227,30 @@ class Scripts:
 
     def host_slot(self, host_port: str, now: int, until: int, bound: int, token: str) -> bool:
         """Take one of a webhook host's `bound` send slots until `until`; False when all are taken."""
-        return bool(self._run["host_slot"](keys=[self._keys.host_slots(host_port)], args=[now, until, bound, token]))
+        return self.slot(self._keys.host_slots(host_port), now, until, bound, token)
+
+    def slot(self, key: str, now: int, until: int, bound: int, token: str) -> bool:
+        """Take one of `bound` slots of zset `key` until `until` (host_slot.lua); False when all are taken."""
+        return bool(self._run["host_slot"](keys=[key], args=[now, until, bound, token]))
+
+    def route(self, now: int, until: int, rows: Sequence[tuple[str, str, str, str]]) -> list[str]:
+        """Route deadline requests, per (rid, action 'T'/'B'/'H'/'L'/'F', reason, history entry): see route.lua."""
+        k = self._keys
+        args: list[Any] = [k.request(""), now, until, k.pending_lists, REALTIME_BATCH]
+        for row in rows:
+            args += row
+        codes = self._durable("route", keys=[k.pending_tenants, k.stats, k.deadlines_watch, k.deadlines_new,
+                                             k.realtime, k.counters], args=args)
+        return [text(c) or "" for c in codes]
+
+    def waste(self, day: str, rows: Sequence[tuple[str, str, str, int, str]]) -> int:
+        """Count answers not delivered (rid, tenant, model, micro-dollars, 'rt' or 'batch'), once per
+        request; how many now."""
+        k = self._keys
+        args: list[Any] = [k.request(""), day]
+        for row in rows:
+            args += row
+        return int(self._run["waste"](keys=[k.cost_day(day), k.cost_days], args=args))
 
     def gateway_count(self, gid: str, tenant: str, cid_prefix: str, chunk: int, now: int,
                       record_ttl: int) -> tuple[int, int, int]:

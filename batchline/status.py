@@ -15,7 +15,8 @@ from batchline.redis_client import text, text_map
 _FIELDS = {R.STATE: "state", R.OUTCOME: "outcome", R.BATCH: "batch_id", R.S3_KEY: "s3_key", R.REPLY_TO: "reply_to",
            R.UNDELIVERABLE_ERROR: "delivery_error",
            R.EXTERNAL_ERROR: "send_error"}  # a webhook or SQS send that failed and will be retried
-_TIMES = {R.QUEUED_AT: "queued_at", R.DELIVERED_AT: "delivered_at", R.UNDELIVERABLE_AT: "undeliverable_at"}
+_TIMES = {R.QUEUED_AT: "queued_at", R.DELIVERED_AT: "delivered_at", R.UNDELIVERABLE_AT: "undeliverable_at",
+          R.DEADLINE: "deadline"}
 
 
 def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) -> dict[str, Any] | None:
@@ -32,6 +33,7 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         if rec.get(short):
             status[name] = iso(rec[short])
     status["attempts"] = int(rec.get(R.ATTEMPTS) or 0)
+    status.update(path_of(rec))
     if rec.get(R.COST) == "unpriced":  # succeeded; its model has no price in the table
         status["cost_usd"] = status["standard_cost_usd"] = None
         status["unpriced"] = True
@@ -56,3 +58,19 @@ def read_status(client: redis.Redis, keys: Keys, tenant: str, custom_id: str) ->
         if batch[1]:
             status["provider_batch_id"] = text(batch[1])
     return status
+
+
+def path_of(rec: dict[str, str]) -> dict[str, Any]:
+    """The path a request takes (batch, realtime, hedged) and why; with a deadline, whether it was met."""
+    if not rec.get(R.DEADLINE):
+        return {"path": "batch", "path_reason": "no deadline"}
+    out: dict[str, Any] = {"path": rec.get(R.PATH) or "batch",
+                           "path_reason": rec.get(R.PATH_REASON) or "deadline set; routed at the next pack"}
+    deadline, delivered = int(rec[R.DEADLINE]), rec.get(R.DELIVERED_AT)
+    if delivered:
+        out["deadline_met"] = int(delivered) <= deadline
+        if int(delivered) > deadline:
+            out["late_seconds"] = round((int(delivered) - deadline) / 1000, 3)
+    if rec.get(R.LATE):
+        out["late_reason"] = "tenant's real-time budget spent: waits for its batch"
+    return out

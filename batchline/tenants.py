@@ -39,6 +39,8 @@ class Tenant:
     max_queued: int | None = None
     max_queued_bytes: int | None = None
     monthly_budget_usd: float | None = None
+    #: real-time spend per month (UTC) for deadline requests; past it they wait for their batch (docs/deadlines.md)
+    realtime_budget_usd: float | None = None
     weight: int = 1
     reply_to: tuple[str, ...] = ()
     created_at: int = 0
@@ -93,7 +95,7 @@ def url_matches(url: str, pattern: str) -> bool:
 
 
 def check_limits(tenant: Tenant) -> None:
-    for name in ("max_queued", "max_queued_bytes", "monthly_budget_usd"):
+    for name in ("max_queued", "max_queued_bytes", "monthly_budget_usd", "realtime_budget_usd"):
         value = getattr(tenant, name)
         if value is not None and value < 0:
             raise InvalidRequest(name, f"must be >= 0, got {value}")

@@ -32,6 +32,13 @@ def _limit_flags(p: argparse.ArgumentParser, defaults: bool) -> None:
         help="refuse new work once this month's spend (cost ledger, UTC) reaches this",
     )
     p.add_argument(
+        "--realtime-budget-usd",
+        type=float,
+        default=d,
+        help="real-time spend per month (UTC) for deadline requests; past it they wait for their batch, "
+        "reported late (docs/deadlines.md)",
+    )
+    p.add_argument(
         "--weight",
         type=int,
         default=1 if defaults else argparse.SUPPRESS,
@@ -74,14 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unlimited",
         action="append",
         default=[],
-        choices=["max-queued", "max-queued-bytes", "monthly-budget-usd"],
+        choices=["max-queued", "max-queued-bytes", "monthly-budget-usd", "realtime-budget-usd"],
         help="remove a quota",
     )
 
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("max_queued", "max_queued_bytes", "monthly_budget_usd", "weight"):
+    for name in ("max_queued", "max_queued_bytes", "monthly_budget_usd", "realtime_budget_usd", "weight"):
         if hasattr(args, name):
             out[name] = getattr(args, name)
     if hasattr(args, "reply_to"):
@@ -97,7 +104,8 @@ def _describe(t: Tenant) -> str:
 
     return (
         f"tenant {t.name}: max_queued={q(t.max_queued)} max_queued_bytes={q(t.max_queued_bytes)} "
-        f"monthly_budget_usd={q(t.monthly_budget_usd)} weight={t.weight} "
+        f"monthly_budget_usd={q(t.monthly_budget_usd)} realtime_budget_usd={q(t.realtime_budget_usd)} "
+        f"weight={t.weight} "
         f"reply_to={','.join(t.reply_to) or 'none'}{' REVOKED' if t.revoked else ''}"
     )
 

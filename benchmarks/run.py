@@ -71,9 +71,10 @@ class Sizes:
     large: int = 200  # ~1 MB requests at intake (row 10)
     large_batch: int = 250  # ~1 MB requests in the one streamed create (row 11)
     large_e2e: int = 2_000  # ~1 MB requests end to end through worker + beat (row 12)
+    deadlines: int = 2_000  # requests, 10% with deadlines shorter than a batch (row 13)
 
     def quick(self) -> Sizes:
-        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25, 200)
+        return Sizes(10_000, 1_000, 1_000, 3, 10_000, 300, 10_000, 40_000_000, 500, 300, 20, 25, 200, 200)
 
 
 @dataclass
@@ -725,6 +726,12 @@ METHOD = [
     "250) to one Redis stream: each custom_id counted (once, twice), beside N ~1 KB inline requests "
     "through the same processes on their own fresh Redis; (12b) Redis `used_memory` growth per queued "
     "request after that intake, and `used_memory_peak` over the whole run, for both.",
+    "13. **deadlines** (`benchmarks/deadlines_bench.py`, docs/deadlines.md): 2,000 requests, 10% with deadlines "
+    "shorter than the emulator's batch time (its own process, `--processing-seconds 12`): half nearer than the "
+    "expected turnaround (`BATCHLINE_BATCH_TURNAROUND_SECONDS=8`, real-time at once), half left to their batch and "
+    "hedged 7 s before their deadline; the plain functions in rounds, real-time calls on 8 threads. Costs from the "
+    "ledger; the baselines price every delivered answer of the same run at standard price (all real-time) and at "
+    "the batch discount (all by batch).",
 ]
 
 
@@ -759,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~10x smaller sizes (smoke run)")
     ap.add_argument("--only", default="intake,admission,packing,fanout,memory,fairshare,gateway,delivery,replicas,"
-                    "large",
+                    "large,deadlines",
                     help="comma list of benchmarks")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args(argv)
@@ -818,6 +825,11 @@ def main(argv: list[str] | None = None) -> int:
                 large_bench.bench_intake(report, r, redis_srv.url, moto.url, sizes.large, plain_s3_puts, verdict)
                 large_bench.bench_create_rss(report, r, redis_srv.url, base_url, moto.url, sizes.large_batch, verdict)
                 large_bench.bench_end_to_end(report, base_url, moto.url, sizes.large_e2e, items_of, verdict)
+        if "deadlines" in only:  # its own emulator, with slow batches
+            from benchmarks import deadlines_bench
+
+            deadlines_bench.bench(report, redis_srv.url, sizes.deadlines, settings_for, items_of, emulator_process,
+                                  verdict)
     finally:
         if moto is not None:
             moto.stop()

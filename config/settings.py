@@ -258,6 +258,16 @@ class Settings:
     sqs_region: str | None = None
     #: SQS endpoint (unset: AWS; tests: moto).
     sqs_endpoint_url: str | None = None
+    #: Deadlines (docs/deadlines.md): a `deadline` nearer than this many seconds after submission is refused.
+    min_deadline_seconds: float = 60.0
+    #: Deadlines: the expected batch turnaround (create to ended) until a model has a history of its
+    #: own batches (then the p95 of its recent ones); a deadline nearer than it goes real-time at once.
+    batch_turnaround_seconds: float = 3600.0
+    #: Deadlines: a batch still running this many seconds before its earliest deadline sends its
+    #: deadline requests real-time too (a hedge); the first answer is delivered.
+    deadline_margin_seconds: float = 120.0
+    #: Deadlines: real-time Messages calls in flight per model, across all workers.
+    realtime_max_concurrency: int = 8
 
     def __post_init__(self) -> None:
         from batchline import redis_url
@@ -406,4 +416,12 @@ class Settings:
             delivery_outbox_seconds=_float(env, "BATCHLINE_DELIVERY_OUTBOX_SECONDS", d.delivery_outbox_seconds, 0.1),
             sqs_region=_str(env, "BATCHLINE_SQS_REGION", None),
             sqs_endpoint_url=_str(env, "BATCHLINE_SQS_ENDPOINT_URL", None),
+            min_deadline_seconds=_float(env, "BATCHLINE_MIN_DEADLINE_SECONDS", d.min_deadline_seconds, 0.0),
+            batch_turnaround_seconds=_float(
+                env, "BATCHLINE_BATCH_TURNAROUND_SECONDS", d.batch_turnaround_seconds, 0.0
+            ),
+            deadline_margin_seconds=_float(env, "BATCHLINE_DEADLINE_MARGIN_SECONDS", d.deadline_margin_seconds, 0.0),
+            realtime_max_concurrency=_int(
+                env, "BATCHLINE_REALTIME_MAX_CONCURRENCY", d.realtime_max_concurrency, 1, 1000
+            ),
         )

@@ -173,7 +173,7 @@ def build_app(state: EmulatorState) -> ASGIApp:
         except ValueError:
             raise invalid("body: not valid JSON") from None
         reply = message_reply(params)
-        store.count_realtime(reply["usage"])
+        store.count_realtime(reply["usage"], betas_of(request))
         return JSONResponse(reply)
 
     one = PREFIX + "/{batch_id}"

@@ -41,6 +41,7 @@ class Store:
         self.http_faults: Counter[str] = Counter()
         self.operations: Counter[str] = Counter()
         self.realtime: Counter[str] = Counter()  # POST /v1/messages: calls and tokens
+        self.realtime_betas: Counter[str] = Counter()  # ... and the betas of their anthropic-beta headers
         self.requests_created = 0
         self.foreign: Counter[str] = Counter()  # foreign batches: created, requests, and what was done to them
         self.foreign_batch_ids: list[str] = []
@@ -257,9 +258,10 @@ class Store:
 
     # -- books --------------------------------------------------------------------------------
 
-    def count_realtime(self, usage: dict[str, Any]) -> None:
+    def count_realtime(self, usage: dict[str, Any], betas: tuple[str, ...] = ()) -> None:
         """A real-time `POST /v1/messages` answered: counted apart from batches (standard price)."""
         with self.lock:
+            self.realtime_betas.update(betas)
             self.realtime["messages"] += 1
             self.realtime["input_tokens"] += int(usage["input_tokens"])
             self.realtime["output_tokens"] += int(usage["output_tokens"])
@@ -297,6 +299,7 @@ class Store:
                 "foreign": {**{k: 0 for k in FOREIGN_BOOKS}, **self.foreign, "batch_ids": list(self.foreign_batch_ids)},
                 "batch_betas": {b.id: list(b.betas) for b in self.batches.values() if b.betas},
                 "results_betas": dict(self.results_betas),
+                "realtime_betas": dict(self.realtime_betas),  # beta -> real-time calls that carried it
             }
 
 

@@ -72,6 +72,12 @@ REQUEST_ITEM = {
         "params": MESSAGE_PARAMS,
         "reply_to": {"type": "string"},
         "metadata": {"type": "object"},
+        "deadline": {
+            "type": "string",
+            "format": "date-time",
+            "description": "answer by this time (RFC 3339 with an offset); not with deadline_seconds",
+        },
+        "deadline_seconds": {"type": "number", "description": "answer within this many seconds of submission"},
     },
 }
 REPORT = {

@@ -137,10 +137,11 @@ class Producer:
         return 0 < limit < len(r.params_json) and not objects.is_ref(r.params_json)
 
     def encode_request(
-        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any = None
+        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any = None,
+        deadline: Any = None, deadline_seconds: Any = None,
     ) -> EncodedRequest:
         """One request checked and encoded as intake.lua stores it; InvalidRequest names the field."""
-        encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas)
+        encoded = self._encode(custom_id, params, tenant, reply_to, metadata, betas, deadline, deadline_seconds)
         if self._large(encoded) and not self.settings.s3_bucket and self._store_given is None:
             raise InvalidRequest(
                 "params", f"is {len(encoded.params_json)} bytes as JSON, over BATCHLINE_INLINE_MAX_BYTES="
@@ -149,7 +150,8 @@ class Producer:
         return encoded
 
     def _encode(
-        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any
+        self, custom_id: Any, params: Any, tenant: Any, reply_to: Any, metadata: Any, betas: Any,
+        deadline: Any = None, deadline_seconds: Any = None,
     ) -> EncodedRequest:
         return encode(
             custom_id,
@@ -162,6 +164,10 @@ class Producer:
             key_prefix=self.settings.key_prefix,
             stream_prefix=self.settings.reply_stream_prefix,
             webhook_policy=self.webhook_policy,
+            deadline=deadline,
+            deadline_seconds=deadline_seconds,
+            now_ms=now_ms(),
+            min_deadline_seconds=self.settings.min_deadline_seconds,
         )
 
     def _claim_checked(self, chunk: list[EncodedRequest]) -> list[EncodedRequest]:
@@ -217,11 +223,15 @@ class Producer:
         reply_to: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         betas: Sequence[str] | None = None,
+        deadline: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> str:
         """Store one request. Returns "accepted" or "duplicate"; raises `InvalidRequest` or `Conflict`.
         `betas` (beta names) go out as the `anthropic-beta` header of the batch that carries it: requests
-        are only batched with requests of the same beta set."""
-        encoded = self.encode_request(custom_id, params, tenant, reply_to, metadata, betas)
+        are only batched with requests of the same beta set. `deadline` (RFC 3339) or `deadline_seconds`
+        (from now): when it must be answered by; real-time when a batch would be too late (docs/deadlines.md)."""
+        encoded = self.encode_request(custom_id, params, tenant, reply_to, metadata, betas, deadline,
+                                      deadline_seconds)
         code = self._store([encoded])[0]
         if isinstance(code, str):
             if code.startswith(BACKPRESSURE):
@@ -241,7 +251,8 @@ class Producer:
         on_progress: Callable[[int], None] | None = None,
     ) -> SubmitReport:
         """Store many requests, one Lua call per chunk. Each item is a mapping with `custom_id`,
-        `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments) and `betas`.
+        `params` and optionally `tenant`, `reply_to`, `metadata` (which override the arguments), `betas`
+        and `deadline` or `deadline_seconds`.
         A bad item is reported and skipped; the good ones are stored. When admission control refuses
         an item, raises `Backpressure` with `.report` (what was stored before it) and `.index` (the
         first item not stored; nothing after it was stored either)."""
@@ -314,6 +325,8 @@ class Producer:
                     reply_to if item_reply_to is None else item_reply_to,
                     item.get("metadata"),
                     item.get("betas"),
+                    item.get("deadline"),
+                    item.get("deadline_seconds"),
                 )
             except InvalidRequest as exc:
                 cid = item.get("custom_id") if isinstance(item, Mapping) else None

@@ -1,6 +1,7 @@
 """`batchline submit FILE.jsonl`: submit a file of requests in Anthropic's batch-file shape.
 
-Each line is {"custom_id": ..., "params": {...}}, optionally with reply_to, tenant, metadata, betas.
+Each line is {"custom_id": ..., "params": {...}}, optionally with reply_to, tenant, metadata, betas,
+deadline or deadline_seconds.
 `--dry-run` checks every line as intake would and estimates the input cost, storing nothing.
 A bad line is reported with its line number and reason; the good lines are stored.
 """

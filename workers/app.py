@@ -18,7 +18,7 @@ from batchline import log, redis_url
 from batchline.config.settings import Settings
 from batchline.errors import NotReplicated, RetryableError
 from batchline.leases import LeaseLost
-from batchline.workers import aggregator, delivery, due, poller, results, sweeper
+from batchline.workers import aggregator, deadlines, delivery, due, poller, realtime, results, sweeper
 from batchline.workers.context import Context, current
 
 Summary = dict[str, Any]
@@ -51,6 +51,7 @@ def _hand_off(task: Any) -> Callable[[str], None]:
 # (`workers/task_summary.py` says which results count as work). `seen` is what beat's check saw.
 
 def _pack(task: Any, ctx: Context, **seen: Any) -> Summary:
+    ctx.dispatch_realtime(deadlines.route_new(ctx).calls)  # before packing: a request too late for a batch
     created = aggregator.pack(ctx)
     return {"batches": [c.batch_id for c in created], "requests": sum(c.requests for c in created),
             "outcomes": [c.outcome for c in created]}
@@ -108,6 +109,20 @@ def _outbox(task: Any, ctx: Context, **seen: Any) -> Summary:
             "undeliverable": r.undeliverable}
 
 
+def _route(task: Any, ctx: Context, **seen: Any) -> Summary:
+    routed = deadlines.tick(ctx)
+    ctx.dispatch_realtime(routed.calls)
+    return routed.summary()
+
+
+def _realtime(task: Any, ctx: Context, rid: str) -> Summary:
+    structlog.contextvars.bind_contextvars(request_id=rid)
+    done = realtime.answer(ctx, rid, int(task.request.retries))
+    if done.status == "retry":  # a 429 or a busy slot: answer() falls back itself after MAX_TRIES
+        raise task.retry(countdown=done.retry_after, max_retries=realtime.MAX_TRIES)
+    return {"request_id": rid, "status": done.status}
+
+
 def _ping(task: Any, ctx: Context, key: str) -> None:
     # Liveness that means "work still moves": this ran because the worker consumed a message.
     ctx.redis.set(key, task.request.hostname or "", ex=300)
@@ -117,7 +132,9 @@ TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
     TaskSpec("aggregator", "pack", _pack, every=lambda s: s.pack_interval_seconds, due=due.pack_due),
     TaskSpec("poller", "poll", _poll, every=lambda s: s.poll_interval_seconds, due=due.poll_due),
     TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds, due=due.sweep_due),
+    TaskSpec("aggregator", "route", _route, every=lambda s: s.pack_interval_seconds, due=deadlines.due),
     TaskSpec("results", "collect", _collect),
+    TaskSpec("results", "realtime", _realtime),
     TaskSpec("delivery", "send", _deliver),
     TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due),
     TaskSpec("health", "ping", _ping, queued=False),
@@ -125,7 +142,8 @@ TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
 BY_NAME = {spec.name: spec for spec in TASKS.values()}
 QUEUES = {spec.role: f"batchline.{spec.role}" for spec in TASKS.values() if spec.queued}
 PACK, POLL, SWEEP, COLLECT, PING = (TASKS[t].name for t in ("pack", "poll", "sweep", "collect", "ping"))
-DELIVER, OUTBOX = TASKS["send"].name, TASKS["outbox"].name
+DELIVER, OUTBOX, REALTIME = TASKS["send"].name, TASKS["outbox"].name, TASKS["realtime"].name
+ROUTE = TASKS["route"].name
 
 
 def create_app(settings: Settings) -> Celery:

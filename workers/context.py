@@ -112,6 +112,22 @@ class Context:
                                                       error=type(exc).__name__)
                 return
 
+    def dispatch_realtime(self, rids: list[str]) -> None:
+        """One real-time call task per request (deadlines). Without a Celery app, or when a send fails,
+        the request's lease runs out and it falls back to its batch (workers/deadlines.py)."""
+        if self.celery_app is None or not rids:
+            return
+        from batchline.workers.app import QUEUES, REALTIME
+
+        for rid in rids:
+            try:
+                self.celery_app.send_task(REALTIME, args=[rid], queue=QUEUES["results"])
+            except Exception as exc:
+                from batchline import log
+
+                log.get("batchline.realtime").warning("realtime.dispatch_failed", request_id=rid,
+                                                      error=type(exc).__name__)
+
     def crash_point(self, name: str) -> None:
         crash_point(self.settings.crash_at, self.redis, self.settings.key_prefix, name)
 

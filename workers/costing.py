@@ -35,7 +35,10 @@ def cost_field(
 
 
 def cost_usd(field: str) -> float | None:
-    """The batch cost in USD of a cost field ('' = not billed: 0; unpriced: None)."""
+    """What was paid in USD, from a cost field: the batch cost, or the real-time one ('rt:micros');
+    '' = not billed: 0; unpriced: None."""
     if field == UNPRICED:
         return None
+    if field.startswith("rt:"):
+        return int(field[3:]) / 1e6
     return int(field.split(":")[0]) / 1e6 if field else 0.0

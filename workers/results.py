@@ -21,7 +21,7 @@ import orjson
 import redis
 from anthropic.types.messages import MessageBatch
 
-from batchline import log
+from batchline import log, turnaround
 from batchline.clock import iso
 from batchline.errors import InvalidRequest, RetryableError
 from batchline.fields import B, R
@@ -31,7 +31,7 @@ from batchline.requests import ReplyTarget, check_reply_to
 from batchline.retry import RETRY, RetryPolicy
 from batchline.scripts import DeliverRow
 from batchline.workers.context import Context
-from batchline.workers.costing import cost_field, cost_usd
+from batchline.workers.costing import UNPRICED, cost_field, cost_usd
 from batchline.workers.lines import iter_lines
 from batchline.workers.provider import beta_header, classify
 from batchline.workers.results_fetch import results_response
@@ -40,7 +40,7 @@ from batchline.workers.sinks import RawUpload, S3Results, raw_key, result_key, r
 from batchline.workers.targets import send_all
 
 logger = log.get("batchline.results")
-SETTLE_FIELDS = (R.STATE, R.BATCH, R.TENANT, R.CUSTOM_ID, R.REPLY_TO, R.QUEUED_AT, R.ATTEMPTS, R.CANCEL)
+SETTLE_FIELDS = (R.STATE, R.BATCH, R.TENANT, R.CUSTOM_ID, R.REPLY_TO, R.QUEUED_AT, R.ATTEMPTS, R.CANCEL, R.PATH)
 
 
 @dataclass
@@ -84,12 +84,15 @@ def error_message(result: dict[str, Any]) -> str | None:
 class Fanout:
     """Settles chunks of result lines of one batch: deliver final outcomes, re-drive the rest."""
 
-    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], policy: RetryPolicy | None = None) -> None:
+    def __init__(self, ctx: Context, bid: str, batch: dict[str, str], policy: RetryPolicy | None = None,
+                 realtime: bool = False) -> None:
         self.ctx, self.bid, self.batch = ctx, bid, batch
+        self.realtime = realtime  # answers of the real-time Messages API (deadlines): paid at standard price
         self.s3 = S3Results(ctx.s3, ctx.settings) if ctx.settings.s3_bucket else None
         self.prefix = ctx.keys.request("")
         self.policy = policy or RetryPolicy(ctx.settings.max_attempts)
         self.report = CollectReport(bid)
+        self.models: set[str] = set()  # of its succeeded lines: the batch's turnaround is recorded per model
 
     def deliver(self, lines: list[bytes]) -> None:
         self.settle([orjson.loads(line) for line in lines])
@@ -103,15 +106,18 @@ class Fanout:
         rows: list[DeliverRow] = []
         objects: list[tuple[str, bytes]] = []
         sends: list[tuple[int, str, ReplyTarget, dict[str, Any]]] = []
+        wasted: list[tuple[str, str, str, int, str]] = []
         for obj, rec in zip(parsed, pipe.execute(), strict=True):
             pcid, result = obj["custom_id"], obj["result"]
-            state, bid, tenant, custom_id, reply_to, queued_at, attempts, cancel = (text(v) for v in rec)
+            state, bid, tenant, custom_id, reply_to, queued_at, attempts, cancel, path = (text(v) for v in rec)
             if bid != self.bid:
                 self.report.stale += 1
                 logger.warning("result.stale", batch_id=self.bid, provider_custom_id=pcid)
                 continue
             if state not in ("submitted", "ended", "batched"):
                 self.report.skipped += 1
+                if path == "hedged" and tenant and result.get("type") == "succeeded":  # the real-time answer won
+                    wasted.append(self._loser(pcid, tenant, result))
                 continue
             assert tenant is not None and custom_id is not None
             rtype, etype = str(result.get("type")), error_type(result)
@@ -130,7 +136,10 @@ class Fanout:
             if rtype == "succeeded":  # errored, canceled and expired requests are not billed
                 message = result.get("message") or {}
                 model = str(message.get("model", ""))
+                self.models.add(model)
                 cost = cost_field(self.ctx.prices, model, message.get("usage") or {}, self._first_unpriced)
+                if self.realtime and cost not in ("", UNPRICED):
+                    cost = "rt:" + cost.split(":")[1]
             key = result_key(self.ctx.settings, tenant, custom_id) if self.s3 else ""
             fields = {"custom_id": custom_id, "tenant": tenant, "outcome": outcome, "s3_key": key}
             if self.s3:
@@ -139,7 +148,8 @@ class Fanout:
                      "attempts": int(attempts or 0) + 1, "queued_at": iso(queued_at),
                      "cost_usd": cost_usd(cost),
                      "submitted_at": iso(self.batch.get(B.SUBMITTED_AT)), "ended_at": iso(self.batch.get(B.ENDED_AT)),
-                     "delivered_at": iso(now)},
+                     "delivered_at": iso(now),
+                     "answered_by": "realtime" if self.realtime else "batch"},  # deadlines.md
                     result, pcid)))
             action, stream = "D", ""
             try:
@@ -156,6 +166,8 @@ class Fanout:
                 stream = target.name
             rows.append(DeliverRow(pcid, action, outcome, key, stream, custom_id, tenant, orjson.dumps(result), entry,
                                    model, cost))
+        if wasted:
+            self.ctx.scripts.waste(day, wasted)
         if objects and self.s3:
             self.s3.put_many(objects)
         for index, error in send_all(self.ctx, self.ctx.reply_sender, sends):
@@ -176,6 +188,13 @@ class Fanout:
                 self.report.undeliverable += 1
                 logger.error("request.undeliverable", custom_id=row.custom_id, tenant=row.tenant, batch_id=self.bid,
                              outcome=row.outcome, error=error)
+
+    def _loser(self, rid: str, tenant: str, result: dict[str, Any]) -> tuple[str, str, str, int, str]:
+        """A batch answer not delivered (its hedge won): what it cost at batch price, to count as wasted."""
+        message = result.get("message") or {}
+        model = str(message.get("model", ""))
+        cost = self.ctx.prices.cost_micros(model, message.get("usage") or {})
+        return rid, tenant, model, cost.batch_micros if cost else 0, "batch"
 
     def _first_unpriced(self, model: str) -> bool:
         """Whether this is the deployment's first report of `model` as unpriced today."""
@@ -372,6 +391,8 @@ def _stream(ctx: Context, bid: str, batch: dict[str, str], lease: CollectLease) 
         fan.close()
     if not finish(ctx, bid, lease.owner, fan.report.lines):
         raise LeaseLost(f"collect lease on {bid} taken over before the finish")
+    if batch.get(B.CLAIMED_AT) and fan.models:  # the expected turnaround of deadline requests (deadlines.md)
+        turnaround.record(ctx.redis, ctx.keys, fan.models, (ctx.clock.now_ms() - int(batch[B.CLAIMED_AT])) / 1000)
     logger.info("batch.delivered", batch_id=bid, lines=fan.report.lines, delivered=fan.report.delivered,
                 skipped=fan.report.skipped, stale=fan.report.stale, retried=fan.report.retried)
     return fan.report

@@ -3,7 +3,8 @@
 A task's result is the small dict its adapter returns (workers/app.py); Flower shows it as a repr.
 Work is: a pack that created (or tried to create) a batch, a poll that spent API calls on open
 batches, a collect that read result lines, a sweep that did anything at all, a delivery task that
-claimed sends, a health ping.
+claimed sends, a route tick that routed, hedged or recovered a deadline request, a real-time call that
+answered, a health ping.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from batchline.workers.app import COLLECT, DELIVER, OUTBOX, PACK, PING, POLL, SWEEP
+from batchline.workers.app import COLLECT, DELIVER, OUTBOX, PACK, PING, POLL, REALTIME, ROUTE, SWEEP
 
 
 def did_work(task: str, result: Any) -> bool:
@@ -31,6 +32,10 @@ def did_work(task: str, result: Any) -> bool:
         return bool(summary)
     if task in (DELIVER, OUTBOX):  # webhook and SQS sends: it claimed something to send
         return bool(summary.get("claimed"))
+    if task == ROUTE:  # deadlines: something was routed, hedged, recovered or marked late
+        return any(summary.values())
+    if task == REALTIME:  # deadlines: an answer came back (delivered or not)
+        return summary.get("status") in ("delivered", "not_delivered", "fell_back")
     return True  # not batchline's: not ours to judge
 
 

@@ -19,7 +19,8 @@
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- ARGV[6] reply stream MAXLEN (approximate trim; 0: none), ARGV[7] pending list prefix,
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
---   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros', 'unpriced' or '')
+--   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros',
+--   'rt:micros' for an answer of the real-time Messages API, 'unpriced' or '')
 -- Returns {delivered, retried, {rid, error, ...} of the undeliverable, handed to the outbox}.
 local prefix, bid, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[6])
 local delivered, retried, failed, bytes, handed = 0, 0, {}, 0, 0
@@ -97,6 +98,12 @@ for i = 8, #ARGV, 11 do
       if cost == 'unpriced' then  -- succeeded, but its model has no price: counted apart, never guessed
         redis.call('HSET', key, R.cost, 'unpriced')
         add(costs, tenant .. '|' .. ARGV[i + 9] .. '|unpriced', 1)
+      elseif string.sub(cost, 1, 3) == 'rt:' then  -- answered real-time (deadlines): paid at standard price
+        local paid = tonumber(string.sub(cost, 4))
+        redis.call('HSET', key, R.cost, paid, R.standard_cost, paid)
+        local group = tenant .. '|' .. ARGV[i + 9]
+        add(costs, group .. '|realtime', paid)
+        add(costs, group .. '|realtime_requests', 1)
       elseif cost ~= '' then
         local sep = string.find(cost, ':', 1, true)
         local batch_cost, standard = tonumber(string.sub(cost, 1, sep - 1)), tonumber(string.sub(cost, sep + 1))

@@ -1,15 +1,17 @@
 -- Store a chunk of validated requests, idempotently per (tenant, custom_id).
 -- KEYS[1] tenants with pending work (zset), KEYS[2] stats hash, KEYS[3] counters hash,
 -- KEYS[4] set of reply stream names, KEYS[5] set of Celery queues named by reply targets,
--- KEYS[6] params refs (object key -> requests not yet final that refer to it), KEYS[7] params to delete (zset)
+-- KEYS[6] params refs (object key -> requests not yet final that refer to it), KEYS[7] params to delete (zset),
+-- KEYS[8] deadline requests not yet routed (zset: rid -> deadline ms; workers/deadlines.py)
 -- ARGV[1] request key prefix, ARGV[2] now (ms), ARGV[3] pending list prefix (one list per tenant),
 -- ARGV[4] the broker's key prefix (kombu's global_keyprefix: '' but in cluster mode; a Celery queue Q is
 --   the list ARGV[4] .. Q), admission control (0: no limit): ARGV[5] max queued requests, ARGV[6] max
 --   queued bytes, ARGV[7] percent of Redis maxmemory intake may fill, ARGV[8] K, then K groups of 5: tenant, its max requests, the
 --   limit's name, its max bytes, that limit's name (-1: none; the tighter of admission control's
 --   per-tenant limit and the tenant's own quota, named so a refusal says which: batchline/quotas.py);
--- then 9 fields per request: rid, tenant, custom_id, params_json (or '@KEY': kept in the object store,
---   batchline/objects.py), reply_to, metadata_json, digest, size, betas ('' for none)
+-- then 11 fields per request: rid, tenant, custom_id, params_json (or '@KEY': kept in the object store,
+--   batchline/objects.py), reply_to, metadata_json, digest, size, betas ('' for none), deadline (ms, 0:
+--   none), model ('' unless it has a deadline)
 -- Returns one code per request: 1 accepted, 0 duplicate (same digest), 2 conflict (other digest),
 -- or a string: the reply_to target's key collides with the broker's or a key of another kind, or
 -- 'backpressure|LIMIT|CURRENT|MAX|TENANT': a limit is reached. From the first such request on, no
@@ -94,7 +96,7 @@ local function register(rt)
   redis.call('SADD', is_stream and KEYS[4] or KEYS[5], key)
 end
 
-for i = first, #ARGV, 9 do
+for i = first, #ARGV, 11 do
   local rid, rt = ARGV[i], ARGV[i + 4]
   local key = prefix .. rid
   local existing = redis.call('HGET', key, R.digest)
@@ -120,6 +122,10 @@ for i = first, #ARGV, 9 do
       if rt ~= '' then redis.call('HSET', key, R.reply_to, rt) end
       if ARGV[i + 5] ~= '' then redis.call('HSET', key, R.metadata, ARGV[i + 5]) end
       if ARGV[i + 8] ~= '' then redis.call('HSET', key, R.betas, ARGV[i + 8]) end
+      if ARGV[i + 9] ~= '0' then
+        redis.call('HSET', key, R.deadline, ARGV[i + 9], R.model, ARGV[i + 10])
+        redis.call('ZADD', KEYS[8], ARGV[i + 9], rid)
+      end
       if string.byte(ARGV[i + 3], 1) == 64 then  -- '@': one more request refers to this object
         local object = string.sub(ARGV[i + 3], 2)
         redis.call('HINCRBY', KEYS[6], object, 1)

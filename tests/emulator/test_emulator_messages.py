@@ -47,3 +47,18 @@ def test_bad_params_are_a_400_naming_the_field(emu, client, body, rule):
         client.messages.create(**body)
     assert rule in str(err.value)
     assert emu.books()["realtime"]["messages"] == 0
+
+
+def test_slow_batches_by_control_while_real_time_answers_at_once(emu, client):
+    """What the deadline tests lean on: `processing_seconds` set at run time (POST /_emulator/faults)
+    slows the batches created from then on; `/v1/messages` still answers at once."""
+    import httpx2
+
+    httpx2.post(f"{emu.base_url}/_emulator/faults", json={"processing_seconds": 3600}).raise_for_status()
+    batch = client.messages.batches.create(requests=[request("slow-1", "slow")])
+    assert client.messages.create(**params("slow")).type == "message"
+    assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
+    emu.advance(3599)
+    assert client.messages.batches.retrieve(batch.id).processing_status == "in_progress"
+    emu.advance(2)
+    assert client.messages.batches.retrieve(batch.id).processing_status == "ended"

@@ -59,6 +59,12 @@ REQUEST_MOVES: dict[str, tuple[BatchState | None, RequestState, Callable[[Script
                             lambda s: s.redeliver(NOW, "{}", 0, [(RID, "outbox")]), False),
     # a queued request canceled moves to the cancel batch; its `canceled` is delivered from there
     "cancel": (None, RequestState.BATCHED, lambda s: s.cancel([RID], NOW, 60, "{}"), False),
+    # deadlines (route.lua): a queued request taken real-time, or hedged while still queued
+    "route, real-time": (None, RequestState.BATCHED, lambda s: s.route(NOW, NOW + 1000, [(RID, "T", "", "{}")]),
+                         False),
+    "route, hedge": (None, RequestState.BATCHED, lambda s: s.route(NOW, NOW + 1000, [(RID, "H", "", "{}")]), False),
+    "route, batch": (None, RequestState.QUEUED, lambda s: s.route(NOW, NOW + 1000, [(RID, "B", "", "{}")]), False),
+    "route, late": (None, RequestState.QUEUED, lambda s: s.route(NOW, NOW + 1000, [(RID, "L", "", "{}")]), False),
 }
 
 
@@ -171,3 +177,42 @@ def test_a_hand_off_lease_is_taken_over_by_a_collector_and_a_collect_lease_is_no
     assert scripts.lease(keys.batch(BID), "c2", NOW + 1500, NOW + 2500, state="ended", take_over=HANDOFF)
     assert not scripts.lease(keys.batch(BID), "c1", NOW + 1600, NOW + 2600, state="ended")  # c1 lost it
     assert not scripts.lease(keys.batch(BID), "c3", NOW, NOW + 1000, state="submitted")  # wrong state
+
+
+@pytest.mark.parametrize("state", list(RequestState))
+def test_route_fall_back_moves_only_a_request_of_the_realtime_batch(env, state):
+    """route.lua 'F': a request taken real-time goes back to its tenant's list (head), counted pending
+    again; from any other batch or state nothing moves (a hedged one stays in its batch)."""
+    from batchline.keys import REALTIME_BATCH
+
+    scripts, keys, client = env
+    for bid in (REALTIME_BATCH, BID):
+        client.flushdb()
+        put_request(client, keys, state, cancel=False)
+        client.hset(keys.request(RID), R.BATCH, bid)
+        client.rpush(keys.pending_of("t0"), "other")
+        client.zadd(keys.realtime, {RID: NOW + 1000})
+        (code,) = scripts.route(NOW, 0, [(RID, "F", "why", "{}")])
+        after = client.hget(keys.request(RID), R.STATE).decode()
+        assert not client.zscore(keys.realtime, RID)
+        if bid == REALTIME_BATCH and state == "batched":
+            assert (code, after) == ("back", "queued") and can_move(REQUEST_TRANSITIONS, state, after)
+            assert client.lindex(keys.pending_of("t0"), 0) == RID.encode()
+            assert client.hget(keys.stats, "pending") == b"1"
+        else:
+            assert (code, after) == ("released", state)
+
+
+def test_route_twice_from_two_passes_takes_once_and_keeps_the_first_path(env):
+    """The route tick and a pack may read the same slice of new deadline requests: the second 'T' finds
+    the request taken and leaves it (its path, its real-time lease) as the first pass set them."""
+    from batchline.keys import REALTIME_BATCH
+
+    scripts, keys, client = env
+    put_request(client, keys, "queued", cancel=False)
+    client.zadd(keys.deadlines_new, {RID: NOW + 60_000})
+    assert scripts.route(NOW, NOW + 1000, [(RID, "T", "first", "{}")]) == ["taken"]
+    assert scripts.route(NOW, NOW + 1000, [(RID, "T", "second", "{}")]) == ["gone"]
+    rec = client.hmget(keys.request(RID), R.STATE, R.BATCH, R.PATH, R.PATH_REASON)
+    assert rec == [b"batched", REALTIME_BATCH.encode(), b"realtime", b"first"]
+    assert not client.zscore(keys.deadlines_watch, RID) and client.hget(keys.stats, "pending") == b"0"
