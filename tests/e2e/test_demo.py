@@ -81,7 +81,7 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_", "FLOWER_"))},
            "BATCHLINE_REDIS_URL": url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600",
-                             "--documents", "0", "--webhooks", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
+                             "--documents", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)

@@ -366,3 +366,80 @@ def test_outbox_rounds_claim_the_next_round_while_one_sends(hook_settings, redis
         assert len(rx.calls) == 130 and len(rx.delivered()) == 130  # no request claimed by two rounds
         assert redis_client.zcard(ctx.keys.outbox) == 0
         assert delivery.run_rounds(ctx, 30.0).claimed == 0
+
+
+def _dispatched(redis_client) -> list[list[str]]:
+    """The send tasks' rids the hand-off put on the broker's delivery queue (kombu's Redis transport)."""
+    import base64
+
+    out = []
+    for raw in redis_client.lrange("batchline.delivery", 0, -1):
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        out.append(args[0])
+    return out
+
+
+def test_hand_off_holds_its_sends_for_the_send_task_so_no_tick_races_it(hook_settings, redis_client):
+    from batchline.workers import due
+    from batchline.workers.app import DELIVER, create_app
+    from batchline.workers.task_summary import did_work
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    app = create_app(hook_settings)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 3)
+        clock = FakeClock()
+        ctx = Context(hook_settings, celery_app=app, clock=clock)
+        drain(ctx)
+        [rids] = _dispatched(redis_client)
+        assert sorted(m.decode() for m in redis_client.zrange(ctx.keys.outbox_held, 0, -1)) == sorted(rids)
+        assert due.outbox_due(ctx) is None  # held for the send task: beat sends no outbox tick
+        assert delivery.run_rounds(ctx, 5.0).claimed == 0  # and a tick sent anyway would leave them to it
+        report = delivery.run_due(ctx, rids)  # what the send task runs
+        assert (report.claimed, report.delivered) == (3, 3) and did_work(DELIVER,
+                                                                      {"claimed": report.claimed})
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0 and redis_client.zcard(ctx.keys.outbox) == 0
+        assert len(rx.delivered()) == 3 and rx.bad_signatures == 0
+    app.close()
+
+
+def test_a_send_task_that_never_comes_leaves_its_sends_due_after_one_lease(hook_settings, redis_client):
+    from batchline.workers import due
+    from batchline.workers.app import create_app
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    app = create_app(hook_settings)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 2)
+        clock = FakeClock()
+        ctx = Context(hook_settings, celery_app=app, clock=clock)
+        drain(ctx)
+        [rids] = _dispatched(redis_client)
+        clock.advance(delivery.lease_ms(ctx) / 1000 - 1)
+        assert due.outbox_due(ctx) is None
+        clock.advance(1)
+        assert due.outbox_due(ctx) == {"due": 2}  # the task was lost: the tick takes them
+        assert delivery.run_rounds(ctx, 5.0).delivered == 2
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0
+        assert delivery.run_due(ctx, rids).claimed == 0  # the late task finds them sent: none sent twice
+        assert len(rx.calls) == 2
+    app.close()
+
+
+def test_a_send_task_not_dispatched_releases_its_sends_due_now(hook_settings, redis_client):
+    from batchline.local_services import free_port
+    from batchline.workers import due
+    from batchline.workers.app import create_app
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    no_broker = create_app(hook_settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    no_broker.conf.broker_connection_max_retries = 0
+    no_broker.conf.task_publish_retry = False
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 2)
+        ctx = Context(hook_settings, celery_app=no_broker)
+        drain(ctx)
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0  # the send failed: released, not held
+        assert due.outbox_due(ctx) == {"due": 2}
+        assert delivery.run_due(ctx).delivered == 2 and len(rx.calls) == 2
+    no_broker.close()
