@@ -35,6 +35,8 @@ class TaskSpec:
     run: Callable[..., Summary | None]  # (task, ctx, *args, **seen): a thin adapter over a plain function
     every: Callable[[Settings], float] | None = None  # beat: how often (None: not scheduled)
     due: Callable[[Context], Summary | None] | None = None  # beat sends it only when this sees work
+    # beat calls it just before it sends the tick, with the tick's expiry (s): a mark that it is on its way
+    sending: Callable[[Context, float], None] | None = None
     queued: bool = True  # False: sent to one worker's own queue (`worker_direct`), not a role's
 
     @property
@@ -119,7 +121,8 @@ TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
     TaskSpec("poller", "sweep", _sweep, every=lambda s: s.sweep_interval_seconds, due=due.sweep_due),
     TaskSpec("results", "collect", _collect),
     TaskSpec("delivery", "send", _deliver),
-    TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due),
+    TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due,
+             sending=due.outbox_tick_sending),
     TaskSpec("health", "ping", _ping, queued=False),
 )}
 BY_NAME = {spec.name: spec for spec in TASKS.values()}

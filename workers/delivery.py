@@ -147,6 +147,7 @@ def run_rounds(ctx: Context, budget_seconds: float, limit: int = CLAIM) -> Deliv
     deadline = time.monotonic() + budget_seconds
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-ahead") as ahead:
         current = claim(ctx, (), limit)
+        ctx.redis.delete(ctx.keys.outbox_tick)  # this tick has claimed: beat may send the next one
         while current.claimed:
             full = len(current.claimed) >= limit and time.monotonic() < deadline
             upcoming = ahead.submit(claim, ctx, (), limit) if full else None
