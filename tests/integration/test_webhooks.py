@@ -443,3 +443,35 @@ def test_a_send_task_not_dispatched_releases_its_sends_due_now(hook_settings, re
         assert due.outbox_due(ctx) == {"due": 2}
         assert delivery.run_due(ctx).delivered == 2 and len(rx.calls) == 2
     no_broker.close()
+
+
+def test_outbox_gauges_show_a_receiver_that_does_not_take_its_sends(hook_settings, redis_client):
+    """`batchline metrics` and `batchline status`: the outbox's depth stays while its receiver answers
+    503 (retries wait, nothing due), and the oldest due age grows when no delivery task sends."""
+    from rich.console import Console
+
+    from batchline.metrics import PipelineCollector
+    from batchline.producers.status_cli import render
+    from batchline.reports import snapshot
+
+    def gauges() -> dict[str, float]:
+        names = ("outbox_requests", "outbox_due_requests", "outbox_oldest_due_age_seconds")
+        families = {f.name: f for f in PipelineCollector(ctx.redis, ctx.keys, 1).collect()}
+        return {n: families[f"batchline_{n}"].samples[0].value for n in names}
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret, answer=lambda n: (503, 0.0)) as rx:
+        submit(hook_settings, "acme", rx.url, 3)
+        ctx = Context(hook_settings)
+        assert gauges() == {"outbox_requests": 0, "outbox_due_requests": 0, "outbox_oldest_due_age_seconds": 0}
+        drain(ctx)
+        assert gauges()["outbox_requests"] == gauges()["outbox_due_requests"] == 3
+        assert delivery.run_due(ctx).retried == 3 and len(rx.calls) == 3
+        assert gauges() == {"outbox_requests": 3, "outbox_due_requests": 0, "outbox_oldest_due_age_seconds": 0}
+        now = ctx.clock.now_ms()
+        redis_client.zadd(ctx.keys.outbox, {m: now - 30_000 for m in redis_client.zrange(ctx.keys.outbox, 0, -1)})
+        seen = gauges()  # as if no delivery task had run for 30 s past their retry
+        assert seen["outbox_due_requests"] == 3 and 29 <= seen["outbox_oldest_due_age_seconds"] < 40, seen
+        console = Console(width=200, record=True)
+        console.print(render(snapshot(ctx.redis, ctx.keys), 1))
+        assert "3 delivering (webhook, SQS), 3 due, the oldest due 3" in console.export_text()
