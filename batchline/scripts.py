@@ -211,12 +211,15 @@ class Scripts:
         codes = self._durable("redeliver", keys=[k.counters, k.undeliverable, k.reply_queues, k.outbox], args=args)
         return [text(c) or "" for c in codes]
 
-    def outbox_claim(self, now: int, until: int, limit: int, rids: Sequence[str] = ()) -> list[str]:
+    def outbox_claim(self, now: int, until: int, limit: int, fields: Sequence[str],
+                     rids: Sequence[str] = ()) -> list[tuple[str, list[bytes | None]]]:
         """Claim due requests of the outbox (only those of `rids` that are due or held for this send
-        task, when given) until `until`."""
+        task, when given) until `until`; per claimed request, its id and its record's `fields`."""
         k = self._keys
-        claimed = self._run["outbox_claim"](keys=[k.outbox, k.outbox_held], args=[now, until, limit, *rids])
-        return [text(r) or "" for r in claimed]
+        flat = self._run["outbox_claim"](keys=[k.outbox, k.outbox_held],
+                                         args=[now, until, limit, k.request(""), len(fields), *fields, *rids])
+        step = len(fields) + 1
+        return [(text(flat[i]) or "", list(flat[i + 1 : i + step])) for i in range(0, len(flat), step)]
 
     def outbox_release(self, now: int, rids: Sequence[str]) -> int:
         """Make requests still held for a send task that was never dispatched due now; how many."""

@@ -79,7 +79,10 @@ def _bodies(ctx: Any, n: int) -> list[bytes]:
     from batchline.workers import delivery
 
     rids = [m.decode() for m in ctx.redis.zrange(ctx.keys.outbox, 0, n - 1)]
-    _, groups = delivery._load(ctx, rids)
+    pipe = ctx.redis.pipeline(transaction=False)
+    for rid in rids:
+        pipe.hmget(ctx.keys.request(rid), *delivery.FIELDS)
+    _, groups = delivery._load(ctx, list(zip(rids, pipe.execute(), strict=True)))
     return [item.body for items in groups.values() for item in items]
 
 

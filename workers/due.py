@@ -1,11 +1,13 @@
-"""Is a tick's work due? Beat asks before it sends pack, poll or sweep, so a tick that would find
-nothing to do is never a task (Flower lists the work, not the ticks).
+"""Is a tick's work due? Beat asks before it sends pack, poll, sweep or the outbox tick, so a tick
+that would find nothing to do is never a task (Flower lists the work, not the ticks).
 
 Each check only reads Redis (a few keys, one round trip or two) and applies the same rule the task
-applies (beat marks an outbox tick on its way as it sends it: `outbox_tick_sending`), so the timing guarantees are the task's own: a batch goes out when the packing rule says so
-(`workers/packing.py`), open batches are polled every poll interval, and a sweep runs whenever one of
-its table's actions, a queued cancel, an alert change or a trim is waiting. A check answers what beat
-tells the task (it shows in Flower as the task's kwargs), or None for "nothing to do".
+applies, so the timing guarantees are the task's own: a batch goes out when the packing rule says so
+(`workers/packing.py`), open batches are polled every poll interval, a sweep runs whenever one of
+its table's actions, a queued cancel, an alert change or a trim is waiting, and an outbox send goes
+when it is due (its retry's backoff or Retry-After). A check answers what beat tells the task (it
+shows in Flower as the task's kwargs), or None for "nothing to do". Beat marks an outbox tick on its
+way as it sends it (`outbox_tick_sending`): a second tick would find the first one's sends taken.
 """
 
 from __future__ import annotations

@@ -475,3 +475,24 @@ def test_outbox_gauges_show_a_receiver_that_does_not_take_its_sends(hook_setting
         console = Console(width=200, record=True)
         console.print(render(snapshot(ctx.redis, ctx.keys), 1))
         assert "3 delivering (webhook, SQS), 3 due, the oldest due 3" in console.export_text()
+
+
+def test_a_round_resolves_and_checks_each_host_once_and_connects_to_that_address(
+    hook_settings, redis_client, monkeypatch
+):
+    """The delivery-time check runs once per round for a host's sends (not once per send): every send
+    of the round goes to the address checked then; the next round looks again."""
+    from batchline import webhooks
+
+    lookups: list[str] = []
+    real = webhooks.resolve
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: lookups.append(host) or real(host, port))
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 20)
+        ctx = Context(hook_settings)
+        drain(ctx)
+        lookups.clear()  # intake's check
+        assert delivery.run_due(ctx).delivered == 20 and len(rx.delivered()) == 20
+        assert lookups == ["127.0.0.1"]
+        assert "host" in rx.calls[0].headers and rx.calls[0].headers["user-agent"] == "batchline-webhooks"
