@@ -703,8 +703,9 @@ METHOD = [
     "8. **delivery**: N requests go through a real batch at the emulator and `results.collect` into the "
     "outbox (untimed). (a) times `delivery.run_rounds` (the outbox tick: the next round claimed and loaded "
     "while one sends) until all are delivered to a loopback receiver "
-    "(`http.server`, HTTP/1.1 keep-alive, 204, in this process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
-    "claim, load, sign, per-host slots in Redis, post, settle. (b) posts the same bodies from a plain "
+    "(`http.server`, HTTP/1.1 keep-alive, 204, in its own process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
+    "claim and load (one script), the host resolved and checked once per round, sign, per-host slots in "
+    "Redis, post, settle. (b) posts the same bodies from a plain "
     "httpx2 client with 8 threads to the same receiver. (c) times the rounds to an SQS queue on moto's "
     "server; (d) sends the same bodies with a plain boto3 `send_message_batch` loop, ten per call, same "
     "server. Targets are on the ratios.",
