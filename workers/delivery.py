@@ -294,8 +294,9 @@ def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
             result = now_checked
         else:
             headers = sign(live[item.tenant], item.idempotency_key, int(time.time()), item.body)
-            result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds,
-                          checked=now_checked)
+            result = post(
+                ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds, checked=now_checked
+            )
         if result.host_down:
             down.set()
         return _settle(ctx, item, result, retries)

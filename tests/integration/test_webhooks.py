@@ -396,8 +396,7 @@ def test_hand_off_holds_its_sends_for_the_send_task_so_no_tick_races_it(hook_set
         assert due.outbox_due(ctx) is None  # held for the send task: beat sends no outbox tick
         assert delivery.run_rounds(ctx, 5.0).claimed == 0  # and a tick sent anyway would leave them to it
         report = delivery.run_due(ctx, rids)  # what the send task runs
-        assert (report.claimed, report.delivered) == (3, 3) and did_work(DELIVER,
-                                                                      {"claimed": report.claimed})
+        assert (report.claimed, report.delivered) == (3, 3) and did_work(DELIVER, {"claimed": report.claimed})
         assert redis_client.zcard(ctx.keys.outbox_held) == 0 and redis_client.zcard(ctx.keys.outbox) == 0
         assert len(rx.delivered()) == 3 and rx.bad_signatures == 0
     app.close()
