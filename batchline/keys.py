@@ -94,6 +94,11 @@ class Keys:
         # External targets (webhook, SQS): requests `delivering`, by when their next send is due (a
         # send in progress has moved it past its own lease: a crashed sender's requests come due again)
         self.outbox = f"{prefix}:outbox"  # zset: request id -> next send due (ms)
+        # handed to the outbox with a send task dispatched for them: that task's to claim until then
+        # (their outbox due time is the same), so beat's outbox tick does not race it
+        self.outbox_held = f"{prefix}:outbox:held"  # zset: request id -> held until (ms)
+        # an outbox tick beat sent that has not claimed yet (it expires with the tick): no second one
+        self.outbox_tick = f"{prefix}:outbox:tick"  # string: when beat sent it (ms), with a TTL
         self.webhook_secrets = f"{prefix}:whsecrets"  # hash: tenant -> [{"secret", "expires_ms"}] (JSON)
         self.tenants = f"{prefix}:tenants"  # hash: tenant name -> its settings (JSON)
         # Deadlines (workers/deadlines.py): requests with a deadline not yet routed, and those left to

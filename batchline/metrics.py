@@ -57,6 +57,11 @@ class PipelineCollector:
         yield gauge("submission_paused", "1 while an account-level error pauses submission", 1 if snap.paused else 0)
         yield gauge("requests_undeliverable", "Final outcomes their reply target refused (batchline redeliver)",
                     snap.undeliverable)
+        yield gauge("outbox_requests", "Webhook and SQS sends waiting or in progress (state delivering)", snap.outbox)
+        yield gauge("outbox_due_requests", "Outbox sends due now: neither being sent nor waiting for a retry",
+                    snap.outbox_due)
+        yield gauge("outbox_oldest_due_age_seconds", "How long the most overdue outbox send has been due",
+                    snap.oldest_outbox_due_age_s)
         yield gauge("watchdog_alerts", "Stuck batches and results nearing their 29-day end", len(snap.alerts))
         by_size = sorted(snap.by("accepted").items(), key=lambda kv: (-kv[1], kv[0]))
         keep = {labels[0] for labels, _ in by_size[: self.max_tenants]}

@@ -33,6 +33,11 @@ class Snapshot:
     undeliverable: int = 0  # requests whose reply target refused them, awaiting `batchline redeliver`
     waiting_by_tenant: dict[str, int] = field(default_factory=dict)  # per-tenant pending list lengths
     redis: dict[str, Any] = field(default_factory=dict)  # role, replicas in sync, lag (batchline/replication.py)
+    # the outbox of webhook and SQS sends (workers/delivery.py): requests delivering, those of them
+    # due now (not held for a send task, not being sent), and how long the most overdue has waited
+    outbox: int = 0
+    outbox_due: int = 0
+    oldest_outbox_due_age_s: float = 0.0
 
     def by(self, kind: str) -> dict[tuple[str, ...], int]:
         """Counters of one kind ('accepted', 'delivered', 'redriven', 'canceled') keyed by their labels."""
@@ -63,21 +68,26 @@ def snapshot(client: redis.Redis, keys: Keys, with_open: bool = False) -> Snapsh
     for hash_key in (keys.paused, keys.alerts, keys.counters):
         pipe.hgetall(hash_key)
     pipe.zcard(keys.undeliverable)
-    n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable = pipe.execute()
+    now = now_ms()
+    pipe.zcard(keys.outbox)
+    pipe.zcount(keys.outbox, "-inf", now)
+    pipe.zrange(keys.outbox, 0, 0, withscores=True)
+    n_open, n_ended, n_leased, paused, alerts, counters, n_undeliverable, n_outbox, n_due, first = pipe.execute()
     age = 0.0
     if queue.oldest_queued_at_ms is not None:
-        age = max(0.0, (now_ms() - queue.oldest_queued_at_ms) / 1000)
+        age = max(0.0, (now - queue.oldest_queued_at_ms) / 1000)
     snap = Snapshot(
         pending=queue.requests, pending_bytes=queue.bytes, oldest_pending_age_s=age,
         in_flight=queue.in_flight, open_batches=int(n_open), awaiting_delivery=int(n_ended),
         leased=int(n_leased), paused=text_map(paused), alerts=text_map(alerts),
         counters={text(k) or "": int(v) for k, v in counters.items()},
         undeliverable=int(n_undeliverable),
+        outbox=int(n_outbox), outbox_due=int(n_due),
+        oldest_outbox_due_age_s=max(0.0, (now - first[0][1]) / 1000) if first else 0.0,
         waiting_by_tenant=pending.by_tenant(client, keys),
         redis=replication(client),
     )
     if with_open:
-        now = now_ms()
         opened: list[tuple[bytes, float]] = client.zrange(keys.open, 0, 49, withscores=True)  # type: ignore[assignment]
         for raw, submitted in opened:
             bid = raw.decode()

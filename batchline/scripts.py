@@ -26,8 +26,8 @@ from batchline.requests import EncodedRequest
 
 NAMES = (
     "intake", "cancel", "claim", "intent", "submitted", "ended", "release", "deliver", "finish", "lease",
-    "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "external", "host_slot", "params_gc",
-    "route", "waste",
+    "redeliver", "gateway_count", "migrate_pending", "outbox_claim", "outbox_release", "external", "host_slot",
+    "params_gc", "route", "waste",
 )
 LIBRARY = "_lease"  # Lua functions every script may call (the lease checks)
 #: a script that needs shared functions names their file: `-- include: targets` (the reply-target
@@ -181,16 +181,17 @@ class Scripts:
                                        args=[owner, now, until, state, take_over, index, int(expire)]))
 
     def deliver(self, bid: str, now: int, record_ttl: int, day: str, stream_maxlen: int,
-                rows: Sequence[DeliverRow]) -> tuple[int, int, list[tuple[str, str]], int]:
+                rows: Sequence[DeliverRow], held_until: int = 0) -> tuple[int, int, list[tuple[str, str]], int]:
         """Settle result lines of one batch; (delivered, re-driven, [(rid, error)] of the undeliverable,
-        handed to the outbox for an external target)."""
+        handed to the outbox for an external target). `held_until` (ms, 0: none): those handed are held
+        for the send task about to be dispatched for them until then, instead of due now."""
         k = self._keys
-        args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen, k.pending_lists]
+        args: list[Any] = [k.request(""), bid, now, record_ttl, day, stream_maxlen, k.pending_lists, held_until]
         for row in rows:
             args += row.encode()
         delivered, retried, failed, handed = self._durable("deliver",
             keys=[k.pending_tenants, k.stats, k.counters, k.cost_day(day), k.batch(bid), k.cost_days, k.reply_queues,
-                  k.undeliverable, k.outbox, k.params_refs, k.params_gc],
+                  k.undeliverable, k.outbox, k.params_refs, k.params_gc, k.outbox_held],
             args=args)
         pairs = [(text(r) or "", text(e) or "") for r, e in zip(failed[::2], failed[1::2], strict=True)]
         return int(delivered), int(retried), pairs, int(handed)
@@ -211,10 +212,20 @@ class Scripts:
         codes = self._durable("redeliver", keys=[k.counters, k.undeliverable, k.reply_queues, k.outbox], args=args)
         return [text(c) or "" for c in codes]
 
-    def outbox_claim(self, now: int, until: int, limit: int, rids: Sequence[str] = ()) -> list[str]:
-        """Claim due requests of the outbox (only those of `rids`, when given) until `until`."""
+    def outbox_claim(self, now: int, until: int, limit: int, fields: Sequence[str],
+                     rids: Sequence[str] = ()) -> list[tuple[str, list[bytes | None]]]:
+        """Claim due requests of the outbox (only those of `rids` that are due or held for this send
+        task, when given) until `until`; per claimed request, its id and its record's `fields`."""
         k = self._keys
-        return [text(r) or "" for r in self._run["outbox_claim"](keys=[k.outbox], args=[now, until, limit, *rids])]
+        flat = self._run["outbox_claim"](keys=[k.outbox, k.outbox_held],
+                                         args=[now, until, limit, k.request(""), len(fields), *fields, *rids])
+        step = len(fields) + 1
+        return [(text(flat[i]) or "", list(flat[i + 1 : i + step])) for i in range(0, len(flat), step)]
+
+    def outbox_release(self, now: int, rids: Sequence[str]) -> int:
+        """Make requests still held for a send task that was never dispatched due now; how many."""
+        k = self._keys
+        return int(self._run["outbox_release"](keys=[k.outbox, k.outbox_held], args=[now, *rids]))
 
     def external(self, now: int, record_ttl: int, rows: Sequence[tuple[str, str, int, str]]) -> list[str]:
         """Settle external sends, per (rid, action 'D'/'U'/'L'/'S', due ms, error): 'ok' or 'gone'."""

@@ -705,11 +705,14 @@ METHOD = [
     "8. **delivery**: N requests go through a real batch at the emulator and `results.collect` into the "
     "outbox (untimed). (a) times `delivery.run_rounds` (the outbox tick: the next round claimed and loaded "
     "while one sends) until all are delivered to a loopback receiver "
-    "(`http.server`, HTTP/1.1 keep-alive, 204, in this process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
-    "claim, load, sign, per-host slots in Redis, post, settle. (b) posts the same bodies from a plain "
+    "(`http.server`, HTTP/1.1 keep-alive, 204, in its own process) with `BATCHLINE_WEBHOOK_MAX_CONCURRENCY` 8: "
+    "claim and load (one script), the host resolved and checked once per round, sign, per-host slots in "
+    "Redis, post, settle. (b) posts the same bodies from a plain "
     "httpx2 client with 8 threads to the same receiver. (c) times the rounds to an SQS queue on moto's "
     "server; (d) sends the same bodies with a plain boto3 `send_message_batch` loop, ten per call, same "
-    "server. Targets are on the ratios.",
+    "server. moto's SQS slows with a queue's length (each send scans it), so (c) and (d) run as three pairs "
+    "of a third of N on fresh queues, the order alternating, the ratio their median. Targets are on the "
+    "ratios.",
     "9. **replicas**: a primary and one replica (redis-servers on loopback, replication on); the intake "
     "row's `submit_many` and the fan-out row's `results.collect` (to a Redis stream, no S3; the packing "
     "row's size) run with `BATCHLINE_REDIS_MIN_REPLICAS=0`, then `=1` (each acknowledging write is followed "

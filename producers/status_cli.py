@@ -34,6 +34,9 @@ def render(snap: Snapshot, limit: int, min_replicas: int = 0) -> Any:
         ("open batches", f"{snap.open_batches:,}"),
         ("awaiting delivery", f"{snap.awaiting_delivery:,} batches"),
         ("leases held", f"{snap.leased:,}"),
+        ("outbox", f"{snap.outbox:,} delivering (webhook, SQS), {snap.outbox_due:,} due, the oldest due "
+                   f"{snap.oldest_outbox_due_age_s:,.0f} s ago"),
+        ("undeliverable", f"{snap.undeliverable:,} (batchline redeliver)"),
         ("submission", f"PAUSED since {snap.paused.get('since')}: {snap.paused.get('reason')} "
                        f"{snap.paused.get('message', '')}" if snap.paused else "running"),
         ("redis", describe(snap.redis, min_replicas)),

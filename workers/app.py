@@ -35,6 +35,8 @@ class TaskSpec:
     run: Callable[..., Summary | None]  # (task, ctx, *args, **seen): a thin adapter over a plain function
     every: Callable[[Settings], float] | None = None  # beat: how often (None: not scheduled)
     due: Callable[[Context], Summary | None] | None = None  # beat sends it only when this sees work
+    # beat calls it just before it sends the tick, with the tick's expiry (s): a mark that it is on its way
+    sending: Callable[[Context, float], None] | None = None
     queued: bool = True  # False: sent to one worker's own queue (`worker_direct`), not a role's
 
     @property
@@ -136,7 +138,8 @@ TASKS: dict[str, TaskSpec] = {spec.short: spec for spec in (
     TaskSpec("results", "collect", _collect),
     TaskSpec("results", "realtime", _realtime),
     TaskSpec("delivery", "send", _deliver),
-    TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due),
+    TaskSpec("delivery", "outbox", _outbox, every=lambda s: s.delivery_outbox_seconds, due=due.outbox_due,
+             sending=due.outbox_tick_sending),
     TaskSpec("health", "ping", _ping, queued=False),
 )}
 BY_NAME = {spec.name: spec for spec in TASKS.values()}

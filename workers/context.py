@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import cached_property
 from typing import Any
@@ -95,9 +96,21 @@ class Context:
     def prices(self) -> PriceTable:
         return PriceTable.load(self.settings.prices_file)
 
+    def delivery_hold_until(self, now: int) -> int:
+        """Until when requests handed to the outbox now are held for the send task `dispatch_deliveries`
+        sends for them (0: no Celery app, no task is sent, they are due now). One claim lease: a task
+        that has not claimed them by then is taken as lost, like a sender that died, and beat's outbox
+        tick sends them. Held, they are not due, so the tick neither races the task nor shows as idle."""
+        if self.celery_app is None:
+            return 0
+        from batchline.workers.delivery import lease_ms
+
+        return now + lease_ms(self)
+
     def dispatch_deliveries(self, rids: list[str]) -> None:
-        """Ask a delivery task to send these (just put in the outbox) now; without a Celery app, or
-        when the send fails, beat's outbox tick finds them due (workers/delivery.py)."""
+        """Ask a delivery task to send these (just put in the outbox, held for it) now; without a Celery
+        app they are due at once, and when the send fails they are released: beat's outbox tick finds
+        them due (workers/delivery.py)."""
         if self.celery_app is None or not rids:
             return
         from batchline.workers.app import DELIVER, QUEUES
@@ -108,8 +121,10 @@ class Context:
             except Exception as exc:  # the outbox holds them: beat's tick sends them instead
                 from batchline import log
 
-                log.get("batchline.delivery").warning("delivery.dispatch_failed", requests=len(rids),
+                log.get("batchline.delivery").warning("delivery.dispatch_failed", requests=len(rids) - i,
                                                       error=type(exc).__name__)
+                with contextlib.suppress(redis.RedisError):  # else their hold runs out, as a lost task's does
+                    self.scripts.outbox_release(self.clock.now_ms(), rids[i:])
                 return
 
     def dispatch_realtime(self, rids: list[str]) -> None:

@@ -33,7 +33,7 @@ from batchline.tenants import WebhookSecrets
 from batchline.webhooks import WebhookPolicy, WebhookURL, parse_url, sign
 from batchline.workers import sqs_sender
 from batchline.workers.context import Context
-from batchline.workers.webhook_sender import SendPolicy, SendResult, Verdict, post
+from batchline.workers.webhook_sender import Checked, SendPolicy, SendResult, Verdict, check_now, post
 
 logger = log.get("batchline.delivery")
 
@@ -83,13 +83,14 @@ class Outgoing:
     body: bytes
     tries: int
     since: int
+    group: str  # sent together: one webhook host (scheme, host, port) or one SQS queue
 
-    @property
-    def group(self) -> str:
-        if self.target.kind == "webhook":
-            parts = urlsplit(self.target.name)
-            return f"webhook:{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
-        return f"sqs:{self.target.name}"
+
+def group_of(target: ReplyTarget) -> str:
+    if target.kind == "webhook":
+        parts = urlsplit(target.name)
+        return f"webhook:{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    return f"sqs:{target.name}"
 
 
 @dataclass
@@ -129,10 +130,11 @@ class Round:
 
 
 def claim(ctx: Context, rids: Sequence[str] = (), limit: int = CLAIM) -> Round:
+    """Claim due requests and read their records (one script), grouped by host or queue."""
     now = ctx.clock.now_ms()
-    claimed = ctx.scripts.outbox_claim(now, now + lease_ms(ctx), limit, rids)
-    rows, groups = _load(ctx, claimed) if claimed else ([], {})
-    return Round(claimed, rows, groups)
+    claimed = ctx.scripts.outbox_claim(now, now + lease_ms(ctx), limit, FIELDS, rids)
+    rows, groups = _load(ctx, claimed)
+    return Round([rid for rid, _ in claimed], rows, groups)
 
 
 def run_due(ctx: Context, rids: Sequence[str] = (), limit: int = CLAIM) -> DeliveryReport:
@@ -147,6 +149,7 @@ def run_rounds(ctx: Context, budget_seconds: float, limit: int = CLAIM) -> Deliv
     deadline = time.monotonic() + budget_seconds
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-ahead") as ahead:
         current = claim(ctx, (), limit)
+        ctx.redis.delete(ctx.keys.outbox_tick)  # this tick has claimed: beat may send the next one
         while current.claimed:
             full = len(current.claimed) >= limit and time.monotonic() < deadline
             upcoming = ahead.submit(claim, ctx, (), limit) if full else None
@@ -184,24 +187,31 @@ def send_round(ctx: Context, batch: Round) -> DeliveryReport:
     return report
 
 
-def _load(ctx: Context, rids: Sequence[str]) -> tuple[list[Row], dict[str, list[Outgoing]]]:
-    pipe = ctx.redis.pipeline(transaction=False)
-    for rid in rids:
-        pipe.hmget(ctx.keys.request(rid), *FIELDS)
+def _load(
+    ctx: Context, claimed: Sequence[tuple[str, Sequence[bytes | None]]]
+) -> tuple[list[Row], dict[str, list[Outgoing]]]:
+    """Claimed requests (id, record FIELDS) as sends grouped by host or queue, and rows settled without one."""
     rows: list[Row] = []
     groups: dict[str, list[Outgoing]] = {}
-    for rid, rec in zip(rids, pipe.execute(), strict=True):
+    targets: dict[str, tuple[ReplyTarget, str] | str] = {}  # reply_to -> (target, group) or why not
+    for rid, rec in claimed:
         state, reply_to, custom_id, tenant, outcome, s3_key, bid, result, queued_at, tries, since = (
             text(v) for v in rec
         )
         if state != "delivering" or not reply_to or tenant is None or custom_id is None:
             rows.append((rid, "D", 0, ""))  # external.lua answers 'gone' and drops it from the outbox
             continue
-        try:
-            target = check_reply_to(reply_to, ctx.settings.key_prefix)
-        except InvalidRequest as exc:
-            rows.append((rid, Verdict.NEVER, 0, f"{reply_to[:200]}: {exc.rule}"))
+        if reply_to not in targets:
+            try:
+                target = check_reply_to(reply_to, ctx.settings.key_prefix)
+                targets[reply_to] = (target, group_of(target))
+            except InvalidRequest as exc:
+                targets[reply_to] = f"{reply_to[:200]}: {exc.rule}"
+        known = targets[reply_to]
+        if isinstance(known, str):
+            rows.append((rid, Verdict.NEVER, 0, known))
             continue
+        target, group = known
         key = f"{tenant}:{custom_id}:{queued_at}"
         fields = {
             "custom_id": custom_id,
@@ -221,8 +231,9 @@ def _load(ctx: Context, rids: Sequence[str]) -> tuple[list[Row], dict[str, list[
             body(fields, result),
             int(tries or 0),
             int(since or ctx.clock.now_ms()),
+            group,
         )
-        groups.setdefault(item.group, []).append(item)
+        groups.setdefault(group, []).append(item)
     return rows, groups
 
 
@@ -233,9 +244,9 @@ def _send_group(ctx: Context, items: list[Outgoing]) -> list[Row]:
 
 
 def _settle(ctx: Context, item: Outgoing, result: SendResult, policy: SendPolicy) -> Row:
-    where = shown(item.target)
     if result.verdict is Verdict.DELIVERED:
         return (item.rid, "D", 0, "")
+    where = shown(item.target)
     if result.verdict is Verdict.NEVER:
         return (item.rid, "U", 0, f"{where}: {result.error}")
     now = ctx.clock.now_ms()
@@ -255,12 +266,17 @@ def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
     deadline = time.monotonic() + s.webhook_timeout_seconds
     policy, retries = WebhookPolicy.of(s), send_policy(ctx)
     live = {t: WebhookSecrets(ctx.redis, ctx.keys).live(t, ctx.clock.now_ms()) for t in {i.tenant for i in items}}
-    forms: dict[str, WebhookURL | str] = {}  # each URL's form, checked once a round (its address at each send)
+    # each URL's form, and its host resolved and every address checked now, once for this round's
+    # sends (each connects to that checked address; the next round looks again)
+    forms: dict[str, WebhookURL | str] = {}
+    checked: dict[str, Checked | SendResult] = {}
     for url in {i.target.name for i in items}:
         try:
-            forms[url] = parse_url(url, policy, check_host=False)
+            forms[url] = form = parse_url(url, policy, check_host=False)
         except InvalidRequest as exc:
             forms[url] = exc.rule
+            continue
+        checked[url] = check_now(url, policy, form=form)
     pending = deque(items)
     down = threading.Event()
     host_port = items[0].group.removeprefix("webhook:")
@@ -273,8 +289,14 @@ def _send_webhooks(ctx: Context, items: list[Outgoing]) -> list[Row]:
         form = forms[item.target.name]
         if isinstance(form, str):  # e.g. http:// after BATCHLINE_WEBHOOK_ALLOW_HTTP was turned off
             return (item.rid, "U", 0, f"{shown(item.target)}: {form}")
-        headers = sign(live[item.tenant], item.idempotency_key, int(time.time()), item.body)
-        result = post(ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds, form=form)
+        now_checked = checked[item.target.name]
+        if isinstance(now_checked, SendResult):  # refused, or the host does not resolve
+            result = now_checked
+        else:
+            headers = sign(live[item.tenant], item.idempotency_key, int(time.time()), item.body)
+            result = post(
+                ctx.http, item.target.name, policy, headers, item.body, s.webhook_timeout_seconds, checked=now_checked
+            )
         if result.host_down:
             down.set()
         return _settle(ctx, item, result, retries)

@@ -1,11 +1,13 @@
-"""Is a tick's work due? Beat asks before it sends pack, poll or sweep, so a tick that would find
-nothing to do is never a task (Flower lists the work, not the ticks).
+"""Is a tick's work due? Beat asks before it sends pack, poll, sweep or the outbox tick, so a tick
+that would find nothing to do is never a task (Flower lists the work, not the ticks).
 
 Each check only reads Redis (a few keys, one round trip or two) and applies the same rule the task
 applies, so the timing guarantees are the task's own: a batch goes out when the packing rule says so
-(`workers/packing.py`), open batches are polled every poll interval, and a sweep runs whenever one of
-its table's actions, a queued cancel, an alert change or a trim is waiting. A check answers what beat
-tells the task (it shows in Flower as the task's kwargs), or None for "nothing to do".
+(`workers/packing.py`), open batches are polled every poll interval, a sweep runs whenever one of
+its table's actions, a queued cancel, an alert change or a trim is waiting, and an outbox send goes
+when it is due (its retry's backoff or Retry-After). A check answers what beat tells the task (it
+shows in Flower as the task's kwargs), or None for "nothing to do". Beat marks an outbox tick on its
+way as it sends it (`outbox_tick_sending`): a second tick would find the first one's sends taken.
 """
 
 from __future__ import annotations
@@ -94,6 +96,18 @@ def sweep_due(ctx: Context) -> Seen | None:
 
 
 def outbox_due(ctx: Context) -> Seen | None:
-    """A webhook or SQS send is due: a first send no delivery task took, a retry, or a crashed sender's."""
-    due = int(ctx.redis.zcount(ctx.keys.outbox, "-inf", ctx.clock.now_ms()))
-    return {"due": due} if due else None
+    """A webhook or SQS send is due (a retry, a crashed sender's, one whose send task never came) and
+    no outbox tick beat sent is still on its way to a worker (its first claim takes what is due).
+    Requests just handed off are held for the send task dispatched for them: not due, not counted."""
+    k = ctx.keys
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.zcount(k.outbox, "-inf", ctx.clock.now_ms())
+    pipe.exists(k.outbox_tick)
+    due, on_its_way = pipe.execute()
+    return {"due": int(due)} if due and not on_its_way else None
+
+
+def outbox_tick_sending(ctx: Context, expires_seconds: float) -> None:
+    """Beat sends an outbox tick: marked on its way until its first claim clears the mark
+    (`delivery.run_rounds`) or it expires unstarted (Celery drops it then, and so the mark goes)."""
+    ctx.redis.set(ctx.keys.outbox_tick, ctx.clock.now_ms(), px=max(1, int(expires_seconds * 1000)))

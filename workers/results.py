@@ -176,7 +176,8 @@ class Fanout:
         if rows:
             s = self.ctx.settings
             delivered, retried, failed, handed = self.ctx.scripts.deliver(self.bid, now, s.record_ttl_seconds, day,
-                                                                          s.reply_stream_maxlen, rows)
+                                                                          s.reply_stream_maxlen, rows,
+                                                                          self.ctx.delivery_hold_until(now))
             if handed:
                 self.report.handed += handed
                 self.ctx.dispatch_deliveries([row.rid for row in rows if row.action == "W"])

@@ -1,5 +1,6 @@
-"""One webhook send: resolve and check the host, connect to the checked address, post the signed
-body, and say what the answer means (delivered, later, or never). Redirects are not followed.
+"""One webhook send: resolve and check the host (`check_now`: once per round for a host's sends),
+connect to the checked address, post the signed body, and say what the answer means (delivered,
+later, or never). Redirects are not followed.
 
 The decisions (`classify`, `SendPolicy.next_due`) are pure; `post` is the thin effect around them.
 """
@@ -22,6 +23,7 @@ from batchline.errors import InvalidRequest
 from batchline.webhooks import Resolver, WebhookPolicy, WebhookURL, parse_url
 
 _sending = threading.local()
+USER_AGENT = "batchline-webhooks"
 
 
 class _QuietSends(logging.Filter):
@@ -98,14 +100,43 @@ class SendPolicy:
         return min(now_ms + int(delay * 1000), deadline)
 
 
-def _pinned(url: str, address: str) -> tuple[str, str]:
-    """The URL with its host replaced by the checked address, and the Host header it keeps."""
+def _pinned(url: str, address: str) -> tuple[str, str | None]:
+    """The URL with its host replaced by the checked address, and the Host header it keeps (None when
+    the URL named that address already: the client's own Host header is the same)."""
     parts = urlsplit(url)
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     shown = f"[{ip}]" if ip.version == 6 else str(ip)
     netloc = f"{shown}:{parts.port}" if parts.port else shown
     host_header = parts.netloc.rsplit("@", 1)[-1]
-    return parts._replace(netloc=netloc).geturl(), host_header
+    return parts._replace(netloc=netloc).geturl(), None if host_header == netloc else host_header
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A webhook URL whose host was just resolved and every address checked: the URL rewritten to the
+    first checked address (the one connected to, never a second lookup's), and the Host header."""
+
+    target: WebhookURL
+    url: str
+    host_header: str | None  # None: the URL's own (it named the address)
+
+
+def check_now(
+    url: str, policy: WebhookPolicy, resolver: Resolver | None = None, form: WebhookURL | None = None
+) -> Checked | SendResult:
+    """Resolve now and check every address (DNS rebinding); what a send to `url` would connect to, or
+    the SendResult it ends with. `form`: the URL already split and its form checked."""
+    try:
+        if form is None:
+            target = parse_url(url, policy, resolver)
+        else:
+            target = replace(form, addresses=tuple(policy.checked_addresses(form.host, form.port, resolver)))
+    except InvalidRequest as exc:
+        if "does not resolve" in exc.rule:
+            return SendResult(Verdict.LATER, exc.rule, host_down=True)
+        return SendResult(Verdict.NEVER, exc.rule)
+    pinned, host_header = _pinned(url, target.addresses[0])
+    return Checked(target, pinned, host_header)
 
 
 def post(
@@ -117,34 +148,23 @@ def post(
     timeout: float,
     resolver: Resolver | None = None,
     form: WebhookURL | None = None,
+    checked: Checked | SendResult | None = None,
 ) -> SendResult:
     """Resolve now, check every address (DNS rebinding), connect to the first checked one, post.
-    `form`: the URL already split and its form checked (`parse_url(..., check_host=False)`)."""
-    try:
-        if form is None:
-            target = parse_url(url, policy, resolver)
-        else:
-            target = replace(form, addresses=tuple(policy.checked_addresses(form.host, form.port, resolver)))
-    except InvalidRequest as exc:
-        if "does not resolve" in exc.rule:
-            return SendResult(Verdict.LATER, exc.rule, host_down=True)
-        return SendResult(Verdict.NEVER, exc.rule)
-    pinned, host_header = _pinned(url, target.addresses[0])  # the address checked, not a second lookup
+    `form`: the URL already split and its form checked (`parse_url(..., check_host=False)`);
+    `checked`: what `check_now` answered for it moments ago (a round's sends to one host share it)."""
+    if checked is None:
+        checked = check_now(url, policy, resolver, form)
+    if isinstance(checked, SendResult):
+        return checked
+    target = checked.target
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    sent = {**headers, "content-type": "application/json"}  # the user-agent is the client's (new_client)
+    if checked.host_header is not None:
+        sent["host"] = checked.host_header
     _sending.on = True
     try:
-        resp = client.post(
-            pinned,
-            content=body,
-            timeout=timeout,
-            extensions=extensions,
-            headers={
-                **headers,
-                "host": host_header,
-                "content-type": "application/json",
-                "user-agent": "batchline-webhooks",
-            },
-        )
+        resp = client.post(checked.url, content=body, timeout=timeout, extensions=extensions, headers=sent)
     except httpx2.TimeoutException as exc:
         return SendResult(Verdict.LATER, f"timeout after {timeout:g} s ({type(exc).__name__})", host_down=True)
     except httpx2.TransportError as exc:
@@ -160,5 +180,6 @@ def new_client(max_connections: int) -> httpx2.Client:
     return httpx2.Client(
         follow_redirects=False,
         trust_env=False,
+        headers={"user-agent": USER_AGENT},
         limits=httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     )

@@ -6,7 +6,9 @@
 --       slot); kept with its result for `batchline redeliver`;
 --   'R' re-drive: back to its tenant's pending list for a new batch (attempt counted);
 --   'W' external target (webhook, SQS): final outcome, kept with its result in state 'delivering' and
---       put in the outbox (KEYS[9]) due now; the delivery tasks send it (workers/delivery.py).
+--       put in the outbox (KEYS[9]) due now; the delivery tasks send it (workers/delivery.py). With
+--       ARGV[8] > 0 (a send task is dispatched for it), it is held for that task until ARGV[8] instead:
+--       due then in the outbox and marked in KEYS[12], so beat's outbox tick does not race the task.
 -- A stream target's key is checked before the append: a Celery queue (named by a target or bound by
 -- kombu) or a key of another type makes that one request undeliverable; the rest of the chunk settles.
 -- Only records that still belong to this batch (field b) and are in flight are touched: a replayed
@@ -15,9 +17,11 @@
 -- KEYS[6] set of the days that have a cost hash, KEYS[7] set of Celery queues named by reply targets,
 -- KEYS[8] zset of undeliverable requests, KEYS[9] the outbox (zset of requests delivering -> next send due),
 -- KEYS[10] params refs (object key -> requests not yet final),
--- KEYS[11] params objects to delete (zset: key -> when the last request referring to it became final)
+-- KEYS[11] params objects to delete (zset: key -> when the last request referring to it became final),
+-- KEYS[12] requests held for the send task dispatched for them (zset: request id -> held until, ms)
 -- ARGV[1] request key prefix, ARGV[2] batch id, ARGV[3] now (ms), ARGV[4] record TTL (s), ARGV[5] the day,
 -- ARGV[6] reply stream MAXLEN (approximate trim; 0: none), ARGV[7] pending list prefix,
+-- ARGV[8] held for a send task until (ms; 0: none, due now),
 -- then 11 fields per line: rid, action, outcome (for 'R': the reason), s3_key, stream ('' for none; for
 --   'U' the error), custom_id, tenant, result_json, history_entry, model, cost ('batch_micros:standard_micros',
 --   'rt:micros' for an answer of the real-time Messages API, 'unpriced' or '')
@@ -31,7 +35,8 @@ local function add(t, k, n) t[k] = (t[k] or 0) + n end
 -- include: targets
 -- include: pending
 
-for i = 8, #ARGV, 11 do
+local held = tonumber(ARGV[8])
+for i = 9, #ARGV, 11 do
   local rid = ARGV[i]
   local key = prefix .. rid
   local rec = redis.call('HMGET', key, R.state, R.batch, R.history, R.size, R.attempts, R.queued_at)
@@ -48,7 +53,12 @@ for i = 8, #ARGV, 11 do
       redis.call('HSET', key, R.state, 'delivering', R.outcome, ARGV[i + 2], R.s3_key, ARGV[i + 3],
         R.history, history, R.attempts, (tonumber(rec[5]) or 0) + 1, R.result, ARGV[i + 7],
         R.external_since, now, R.external_tries, 0)
-      redis.call('ZADD', KEYS[9], now, rid)
+      if held > 0 then
+        redis.call('ZADD', KEYS[9], held, rid)
+        redis.call('ZADD', KEYS[12], held, rid)
+      else
+        redis.call('ZADD', KEYS[9], now, rid)
+      end
       handed = handed + 1
     end
     if ARGV[i + 1] ~= 'R' then

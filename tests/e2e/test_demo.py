@@ -81,7 +81,7 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("BATCHLINE_", "ANTHROPIC_", "FLOWER_"))},
            "BATCHLINE_REDIS_URL": url, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "batchline.cli", "demo", "--flower", "--limit", "600",
-                             "--documents", "0", "--webhooks", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
+                             "--documents", "0", "--timeout", "150", "--keep-logs", str(tmp_path / "logs")], env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
@@ -111,7 +111,13 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
     assert {"batchline.aggregator.pack", "batchline.poller.poll", "batchline.results.collect"} <= names, names
     worked = len(done) - len(idle(tasks))
     assert worked / len(done) >= 0.9, [(t["name"], t["result"]) for t in idle(tasks)]
+    # the webhook part: its sends went by the send task the hand-off dispatched, and no outbox tick
+    # found its sends already taken (the hand-off holds them for the task)
+    assert "batchline.delivery.send" in names, names
+    idle_delivery = [(t["name"], t["result"]) for t in idle(tasks) if t["name"].startswith("batchline.delivery.")]
+    assert not idle_delivery, idle_delivery
     printed = re.search(r"Flower: (\d+) finished tasks listed, (\d+) did work", out)
+    print(printed and printed[0])
     assert printed and int(printed[2]) <= int(printed[1]) and int(printed[2]) / int(printed[1]) >= 0.9, out[-2000:]
     for t in done:
         shown = f"{t.get('args')} {t.get('kwargs')} {t.get('result')}"
@@ -119,7 +125,7 @@ def test_demo_with_flower_lists_the_work_not_the_ticks(redis_server, tmp_path):
         assert "Reply " not in shown and "'content'" not in shown and "usage" not in shown, shown
         assert len(shown) < 2000, shown
     collected = [parse(t["result"]) for t in done if t["name"] == "batchline.results.collect"]
-    assert sum(c["lines"] for c in collected) == 620  # 600 of the sample and the gateway's 20
+    assert sum(c["lines"] for c in collected) == 720  # 600 of the sample, the gateway's 20, the webhooks' 100
     assert all(c["batch_id"].startswith("blb_") for c in collected)
 
 

@@ -132,3 +132,39 @@ def test_did_work_reads_flowers_result_repr():
     assert did_work("batchline.poller.poll", "{'open': 2, 'api_calls': 1, 'ended': []}")
     assert not did_work("batchline.poller.sweep", "{}")
     assert not did_work("batchline.results.collect", "None")
+
+
+def test_beat_sends_one_outbox_tick_until_it_has_claimed(pipeline_settings):
+    """A tick not yet started (workers busy) would leave a second one nothing to claim: beat marks a
+    tick on its way as it sends it (the real scheduler, over the real broker), the tick's first claim
+    clears the mark, and an unstarted tick's mark expires with it."""
+    import base64
+    import json
+
+    from celery.beat import ScheduleEntry
+
+    from batchline.workers import delivery
+    from batchline.workers.app import OUTBOX, QUEUES, create_app
+    from batchline.workers.beat_scheduler import DueScheduler
+
+    app = create_app(pipeline_settings)
+    ctx = Context(pipeline_settings)
+    k, queue = ctx.keys, QUEUES["delivery"]
+    scheduler = DueScheduler(app, lazy=True)
+    entry = ScheduleEntry(name="outbox", task=OUTBOX, schedule=60.0, options={"expires": 2.0}, app=app)
+    ctx.redis.zadd(k.outbox, {"r-1": ctx.clock.now_ms()})  # a send due (its record gone: settled 'gone')
+    scheduler.apply_entry(entry)
+    assert ctx.redis.llen(queue) == 1 and 0 < ctx.redis.pttl(k.outbox_tick) <= 2000
+    sent = json.loads(base64.b64decode(json.loads(ctx.redis.lindex(queue, 0))["body"]))
+    assert sent[1] == {"due": 1}  # what the check saw, as the tick's kwargs
+    assert due.outbox_due(ctx) is None
+    scheduler.apply_entry(entry)  # the first has not claimed: no second tick
+    assert ctx.redis.llen(queue) == 1
+    assert delivery.run_rounds(ctx, 5.0).claimed == 1  # the tick runs: its claim clears the mark
+    assert not ctx.redis.exists(k.outbox_tick) and due.outbox_due(ctx) is None  # nothing due now
+    ctx.redis.zadd(k.outbox, {"r-2": ctx.clock.now_ms()})
+    scheduler.apply_entry(entry)
+    assert ctx.redis.llen(queue) == 2
+    ctx.redis.delete(k.outbox_tick)  # as the mark expires with an unstarted tick
+    assert due.outbox_due(ctx) == {"due": 1}
+    app.close()

@@ -366,3 +366,132 @@ def test_outbox_rounds_claim_the_next_round_while_one_sends(hook_settings, redis
         assert len(rx.calls) == 130 and len(rx.delivered()) == 130  # no request claimed by two rounds
         assert redis_client.zcard(ctx.keys.outbox) == 0
         assert delivery.run_rounds(ctx, 30.0).claimed == 0
+
+
+def _dispatched(redis_client) -> list[list[str]]:
+    """The send tasks' rids the hand-off put on the broker's delivery queue (kombu's Redis transport)."""
+    import base64
+
+    out = []
+    for raw in redis_client.lrange("batchline.delivery", 0, -1):
+        args, _kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        out.append(args[0])
+    return out
+
+
+def test_hand_off_holds_its_sends_for_the_send_task_so_no_tick_races_it(hook_settings, redis_client):
+    from batchline.workers import due
+    from batchline.workers.app import DELIVER, create_app
+    from batchline.workers.task_summary import did_work
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    app = create_app(hook_settings)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 3)
+        clock = FakeClock()
+        ctx = Context(hook_settings, celery_app=app, clock=clock)
+        drain(ctx)
+        [rids] = _dispatched(redis_client)
+        assert sorted(m.decode() for m in redis_client.zrange(ctx.keys.outbox_held, 0, -1)) == sorted(rids)
+        assert due.outbox_due(ctx) is None  # held for the send task: beat sends no outbox tick
+        assert delivery.run_rounds(ctx, 5.0).claimed == 0  # and a tick sent anyway would leave them to it
+        report = delivery.run_due(ctx, rids)  # what the send task runs
+        assert (report.claimed, report.delivered) == (3, 3) and did_work(DELIVER, {"claimed": report.claimed})
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0 and redis_client.zcard(ctx.keys.outbox) == 0
+        assert len(rx.delivered()) == 3 and rx.bad_signatures == 0
+    app.close()
+
+
+def test_a_send_task_that_never_comes_leaves_its_sends_due_after_one_lease(hook_settings, redis_client):
+    from batchline.workers import due
+    from batchline.workers.app import create_app
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    app = create_app(hook_settings)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 2)
+        clock = FakeClock()
+        ctx = Context(hook_settings, celery_app=app, clock=clock)
+        drain(ctx)
+        [rids] = _dispatched(redis_client)
+        clock.advance(delivery.lease_ms(ctx) / 1000 - 1)
+        assert due.outbox_due(ctx) is None
+        clock.advance(1)
+        assert due.outbox_due(ctx) == {"due": 2}  # the task was lost: the tick takes them
+        assert delivery.run_rounds(ctx, 5.0).delivered == 2
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0
+        assert delivery.run_due(ctx, rids).claimed == 0  # the late task finds them sent: none sent twice
+        assert len(rx.calls) == 2
+    app.close()
+
+
+def test_a_send_task_not_dispatched_releases_its_sends_due_now(hook_settings, redis_client):
+    from batchline.local_services import free_port
+    from batchline.workers import due
+    from batchline.workers.app import create_app
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    no_broker = create_app(hook_settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    no_broker.conf.broker_connection_max_retries = 0
+    no_broker.conf.task_publish_retry = False
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 2)
+        ctx = Context(hook_settings, celery_app=no_broker)
+        drain(ctx)
+        assert redis_client.zcard(ctx.keys.outbox_held) == 0  # the send failed: released, not held
+        assert due.outbox_due(ctx) == {"due": 2}
+        assert delivery.run_due(ctx).delivered == 2 and len(rx.calls) == 2
+    no_broker.close()
+
+
+def test_outbox_gauges_show_a_receiver_that_does_not_take_its_sends(hook_settings, redis_client):
+    """`batchline metrics` and `batchline status`: the outbox's depth stays while its receiver answers
+    503 (retries wait, nothing due), and the oldest due age grows when no delivery task sends."""
+    from rich.console import Console
+
+    from batchline.metrics import PipelineCollector
+    from batchline.producers.status_cli import render
+    from batchline.reports import snapshot
+
+    def gauges() -> dict[str, float]:
+        names = ("outbox_requests", "outbox_due_requests", "outbox_oldest_due_age_seconds")
+        families = {f.name: f for f in PipelineCollector(ctx.redis, ctx.keys, 1).collect()}
+        return {n: families[f"batchline_{n}"].samples[0].value for n in names}
+
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret, answer=lambda n: (503, 0.0)) as rx:
+        submit(hook_settings, "acme", rx.url, 3)
+        ctx = Context(hook_settings)
+        assert gauges() == {"outbox_requests": 0, "outbox_due_requests": 0, "outbox_oldest_due_age_seconds": 0}
+        drain(ctx)
+        assert gauges()["outbox_requests"] == gauges()["outbox_due_requests"] == 3
+        assert delivery.run_due(ctx).retried == 3 and len(rx.calls) == 3
+        assert gauges() == {"outbox_requests": 3, "outbox_due_requests": 0, "outbox_oldest_due_age_seconds": 0}
+        now = ctx.clock.now_ms()
+        redis_client.zadd(ctx.keys.outbox, {m: now - 30_000 for m in redis_client.zrange(ctx.keys.outbox, 0, -1)})
+        seen = gauges()  # as if no delivery task had run for 30 s past their retry
+        assert seen["outbox_due_requests"] == 3 and 29 <= seen["outbox_oldest_due_age_seconds"] < 40, seen
+        console = Console(width=200, record=True)
+        console.print(render(snapshot(ctx.redis, ctx.keys), 1))
+        assert "3 delivering (webhook, SQS), 3 due, the oldest due 3" in console.export_text()
+
+
+def test_a_round_resolves_and_checks_each_host_once_and_connects_to_that_address(
+    hook_settings, redis_client, monkeypatch
+):
+    """The delivery-time check runs once per round for a host's sends (not once per send): every send
+    of the round goes to the address checked then; the next round looks again."""
+    from batchline import webhooks
+
+    lookups: list[str] = []
+    real = webhooks.resolve
+    monkeypatch.setattr(webhooks, "resolve", lambda host, port: lookups.append(host) or real(host, port))
+    secret = secret_for(hook_settings, "acme", redis_client)
+    with Receiver(secret) as rx:
+        submit(hook_settings, "acme", rx.url, 20)
+        ctx = Context(hook_settings)
+        drain(ctx)
+        lookups.clear()  # intake's check
+        assert delivery.run_due(ctx).delivered == 20 and len(rx.delivered()) == 20
+        assert lookups == ["127.0.0.1"]
+        assert "host" in rx.calls[0].headers and rx.calls[0].headers["user-agent"] == "batchline-webhooks"
