@@ -12,6 +12,9 @@ from batchline.keys import Keys
 
 #: Turnarounds kept per model (newest first); the p95 of these is the expected turnaround.
 SAMPLES = 200
+#: A model's history lives this long after its last batch: a model no longer used (or a name a
+#: tenant made up: `params.model` is theirs) leaves no key behind for good.
+TTL_SECONDS = 30 * 24 * 3600
 #: A dated model id (`claude-sonnet-4-5-20250929`) shares its alias's history: results name the
 #: dated id, requests often the alias.
 _DATED = re.compile(r"-\d{8}$")
@@ -27,6 +30,7 @@ def record(client: redis.Redis, keys: Keys, models: set[str], seconds: float) ->
     for model in {family(m) for m in models if m}:
         pipe.lpush(keys.turnaround(model), f"{seconds:.3f}")
         pipe.ltrim(keys.turnaround(model), 0, SAMPLES - 1)
+        pipe.expire(keys.turnaround(model), TTL_SECONDS)
     pipe.execute()
 
 

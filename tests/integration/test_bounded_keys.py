@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from batchline import turnaround
 from batchline.clock import now_ms
 from batchline.config.settings import Settings
 from batchline.local_services import RedisServer
@@ -63,6 +64,8 @@ def test_ten_rounds_return_to_baseline(own_redis, emulator):
     round_trip(ctx, producer, 200, "warm")  # counters, stats and a cost month exist from here on
     settle(ctx, days_ahead=3)
     baseline_keys = prefix_keys(client, "bk")
+    history = ctx.keys.turnaround("claude-haiku-4-5")  # deadlines' turnaround history: bounded and expiring
+    assert client.llen(history) >= 1 and 0 < client.ttl(history) <= turnaround.TTL_SECONDS
     # one bounded set: totals per tenant, pipeline stats, the cost months
     assert set(baseline_keys) == {b"bk:counters", b"bk:stats", b"bk:cost:months", b"bk:cost:" + time.strftime(
         "%Y-%m", time.gmtime()).encode()}
@@ -78,6 +81,7 @@ def test_ten_rounds_return_to_baseline(own_redis, emulator):
     assert client.info("memory")["used_memory"] > baseline_mem + 256 * 1024
     settle(ctx, days_ahead=3)
     assert prefix_keys(client, "bk") == baseline_keys, "a key without a TTL or a bound"
+    assert client.llen(history) <= turnaround.SAMPLES
     assert client.zcard(ctx.keys.batches) == 0 and client.hlen(ctx.keys.provider_index) == 0
     assert client.scard(ctx.keys.cost_days) == 0 and client.scard(ctx.keys.cost_months) == 1
     used = client.info("memory")["used_memory"]
