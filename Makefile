@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory typecheck
-	$(BIN)/pytest -q -m "not chaos"
+	$(BIN)/pytest -q -m "not chaos and not bench"
 
 # mypy strict over the six packages as they are imported (batchline.workers, ...): the folders are
 # mapped by pyproject's package-dir, which mypy does not read, so it checks a tree of links mirroring it.

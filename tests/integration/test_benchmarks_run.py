@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.bench  # every row of it runs in `make bench`; each new path has e2e tests of its own
 def test_quick_benchmarks_run_to_the_end():
     done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--no-write"], cwd=ROOT,
                           capture_output=True, text=True, timeout=480)
